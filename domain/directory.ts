@@ -1,0 +1,31 @@
+import { ValidationError } from "./errors.ts";
+
+/** An entry of a per-company directory (customer groups, card types, bonus programs). */
+export interface DirectoryEntry {
+  id: number;
+  name: string;
+  description: string | null;
+  created_date: number;
+  last_update_date: number;
+}
+
+/** Longest accepted directory name, in characters. */
+export const MAX_DIRECTORY_NAME = 100;
+
+/** The lookup form of a directory name: trimmed, inner white space folded, lower-cased, so "VIP " finds "vip". */
+export function directoryNameKey(name: string): string {
+  return name.trim().replace(/\s+/g, " ").toLowerCase();
+}
+
+/** Checks a directory name given by a client and returns it tidied (trimmed, white space folded). */
+export function checkDirectoryName(raw: string, field: string): string {
+  const name = raw.trim().replace(/\s+/g, " ");
+  if (name === "") throw new ValidationError(field, `Invalid ${field} "": must not be empty`);
+  if (name.length > MAX_DIRECTORY_NAME) {
+    throw new ValidationError(
+      field,
+      `Invalid ${field} "${name.slice(0, 40)}…": at most ${MAX_DIRECTORY_NAME} characters`,
+    );
+  }
+  return name;
+}

@@ -1,0 +1,26 @@
+/** Page size when a paged request does not name one. */
+export const DEFAULT_PAGE_SIZE = 200;
+/** Largest page a client may ask for. */
+export const MAX_PAGE_SIZE = 1000;
+
+const CURSOR_PREFIX = "a";
+
+/** Makes the opaque cursor that continues a list after the record with this id. */
+export function encodeCursor(afterId: number): string {
+  return btoa(`${CURSOR_PREFIX}${afterId}`).replaceAll("=", "");
+}
+
+/** Reads a cursor back into the id it continues after; null when it is not one of ours. */
+export function decodeCursor(cursor: string): number | null {
+  let text: string;
+  try {
+    text = atob(cursor.trim());
+  } catch {
+    return null;
+  }
+  if (!text.startsWith(CURSOR_PREFIX)) return null;
+  const digits = text.slice(CURSOR_PREFIX.length);
+  if (!/^\d{1,16}$/.test(digits)) return null;
+  const id = Number(digits);
+  return Number.isSafeInteger(id) ? id : null;
+}

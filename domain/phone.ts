@@ -1,0 +1,40 @@
+import { quote, ValidationError } from "./errors.ts";
+
+const ALLOWED = /^\+?[\d\s\-().]*$/;
+const NON_DIGITS = /\D/g;
+const COUNTRY_CODE = /^[1-9]\d{0,2}$/;
+
+/**
+ * Normalises a phone number written in any common way to its international digits (E.164 without "+"),
+ * so that "8 (900) 123-45-67", "+7 900 1234567" and "9001234567" are one number.
+ */
+export function normalizePhone(raw: string, field: string, defaultCountryCode: string): string {
+  const text = raw.trim();
+  let digits = text.replace(NON_DIGITS, "");
+  if (text.startsWith("+")) {
+    // Already international.
+  } else if (digits.startsWith("00")) {
+    digits = digits.slice(2);
+  } else if (defaultCountryCode === "7" && digits.length === 11 && digits.startsWith("8")) {
+    digits = "7" + digits.slice(1);
+  } else if (digits.startsWith("0")) {
+    digits = defaultCountryCode + digits.slice(1);
+  } else if (digits.length <= 10) {
+    digits = defaultCountryCode + digits;
+  }
+  if (digits.length < 7 || digits.length > 15) {
+    throw new ValidationError(field, `Invalid ${field} "${quote(raw)}": must contain 7 to 15 digits`);
+  }
+  if (!ALLOWED.test(text)) {
+    throw new ValidationError(
+      field,
+      `Invalid ${field} "${quote(raw)}": only digits, spaces, a leading + and - ( ) . are allowed`,
+    );
+  }
+  return digits;
+}
+
+/** Whether a country calling code is well-formed (1 to 3 digits, not starting with 0), to vet the configuration. */
+export function isValidCountryCode(cc: string): boolean {
+  return COUNTRY_CODE.test(cc);
+}

@@ -1,0 +1,25 @@
+/**
+ * The service entry point: opens the store, builds the app and exports it for `deno serve` (one worker,
+ * or one per core with `--parallel`). Start it with `deno task start`, which passes PORT and HOST on.
+ */
+import { loadConfig } from "./config.ts";
+import { createApp } from "./routes/app.ts";
+import { bootstrapApiKey } from "./storage/api_keys.ts";
+import { openKv } from "./storage/open.ts";
+
+const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined;
+const config = loadConfig((name) => Deno.env.get(name), onDeploy);
+const kv = await openKv(config.kvPath);
+
+// deno-lint-ignore no-console
+const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+const firstKey = await bootstrapApiKey(kv, Date.now());
+if (firstKey) {
+  log(`First start on an empty store: made company "default" and its write API key (shown only now):`);
+  log(`  ${firstKey}`);
+}
+
+/** The app, exported for `deno serve --parallel main.ts` and for Deno Deploy. */
+export const app = createApp({ kv, config, log: config.logRequests ? log : undefined });
+
+export default { fetch: app.fetch } satisfies Deno.ServeDefaultExport;

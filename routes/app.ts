@@ -1,0 +1,104 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { Config } from "../config.ts";
+import { AppError, PayloadTooLargeError, ValidationError } from "../domain/errors.ts";
+import { KeyedMutex } from "../storage/mutex.ts";
+import { authenticate } from "./auth.ts";
+import type { AppEnv, Deps, Format } from "./context.ts";
+import { bonusesExtra, bonusRoutes } from "./bonus.ts";
+import { cardRoutes, cardsExtra } from "./card.ts";
+import { customerRoutes } from "./customer.ts";
+import { directoryRoutes, type DirectoryShape } from "./directory.ts";
+import { render, type ReplyBody } from "./reply.ts";
+import { readRaw } from "./request.ts";
+
+/** Customer groups on the wire: `GET /api/customergroup`. */
+const GROUPS: DirectoryShape = { kind: "groups", type: "group", idField: "group_id", nameField: "group_name" };
+/** Card types on the wire: `GET /api/cardtype`. */
+const CARD_TYPES: DirectoryShape = {
+  kind: "card_types",
+  type: "card_type",
+  idField: "type_id",
+  nameField: "type_name",
+};
+/** Bonus programs on the wire: `GET /api/bonusprogram`. */
+const BONUS_PROGRAMS: DirectoryShape = {
+  kind: "bonus_programs",
+  type: "bonus_program",
+  idField: "id",
+  nameField: "name",
+};
+
+/** What the app is built from. */
+export interface AppOptions {
+  /** The store; the app never opens or closes it. */
+  kv: Deno.Kv;
+  /** Settings (see config.ts). */
+  config: Config;
+  /** Clock, epoch ms; defaults to Date.now. */
+  now?: () => number;
+  /** Where request log lines go; nothing is logged when absent. */
+  log?: (line: string) => void;
+}
+
+function errorBody(error: AppError): ReplyBody {
+  const body: ReplyBody = { success: 0, info: error.message };
+  if (error.field) body.field = error.field;
+  return body;
+}
+
+/** Builds the HTTP app over a store: routes, authentication, the error envelope and request logging. */
+export function createApp(options: AppOptions): Hono<AppEnv> {
+  const deps: Deps = {
+    kv: options.kv,
+    config: options.config,
+    now: options.now ?? Date.now,
+    mutex: new KeyedMutex(),
+  };
+  const app = new Hono<AppEnv>();
+  const log = options.log;
+
+  app.use(async (c, next) => {
+    const started = performance.now();
+    const format = c.req.query("format")?.toLowerCase();
+    c.set("format", format === "xml" ? "xml" : "json");
+    try {
+      if (format !== undefined && format !== "json" && format !== "xml") {
+        throw new ValidationError("format", `Invalid format "${format}": must be json or xml`);
+      }
+      await next();
+    } finally {
+      if (log) {
+        const ms = (performance.now() - started).toFixed(1);
+        log(`${c.req.method} ${c.req.path} ${c.res.status} ${ms}ms`);
+      }
+    }
+  });
+  app.use(bodyLimit({
+    maxSize: options.config.maxBodyBytes,
+    onError: () => {
+      throw new PayloadTooLargeError(`Request body is too large: at most ${options.config.maxBodyBytes} bytes`);
+    },
+  }));
+  app.use("/api/*", async (c, next) => {
+    c.set("raw", await readRaw(c));
+    await next();
+  });
+  app.use("/api/*", authenticate(deps));
+
+  app.route("/api/customer", customerRoutes(deps, { cards: cardsExtra, bonuses: bonusesExtra }));
+  app.route("/api/customer", cardRoutes(deps));
+  app.route("/api/customer", bonusRoutes(deps));
+  app.route("/api/customergroup", directoryRoutes(deps, GROUPS));
+  app.route("/api/cardtype", directoryRoutes(deps, CARD_TYPES));
+  app.route("/api/bonusprogram", directoryRoutes(deps, BONUS_PROGRAMS));
+
+  app.notFound((c) => render(c.get("format") ?? "json", { success: 0, info: `No such endpoint: ${c.req.path}` }, 404));
+  app.onError((error, c) => {
+    const format: Format = c.get("format") ?? "json";
+    if (error instanceof AppError) return render(format, errorBody(error), error.status);
+    log?.(`ERROR ${c.req.method} ${c.req.path}: ${error instanceof Error ? error.stack : String(error)}`);
+    return render(format, { success: 0, info: "Internal error" }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,53 @@
+import type { MiddlewareHandler } from "hono";
+import { type ApiKeyRecord, hashApiKey } from "../domain/api_key.ts";
+import { AuthError, ForbiddenError, ValidationError } from "../domain/errors.ts";
+import { findApiKey } from "../storage/api_keys.ts";
+import type { AppEnv, Deps } from "./context.ts";
+
+/** Most key lookups (hits and misses) kept in memory at once. */
+const CACHE_LIMIT = 10_000;
+
+function presentedKey(header: (name: string) => string | undefined, param: string | undefined): string | undefined {
+  const bearer = header("authorization");
+  const fromHeader = header("x-api-key") ??
+    (bearer && /^bearer\s+/i.test(bearer) ? bearer.replace(/^bearer\s+/i, "").trim() : undefined);
+  if (fromHeader !== undefined && param !== undefined && fromHeader !== param) {
+    throw new ValidationError("apikey", "Two different API keys were sent: send one");
+  }
+  return fromHeader ?? param;
+}
+
+/**
+ * Proves the caller by API key (header `X-API-Key`, `Authorization: Bearer`, or the `apikey` parameter).
+ * Lookups are kept for `authCacheMs`, so a request costs no store read and a revoked key stops within
+ * that time.
+ */
+export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
+  const cache = new Map<string, { record: ApiKeyRecord | null; expires: number }>();
+  return async (c, next) => {
+    const key = presentedKey((n) => c.req.header(n), c.get("raw").apikey);
+    if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
+    const hash = await hashApiKey(key);
+    const now = Date.now();
+    let hit = cache.get(hash);
+    if (!hit || hit.expires <= now) {
+      hit = { record: await findApiKey(deps.kv, hash), expires: now + deps.config.authCacheMs };
+      cache.delete(hash);
+      if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value!);
+      cache.set(hash, hit);
+    }
+    const record = hit.record;
+    if (!record) throw new AuthError("Invalid API key");
+    if (record.revoked_date !== null) throw new AuthError(`API key "${record.id}" is revoked`);
+    c.set("caller", { companyId: record.company_id, userId: record.user_id, access: record.access });
+    await next();
+  };
+}
+
+/** Lets only write keys through. */
+export const requireWrite: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.get("caller").access !== "write") {
+    throw new ForbiddenError(`API key is read-only: ${c.req.method} ${c.req.path} needs a write key`);
+  }
+  await next();
+};

@@ -1,0 +1,191 @@
+import { Hono } from "hono";
+import {
+  applyCustomerPatch,
+  type Customer,
+  customerFieldParsers,
+  customerView,
+  listForFilter,
+  matchesPresence,
+  READ_ONLY_CUSTOMER_FIELDS,
+} from "../domain/customer.ts";
+import { localDate } from "../domain/dates.ts";
+import { emailKey, normalizeEmail } from "../domain/email.ts";
+import { bool, id, int, invalid, text } from "../domain/fields.ts";
+import { normalizePhone } from "../domain/phone.ts";
+import { decodeCursor, DEFAULT_PAGE_SIZE, encodeCursor, MAX_PAGE_SIZE } from "../domain/paging.ts";
+import {
+  countList,
+  findCustomerId,
+  getCustomer,
+  pageAfter,
+  pageList,
+  streamList,
+  upsertCustomer,
+} from "../storage/customers.ts";
+import { getEntries } from "../storage/directories.ts";
+import { requireWrite } from "./auth.ts";
+import type { AppEnv, Deps } from "./context.ts";
+import { reply, type ReplyBody, type ReplyValue, streamReply } from "./reply.ts";
+import { input } from "./request.ts";
+
+/** Lists up to this long are answered in one piece; longer unpaged lists are streamed. */
+const STREAM_THRESHOLD = 1000;
+
+/** Adds extra elements (cards, bonuses) to customers of a reply, keyed by customer id. */
+export type CustomerExtra = (
+  deps: Deps,
+  options: { companyId: string; customers: Customer[] },
+) => Promise<Map<number, ReplyValue>>;
+
+/** Optional parts of a customer reply, each switched on by a boolean query parameter. */
+export type CustomerExtras = Record<string, CustomerExtra>;
+
+/** The customer sub-app: reading (`GET /`) and adding or changing (`/update`). */
+export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
+  const { kv, config } = deps;
+  const phone = (raw: string, field: string) => normalizePhone(raw, field, config.defaultCountryCode);
+  const extraSwitches = Object.fromEntries(Object.keys(extras).map((k) => [k, bool]));
+
+  const readInput = input({
+    query: {
+      id,
+      external_id: text(100),
+      phone,
+      email: (raw: string, field: string) => emailKey(normalizeEmail(raw, field)),
+      with_phone: bool,
+      with_email: bool,
+      page: int(1, 1_000_000_000),
+      page_size: int(1, MAX_PAGE_SIZE),
+      cursor: (raw: string, field: string) => {
+        const after = decodeCursor(raw);
+        if (after === null) throw invalid(field, raw, "not a cursor this service gave out");
+        return after;
+      },
+      ...extraSwitches,
+    },
+    fields: {},
+  });
+
+  const updateInput = input({
+    query: { id, external_id: text(100), create_if_not_exist: bool },
+    fields: { ...customerFieldParsers(config), ...READ_ONLY_CUSTOMER_FIELDS },
+  });
+
+  /** Renders customers with their group names and the extras asked for. */
+  async function views(companyId: string, customers: Customer[], wanted: string[]): Promise<ReplyBody[]> {
+    const groupIds = customers.flatMap((c) => c.group_id === null ? [] : [c.group_id]);
+    const [groups, ...extraMaps] = await Promise.all([
+      getEntries(kv, companyId, "groups", groupIds),
+      ...wanted.map((name) => extras[name]!(deps, { companyId, customers })),
+    ]);
+    const today = localDate(deps.now(), config.timeZone);
+    return customers.map((c) => {
+      const view: ReplyBody = customerView(c, {
+        groupName: c.group_id === null ? null : groups.get(c.group_id)?.name ?? null,
+        timeZone: config.timeZone,
+        today,
+      });
+      wanted.forEach((name, i) => {
+        view[name] = extraMaps[i]!.get(c.id) ?? [];
+      });
+      return view;
+    });
+  }
+
+  return new Hono<AppEnv>()
+    .get("/", readInput, async (c) => {
+      const q = c.var.input.query;
+      const companyId = c.var.caller.companyId;
+      const wanted = Object.keys(extras).filter((name) => (q as Record<string, unknown>)[name] === true);
+      const paged = q.page != null || q.page_size != null;
+      if (q.cursor != null && q.page != null) {
+        throw invalid("cursor", "", "use either page or cursor, not both");
+      }
+      const pageSize = q.page_size ?? DEFAULT_PAGE_SIZE;
+      const page = q.page ?? 1;
+      const head = { success: 1, type: "customer" };
+
+      // Point lookups: at most one customer, found through a unique index.
+      if (q.id != null || q.external_id != null || q.phone != null || q.email != null) {
+        const ids = new Set<number>();
+        const candidates = await Promise.all([
+          q.id ?? null,
+          q.external_id != null ? findCustomerId(kv, companyId, "external_id", q.external_id) : null,
+          q.phone != null ? findCustomerId(kv, companyId, "phone", q.phone) : null,
+          q.email != null ? findCustomerId(kv, companyId, "email", q.email) : null,
+        ]);
+        const given = [q.id, q.external_id, q.phone, q.email].map((v) => v != null);
+        candidates.forEach((v, i) => given[i] && ids.add(v ?? -1));
+        const onlyId = ids.size === 1 ? [...ids][0]! : -1;
+        const found = onlyId > 0 ? await getCustomer(kv, companyId, onlyId) : null;
+        const all = found && matchesPresence(found, q.with_phone, q.with_email) ? [found] : [];
+        const shown = paged ? all.slice((page - 1) * pageSize, page * pageSize) : all;
+        const customers = await views(companyId, shown, wanted);
+        const tail: ReplyBody = paged ? { page, page_size: pageSize, total_count: all.length } : {};
+        return reply(c, { ...head, count: customers.length, customers, ...tail });
+      }
+
+      const list = listForFilter(q.with_phone, q.with_email);
+      const total = await countList(kv, companyId, list);
+      const keep = (cs: Customer[]) =>
+        list === "all" ? cs : cs.filter((cu) => matchesPresence(cu, q.with_phone, q.with_email));
+
+      if (q.cursor != null) {
+        const rows = keep(await pageAfter(kv, companyId, { list, afterId: q.cursor, limit: pageSize }));
+        const customers = await views(companyId, rows, wanted);
+        const last = rows.at(-1);
+        return reply(c, {
+          ...head,
+          count: customers.length,
+          customers,
+          page_size: pageSize,
+          total_count: total,
+          next_cursor: rows.length === pageSize && last ? encodeCursor(last.id) : null,
+        });
+      }
+      if (paged) {
+        const offset = (page - 1) * pageSize;
+        const rows = offset >= total ? [] : keep(await pageList(kv, companyId, { list, offset, limit: pageSize }));
+        const customers = await views(companyId, rows, wanted);
+        const last = rows.at(-1);
+        return reply(c, {
+          ...head,
+          count: customers.length,
+          customers,
+          page,
+          page_size: pageSize,
+          total_count: total,
+          next_cursor: rows.length === pageSize && last && offset + pageSize < total ? encodeCursor(last.id) : null,
+        });
+      }
+      if (total <= STREAM_THRESHOLD) {
+        const rows = keep(await pageList(kv, companyId, { list, offset: 0, limit: total }));
+        const customers = await views(companyId, rows, wanted);
+        return reply(c, { ...head, count: customers.length, customers });
+      }
+      const batches = async function* () {
+        for await (const rows of streamList(kv, companyId, { list, limit: total })) {
+          yield await views(companyId, keep(rows), wanted);
+        }
+      };
+      return streamReply(c.var.format, { head: { ...head, count: total }, list: "customers", items: batches() });
+    })
+    .on(["GET", "POST"], "/update", requireWrite, updateInput, async (c) => {
+      const { query, fields } = c.var.input;
+      const { group_id, group_name, ...patch } = fields;
+      const now = deps.now();
+      const userId = c.var.caller.userId;
+      const today = localDate(now, config.timeZone);
+      const result = await upsertCustomer(kv, c.var.caller.companyId, {
+        id: query.id ?? undefined,
+        externalId: query.external_id ?? undefined,
+        create: query.create_if_not_exist ?? true,
+        groupId: group_id,
+        groupName: group_id !== undefined ? undefined : group_name,
+        now,
+        mutex: deps.mutex,
+        decide: (existing, context) => applyCustomerPatch(existing, patch, { ...context, now, userId, today }),
+      });
+      return reply(c, { success: 1, id: result.customer.id, isnew: result.isNew ? 1 : 0 });
+    });
+}

@@ -1,0 +1,69 @@
+import { Hono } from "hono";
+import { checkDirectoryName, type DirectoryEntry } from "../domain/directory.ts";
+import { formatDateTime } from "../domain/dates.ts";
+import { ValidationError } from "../domain/errors.ts";
+import { id, text } from "../domain/fields.ts";
+import { type DirectoryKind, listEntries, saveEntry } from "../storage/directories.ts";
+import { requireWrite } from "./auth.ts";
+import type { AppEnv, Deps } from "./context.ts";
+import { reply, type ReplyBody } from "./reply.ts";
+import { input } from "./request.ts";
+
+/** How one directory shows on the wire. */
+export interface DirectoryShape {
+  kind: DirectoryKind;
+  /** Value of `type` in list replies, e.g. "card_type". */
+  type: string;
+  /** Name of the id parameter and field, e.g. "type_id" or "id". */
+  idField: string;
+  /** Name of the name parameter and field, e.g. "type_name" or "name". */
+  nameField: string;
+}
+
+/** Renders a directory entry with the shape's field names. */
+export function directoryView(entry: DirectoryEntry, shape: DirectoryShape, timeZone: string): ReplyBody {
+  return {
+    [shape.idField]: entry.id,
+    [shape.nameField]: entry.name,
+    description: entry.description,
+    created_date: formatDateTime(entry.created_date, timeZone),
+    last_update_date: formatDateTime(entry.last_update_date, timeZone),
+  };
+}
+
+/**
+ * A directory sub-app: `GET /` lists every entry, `GET|POST /update` creates one (no id) or renames /
+ * re-describes the entry whose id is given in the query.
+ */
+export function directoryRoutes(deps: Deps, shape: DirectoryShape) {
+  const listKey = `${shape.type}s`;
+  const updateInput = input({
+    query: { [shape.idField]: id },
+    fields: {
+      [shape.nameField]: (raw: string, field: string) => checkDirectoryName(raw, field),
+      description: text(1000),
+    },
+  });
+  return new Hono<AppEnv>()
+    .get("/", input({ query: {}, fields: {} }), async (c) => {
+      const entries = await listEntries(deps.kv, c.var.caller.companyId, shape.kind);
+      const items = entries.map((e) => directoryView(e, shape, deps.config.timeZone));
+      return reply(c, { success: 1, type: shape.type, count: items.length, [listKey]: items });
+    })
+    .on(["GET", "POST"], "/update", requireWrite, updateInput, async (c) => {
+      const { query, fields } = c.var.input;
+      const entryId = query[shape.idField] as number | null | undefined;
+      const name = fields[shape.nameField] as string | undefined;
+      if (entryId == null && name === undefined) {
+        throw new ValidationError(shape.nameField, `Parameter "${shape.nameField}" is required to create an entry`);
+      }
+      const { entry, isNew } = await saveEntry(deps.kv, c.var.caller.companyId, {
+        kind: shape.kind,
+        id: entryId ?? undefined,
+        name,
+        description: fields.description as string | null | undefined,
+        now: deps.now(),
+      });
+      return reply(c, { success: 1, [shape.idField]: entry.id, isnew: isNew ? 1 : 0 });
+    });
+}

@@ -1,0 +1,127 @@
+import type { Context } from "hono";
+import { XMLBuilder } from "fast-xml-parser";
+import type { AppEnv, Format } from "./context.ts";
+
+/** A value in a reply: the same tree is written as JSON or as XML. */
+export type ReplyValue = string | number | null | ReplyValue[] | { [key: string]: ReplyValue };
+
+/** A reply body: the fields under `<root>` in XML, the top-level object in JSON. */
+export type ReplyBody = Record<string, ReplyValue>;
+
+/** XML element names of the items of each list (JSON arrays carry no item name). */
+const ITEM_NAMES: Record<string, string> = {
+  customers: "customer",
+  cards: "card",
+  bonuses: "bonus",
+  groups: "group",
+  card_types: "card_type",
+  bonus_programs: "bonus_program",
+  transactions: "transaction",
+};
+
+const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n';
+const JSON_TYPE = "application/json; charset=UTF-8";
+const XML_TYPE = "application/xml; charset=UTF-8";
+
+const builder = new XMLBuilder({ format: true, indentBy: "", suppressEmptyNode: true, processEntities: true });
+
+function itemName(list: string): string {
+  return ITEM_NAMES[list] ?? (list.endsWith("s") ? list.slice(0, -1) : "item");
+}
+
+/** Reshapes a reply tree for the XML builder: lists become item elements, empty values empty elements. */
+function forXml(value: ReplyValue, key: string): unknown {
+  if (value === null) return "";
+  if (Array.isArray(value)) {
+    return value.length === 0 ? "" : { [itemName(key)]: value.map((v) => forXml(v, itemName(key))) };
+  }
+  if (typeof value === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = forXml(v, k);
+    return out;
+  }
+  return value;
+}
+
+/** Writes a reply body as an XML document in the specification's shape. */
+export function toXml(body: ReplyBody): string {
+  return XML_DECLARATION + builder.build({ root: forXml(body, "root") });
+}
+
+/** Writes one list item as an XML fragment, for streamed lists. */
+function itemXml(list: string, item: ReplyBody): string {
+  return builder.build({ [itemName(list)]: forXml(item, itemName(list)) });
+}
+
+/** Serialises a reply in the asked format with the right content type. */
+export function render(format: Format, body: ReplyBody, status = 200): Response {
+  if (format === "xml") {
+    return new Response(toXml(body), { status, headers: { "content-type": XML_TYPE } });
+  }
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": JSON_TYPE } });
+}
+
+/** Replies in the format the request asked for. */
+export function reply<E extends AppEnv>(c: Context<E>, body: ReplyBody, status = 200): Response {
+  return render((c.var as AppEnv["Variables"]).format ?? "json", body, status);
+}
+
+/**
+ * Streams a reply whose list is too long to hold in memory: `head` fields, then the list fed batch by
+ * batch, then `tail` fields. A failure mid-stream aborts the connection, so a client never takes a cut
+ * list for a whole one.
+ */
+export function streamReply(
+  format: Format,
+  parts: { head: ReplyBody; list: string; items: AsyncIterable<ReplyBody[]>; tail?: ReplyBody },
+): Response {
+  const encoder = new TextEncoder();
+  const { head, list, items, tail = {} } = parts;
+  let iterator: AsyncIterator<ReplyBody[]> | null = null;
+  let first = true;
+  let done = false;
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (format === "xml") {
+        const open = toXml(head).replace(/<\/root>\n?$/, "");
+        controller.enqueue(encoder.encode(`${open}<${list}>\n`));
+      } else {
+        const open = JSON.stringify(head).slice(0, -1);
+        controller.enqueue(encoder.encode(`${open}${open.length > 1 ? "," : ""}${JSON.stringify(list)}:[`));
+      }
+      iterator = items[Symbol.asyncIterator]();
+    },
+    async pull(controller) {
+      if (done) return;
+      const next = await iterator!.next();
+      if (next.done) {
+        done = true;
+        if (format === "xml") {
+          const closing = toXml(tail).slice(XML_DECLARATION.length).replace(/^<root>\n?/, "").replace(
+            /<root\/>\n?$/,
+            "",
+          );
+          controller.enqueue(encoder.encode(`</${list}>\n${closing.replace(/<\/root>\n?$/, "")}</root>\n`));
+        } else {
+          const rest = JSON.stringify(tail).slice(1);
+          controller.enqueue(encoder.encode(`]${rest.length > 1 ? "," : ""}${rest}`));
+        }
+        controller.close();
+        return;
+      }
+      let chunk = "";
+      for (const item of next.value) {
+        if (format === "xml") chunk += itemXml(list, item);
+        else {
+          chunk += (first ? "" : ",") + JSON.stringify(item);
+          first = false;
+        }
+      }
+      controller.enqueue(encoder.encode(chunk));
+    },
+    async cancel() {
+      await iterator?.return?.();
+    },
+  });
+  return new Response(stream, { headers: { "content-type": format === "xml" ? XML_TYPE : JSON_TYPE } });
+}

@@ -1,0 +1,311 @@
+import { type Customer, customerLists, customerUniqueKeys, uniqueClash } from "../domain/customer.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../domain/errors.ts";
+import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
+import { keys } from "./keys.ts";
+import { BUCKET_SIZE, MAX_GET_MANY, MAX_RETRIES } from "./limits.ts";
+import type { KeyedMutex } from "./mutex.ts";
+
+/** The unique customer fields and the index each one lives in. */
+const UNIQUE = {
+  phone: keys.customerByPhone,
+  email: keys.customerByEmail,
+  external_id: keys.customerByExternalId,
+} as const;
+
+type UniqueField = keyof typeof UNIQUE;
+
+/** What to change: how to find the customer, what group to put them in, and the pure rule that decides. */
+export interface UpsertCustomer {
+  /** Find by internal id; a missing customer is a 404. */
+  id?: number;
+  /** Find by external id when no id is given; a missing customer is created when `create` is true. */
+  externalId?: string;
+  /** Whether a customer not found (or not identified) is created. */
+  create: boolean;
+  /** Put the customer in this group (null: no group); it must exist. Wins over groupName. */
+  groupId?: number | null;
+  /** Put the customer in the group of this name (case-insensitive), creating the group when new. */
+  groupName?: string | null;
+  /** Time of the change, epoch ms. */
+  now: number;
+  /** Computes the customer to store from the current one (null for a new one). */
+  decide: (existing: Customer | null, context: { id: number; groupId: number | null | undefined }) => Customer;
+}
+
+/** Result of an upsert: the stored customer and whether it was created. */
+export interface UpsertResult {
+  customer: Customer;
+  isNew: boolean;
+}
+
+/**
+ * Creates or updates a customer with its unique indexes, list indexes and counters in one atomic
+ * operation; lost races are re-read and retried, creates queue per company in this process.
+ */
+export async function upsertCustomer(
+  kv: Deno.Kv,
+  cid: string,
+  request: UpsertCustomer & { mutex: KeyedMutex },
+): Promise<UpsertResult> {
+  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+    const found = await locate(kv, cid, request);
+    const result = found.entry
+      ? await tryWrite(kv, cid, request, found.entry)
+      : await request.mutex.run(`customers:${cid}`, async () => {
+        // Re-check inside the queue: a writer ahead of us may have created this very customer.
+        const again = await locate(kv, cid, request);
+        return await tryWrite(kv, cid, request, again.entry);
+      });
+    if (result) return result;
+  }
+  throw new ConflictError("Cannot save customer: it was changed concurrently, try again");
+}
+
+async function locate(
+  kv: Deno.Kv,
+  cid: string,
+  request: UpsertCustomer,
+): Promise<{ entry: Deno.KvEntry<Customer> | null }> {
+  if (request.id !== undefined) {
+    const entry = await kv.get<Customer>(keys.customer(cid, request.id));
+    if (entry.value === null) throw new NotFoundError(`Customer "${request.id}" not found`, "id");
+    return { entry: entry as Deno.KvEntry<Customer> };
+  }
+  if (request.externalId !== undefined) {
+    const index = await kv.get<number>(keys.customerByExternalId(cid, request.externalId));
+    if (index.value !== null) {
+      const entry = await kv.get<Customer>(keys.customer(cid, index.value));
+      if (entry.value !== null) return { entry: entry as Deno.KvEntry<Customer> };
+    }
+    if (!request.create) {
+      throw new NotFoundError(`Customer with external_id "${request.externalId}" not found`, "external_id");
+    }
+    return { entry: null };
+  }
+  if (!request.create) {
+    throw new ValidationError("id", "Cannot update customer: pass id or external_id, or allow create_if_not_exist");
+  }
+  return { entry: null };
+}
+
+/** One optimistic attempt; null means a versionstamp check failed and the caller should try again. */
+async function tryWrite(
+  kv: Deno.Kv,
+  cid: string,
+  request: UpsertCustomer,
+  entry: Deno.KvEntry<Customer> | null,
+): Promise<UpsertResult | null> {
+  const existing = entry?.value ?? null;
+  const op = kv.atomic();
+
+  let groupId: number | null | undefined = undefined;
+  let group: NameResolution | null = null;
+  if (request.groupId !== undefined) {
+    if (request.groupId !== null) {
+      await requireEntry(kv, cid, { kind: "groups", id: request.groupId, field: "group_id" });
+    }
+    groupId = request.groupId;
+  } else if (request.groupName !== undefined) {
+    if (request.groupName === null) groupId = null;
+    else {
+      group = await resolveName(kv, cid, { kind: "groups", name: request.groupName, now: request.now });
+      groupId = group.id;
+    }
+  }
+
+  let id: number;
+  if (existing) id = existing.id;
+  else {
+    const sequence = await kv.get<number>(keys.sequence(cid, "customers"));
+    id = (sequence.value ?? 0) + 1;
+    op.check(sequence).set(keys.sequence(cid, "customers"), id);
+  }
+  const next = request.decide(existing, { id, groupId });
+  if (!existing && request.externalId !== undefined && next.external_id === null) {
+    next.external_id = request.externalId;
+  }
+  const recordKey = keys.customer(cid, id);
+  op.check({ key: recordKey, versionstamp: entry?.versionstamp ?? null });
+
+  const before = existing ? customerUniqueKeys(existing) : { phone: null, email: null, external_id: null };
+  const after = customerUniqueKeys(next);
+  const changed = (Object.keys(UNIQUE) as UniqueField[]).filter((f) => after[f] !== before[f]);
+  const claimed = changed.filter((f) => after[f] !== null);
+  const current = await kv.getMany<number[]>(claimed.map((f) => UNIQUE[f](cid, after[f]!)));
+  claimed.forEach((field, i) => {
+    const index = current[i]!;
+    if (index.value !== null && index.value !== id) {
+      throw uniqueClash(field, field === "email" ? next.email! : after[field]!, !existing);
+    }
+    op.check(index).set(index.key, id);
+  });
+  for (const field of changed) {
+    const old = before[field];
+    if (old !== null) op.delete(UNIQUE[field](cid, old));
+  }
+
+  const oldLists = existing ? customerLists(existing) : [];
+  const newLists = customerLists(next);
+  const bucket = Math.floor(id / BUCKET_SIZE);
+  for (const list of oldLists) {
+    if (newLists.includes(list)) continue;
+    op.delete(keys.customerListEntry(cid, list, id))
+      .sum(keys.customerBucket(cid, list, bucket, "out"), 1n)
+      .sum(keys.customerTotal(cid, list, "out"), 1n);
+  }
+  for (const list of newLists) {
+    if (oldLists.includes(list)) continue;
+    op.set(keys.customerListEntry(cid, list, id), null)
+      .sum(keys.customerBucket(cid, list, bucket, "in"), 1n)
+      .sum(keys.customerTotal(cid, list, "in"), 1n);
+  }
+  if (group?.pending) addPendingEntry(op, cid, "groups", group.pending);
+  op.set(recordKey, next);
+  const res = await op.commit();
+  return res.ok ? { customer: next, isNew: !existing } : null;
+}
+
+/** Reads one customer by id. */
+export async function getCustomer(kv: Deno.Kv, cid: string, id: number): Promise<Customer | null> {
+  return (await kv.get<Customer>(keys.customer(cid, id))).value;
+}
+
+/** Finds the id of the customer holding a unique value (phone digits, lower-cased email, external id). */
+export async function findCustomerId(
+  kv: Deno.Kv,
+  cid: string,
+  field: UniqueField,
+  value: string,
+): Promise<number | null> {
+  return (await kv.get<number>(UNIQUE[field](cid, value))).value;
+}
+
+/** Reads customers by id, keeping the given order and dropping ids that do not exist. */
+export async function getCustomers(kv: Deno.Kv, cid: string, ids: number[]): Promise<Customer[]> {
+  const batches: Promise<Deno.KvEntryMaybe<Customer>[]>[] = [];
+  for (let i = 0; i < ids.length; i += MAX_GET_MANY) {
+    batches.push(kv.getMany<Customer[]>(ids.slice(i, i + MAX_GET_MANY).map((id) => keys.customer(cid, id))));
+  }
+  const out: Customer[] = [];
+  for (const batch of await Promise.all(batches)) for (const e of batch) if (e.value) out.push(e.value);
+  return out;
+}
+
+/** Number of customers in a list, from its two grow-only counters: no scan. */
+export async function countList(kv: Deno.Kv, cid: string, list: string): Promise<number> {
+  const [inc, out] = await kv.getMany<[Deno.KvU64, Deno.KvU64]>([
+    keys.customerTotal(cid, list, "in"),
+    keys.customerTotal(cid, list, "out"),
+  ]);
+  return Number((inc.value?.value ?? 0n) - (out.value?.value ?? 0n));
+}
+
+/**
+ * The smallest id at `offset` in a list, found by summing per-bucket counts and reading keys only inside
+ * one bucket, so the cost grows with offset / BUCKET_SIZE + BUCKET_SIZE, not with the offset. Null: past the end.
+ */
+async function idAtOffset(kv: Deno.Kv, cid: string, list: string, offset: number): Promise<number | null> {
+  let before = 0;
+  let target: number | null = null;
+  let bucket: number | null = null;
+  let size = 0n;
+  const batchSize = Math.min(1000, 2 * Math.ceil(offset / BUCKET_SIZE) + 8);
+  const settle = () => {
+    const n = Number(size);
+    if (bucket !== null && before + n > offset) return true;
+    before += n;
+    return false;
+  };
+  for await (const e of kv.list<Deno.KvU64>({ prefix: keys.customerBuckets(cid, list) }, { batchSize })) {
+    const b = e.key.at(-2) as number;
+    if (b !== bucket) {
+      if (settle()) {
+        target = bucket;
+        break;
+      }
+      bucket = b;
+      size = 0n;
+    }
+    size += e.key.at(-1) === "in" ? e.value.value : -e.value.value;
+  }
+  if (target === null) {
+    if (!settle()) return null;
+    target = bucket;
+  }
+  const skip = offset - before;
+  const iter = kv.list({
+    prefix: keys.customerList(cid, list),
+    start: keys.customerListEntry(cid, list, target! * BUCKET_SIZE),
+  }, { limit: skip + 1, batchSize: Math.min(1000, skip + 1) });
+  let seen = 0;
+  for await (const e of iter) {
+    if (seen++ === skip) return e.key.at(-1) as number;
+  }
+  return null;
+}
+
+/** Reads up to `limit` customers of a list whose ids are at least `fromId`, in id order. */
+async function readFrom(
+  kv: Deno.Kv,
+  cid: string,
+  options: { list: string; fromId: number; limit: number },
+): Promise<Customer[]> {
+  const { list, fromId, limit } = options;
+  if (limit <= 0) return [];
+  const batchSize = Math.min(1000, limit);
+  if (list === "all") {
+    const out: Customer[] = [];
+    const iter = kv.list<Customer>(
+      { prefix: keys.customers(cid), start: keys.customer(cid, fromId) },
+      { limit, batchSize },
+    );
+    for await (const e of iter) out.push(e.value);
+    return out;
+  }
+  const ids: number[] = [];
+  const iter = kv.list(
+    { prefix: keys.customerList(cid, list), start: keys.customerListEntry(cid, list, fromId) },
+    { limit, batchSize },
+  );
+  for await (const e of iter) ids.push(e.key.at(-1) as number);
+  return await getCustomers(kv, cid, ids);
+}
+
+/** One page of a list by offset (page numbers). */
+export async function pageList(
+  kv: Deno.Kv,
+  cid: string,
+  options: { list: string; offset: number; limit: number },
+): Promise<Customer[]> {
+  const fromId = options.offset === 0 ? 0 : await idAtOffset(kv, cid, options.list, options.offset);
+  if (fromId === null) return [];
+  return await readFrom(kv, cid, { list: options.list, fromId, limit: options.limit });
+}
+
+/** One page of a list after a cursor (the last id of the previous page). */
+export async function pageAfter(
+  kv: Deno.Kv,
+  cid: string,
+  options: { list: string; afterId: number; limit: number },
+): Promise<Customer[]> {
+  return await readFrom(kv, cid, { list: options.list, fromId: options.afterId + 1, limit: options.limit });
+}
+
+/** Streams a whole list in id order, a batch at a time, so replies of any size use little memory. */
+export async function* streamList(
+  kv: Deno.Kv,
+  cid: string,
+  options: { list: string; limit: number; batch?: number },
+): AsyncGenerator<Customer[]> {
+  const batch = options.batch ?? 500;
+  let left = options.limit;
+  let fromId = 0;
+  while (left > 0) {
+    const page = await readFrom(kv, cid, { list: options.list, fromId, limit: Math.min(batch, left) });
+    if (page.length === 0) return;
+    yield page;
+    left -= page.length;
+    fromId = page[page.length - 1]!.id + 1;
+    if (page.length < Math.min(batch, left + page.length)) return;
+  }
+}

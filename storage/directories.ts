@@ -1,0 +1,170 @@
+import type { DirectoryEntry } from "../domain/directory.ts";
+import { directoryNameKey } from "../domain/directory.ts";
+import { ConflictError, NotFoundError } from "../domain/errors.ts";
+import { MAX_GET_MANY, MAX_RETRIES } from "./limits.ts";
+
+/** The per-company directories: customer groups, card types and bonus programs. */
+export type DirectoryKind = "groups" | "card_types" | "bonus_programs";
+
+const LABEL: Record<DirectoryKind, string> = {
+  groups: "Customer group",
+  card_types: "Card type",
+  bonus_programs: "Bonus program",
+};
+
+/** Key builders of a directory; these are the only keys directories use. */
+export const directoryKeys = {
+  entry: (cid: string, kind: DirectoryKind, id: number): Deno.KvKey => ["company", cid, kind, id],
+  entries: (cid: string, kind: DirectoryKind): Deno.KvKey => ["company", cid, kind],
+  byName: (cid: string, kind: DirectoryKind, nameKey: string): Deno.KvKey => [
+    "company",
+    cid,
+    `${kind}_by_name`,
+    nameKey,
+  ],
+  sequence: (cid: string, kind: DirectoryKind): Deno.KvKey => ["company", cid, "sequences", kind],
+};
+
+/** What a writer must add to its own atomic operation to create a directory entry found missing by name. */
+export interface PendingEntry {
+  entry: DirectoryEntry;
+  sequence: Deno.KvEntryMaybe<number>;
+  nameVersionstamp: null;
+}
+
+/** The outcome of looking up a name: an existing id, or a new entry to create in the caller's operation. */
+export type NameResolution = { id: number; pending: null } | { id: number; pending: PendingEntry };
+
+/** Reads one directory entry. */
+export async function getEntry(kv: Deno.Kv, cid: string, kind: DirectoryKind, id: number) {
+  return (await kv.get<DirectoryEntry>(directoryKeys.entry(cid, kind, id))).value;
+}
+
+/** Reads one directory entry and fails with 404 naming `field` when it does not exist. */
+export async function requireEntry(
+  kv: Deno.Kv,
+  cid: string,
+  options: { kind: DirectoryKind; id: number; field: string },
+): Promise<DirectoryEntry> {
+  const entry = await getEntry(kv, cid, options.kind, options.id);
+  if (!entry) throw new NotFoundError(`${LABEL[options.kind]} "${options.id}" not found`, options.field);
+  return entry;
+}
+
+/** Reads many entries by id (in getMany batches), for naming them in replies. */
+export async function getEntries(
+  kv: Deno.Kv,
+  cid: string,
+  kind: DirectoryKind,
+  ids: Iterable<number>,
+): Promise<Map<number, DirectoryEntry>> {
+  const unique = [...new Set(ids)];
+  const out = new Map<number, DirectoryEntry>();
+  const batches: Promise<Deno.KvEntryMaybe<DirectoryEntry>[]>[] = [];
+  for (let i = 0; i < unique.length; i += MAX_GET_MANY) {
+    batches.push(
+      kv.getMany<DirectoryEntry[]>(
+        unique.slice(i, i + MAX_GET_MANY).map((id) => directoryKeys.entry(cid, kind, id)),
+      ),
+    );
+  }
+  for (const batch of await Promise.all(batches)) {
+    for (const e of batch) if (e.value) out.set(e.value.id, e.value);
+  }
+  return out;
+}
+
+/** Lists a whole directory in id order (directories are small: tens to hundreds of entries). */
+export async function listEntries(kv: Deno.Kv, cid: string, kind: DirectoryKind): Promise<DirectoryEntry[]> {
+  const out: DirectoryEntry[] = [];
+  for await (const e of kv.list<DirectoryEntry>({ prefix: directoryKeys.entries(cid, kind) })) out.push(e.value);
+  return out;
+}
+
+/** Finds the entry of a name, or plans its creation inside the caller's atomic operation. */
+export async function resolveName(
+  kv: Deno.Kv,
+  cid: string,
+  options: { kind: DirectoryKind; name: string; now: number },
+): Promise<NameResolution> {
+  const [byName, sequence] = await kv.getMany<[number, number]>([
+    directoryKeys.byName(cid, options.kind, directoryNameKey(options.name)),
+    directoryKeys.sequence(cid, options.kind),
+  ]);
+  if (byName.value !== null) return { id: byName.value, pending: null };
+  const id = (sequence.value ?? 0) + 1;
+  const entry: DirectoryEntry = {
+    id,
+    name: options.name,
+    description: null,
+    created_date: options.now,
+    last_update_date: options.now,
+  };
+  return { id, pending: { entry, sequence, nameVersionstamp: null } };
+}
+
+/** Adds the checks and writes that create a planned entry (2 checks, 3 sets) to an atomic operation. */
+export function addPendingEntry(
+  op: Deno.AtomicOperation,
+  cid: string,
+  kind: DirectoryKind,
+  pending: PendingEntry,
+): void {
+  const nameKey = directoryKeys.byName(cid, kind, directoryNameKey(pending.entry.name));
+  op.check({ key: nameKey, versionstamp: null }, pending.sequence)
+    .set(directoryKeys.sequence(cid, kind), pending.entry.id)
+    .set(nameKey, pending.entry.id)
+    .set(directoryKeys.entry(cid, kind, pending.entry.id), pending.entry);
+}
+
+/** Creates an entry, or renames / re-describes the entry `id`; names stay unique (case-insensitive). */
+export async function saveEntry(
+  kv: Deno.Kv,
+  cid: string,
+  options: { kind: DirectoryKind; id?: number; name?: string; description?: string | null; now: number },
+): Promise<{ entry: DirectoryEntry; isNew: boolean }> {
+  const { kind } = options;
+  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+    const op = kv.atomic();
+    let entry: DirectoryEntry;
+    let oldNameKey: string | null = null;
+    if (options.id !== undefined) {
+      const current = await kv.get<DirectoryEntry>(directoryKeys.entry(cid, kind, options.id));
+      if (!current.value) throw new NotFoundError(`${LABEL[kind]} "${options.id}" not found`, "id");
+      op.check(current);
+      oldNameKey = directoryNameKey(current.value.name);
+      entry = { ...current.value, last_update_date: options.now };
+      if (options.name !== undefined) entry.name = options.name;
+      if (options.description !== undefined) entry.description = options.description;
+    } else {
+      if (options.name === undefined) throw new ConflictError(`${LABEL[kind]} needs a name`, "name");
+      const sequence = await kv.get<number>(directoryKeys.sequence(cid, kind));
+      op.check(sequence);
+      const id = (sequence.value ?? 0) + 1;
+      op.set(directoryKeys.sequence(cid, kind), id);
+      entry = {
+        id,
+        name: options.name,
+        description: options.description ?? null,
+        created_date: options.now,
+        last_update_date: options.now,
+      };
+    }
+    const newNameKey = directoryNameKey(entry.name);
+    if (newNameKey !== oldNameKey) {
+      const taken = await kv.get<number>(directoryKeys.byName(cid, kind, newNameKey));
+      if (taken.value !== null && taken.value !== entry.id) {
+        const verb = options.id === undefined ? "create" : "rename";
+        throw new ConflictError(
+          `Cannot ${verb} ${LABEL[kind].toLowerCase()}: name "${entry.name}" is already taken`,
+          "name",
+        );
+      }
+      op.check(taken).set(directoryKeys.byName(cid, kind, newNameKey), entry.id);
+      if (oldNameKey !== null) op.delete(directoryKeys.byName(cid, kind, oldNameKey));
+    }
+    op.set(directoryKeys.entry(cid, kind, entry.id), entry);
+    if ((await op.commit()).ok) return { entry, isNew: options.id === undefined };
+  }
+  throw new ConflictError(`Cannot save ${LABEL[kind].toLowerCase()}: it changed concurrently, try again`);
+}

@@ -1,0 +1,16 @@
+/** Most versionstamp checks one atomic operation may carry on remote (Deno Deploy) KV. */
+export const MAX_CHECKS = 10;
+/** Most mutations one atomic operation may carry on remote KV. */
+export const MAX_MUTATIONS = 1000;
+/** Most keys one getMany call may read. */
+export const MAX_GET_MANY = 10;
+/** Largest value KV stores, in bytes. */
+export const MAX_VALUE_BYTES = 64 * 1024;
+/** Largest key KV stores, in bytes. */
+export const MAX_KEY_BYTES = 2 * 1024;
+/** Largest total size of one atomic operation on remote KV, in bytes. */
+export const MAX_ATOMIC_BYTES = 800 * 1024;
+/** How often a write that lost a versionstamp race is re-read and tried again. */
+export const MAX_RETRIES = 8;
+/** Ids per count bucket: deep pages skip whole buckets by their counts instead of reading their keys. */
+export const BUCKET_SIZE = 500;
