@@ -17,7 +17,6 @@ export interface BirthDate {
 const DAY_MS = 86_400_000;
 const DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?$/;
-const WIRE = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/;
 const PROBES = [0, 951_827_696_000, 1_468_839_277_000, 7_258_118_399_000];
 
 /** Formatters of "YYYY-MM-DD HH:MM:SS" per time zone, built once per zone. */
