@@ -15,6 +15,8 @@ export interface Config {
   timeZone: string;
   /** How long a looked-up API key is trusted before it is read again, ms (AUTH_CACHE_MS, default 5000). */
   authCacheMs: number;
+  /** How long group, card type and bonus program names are reused before being read again, ms (DIRECTORY_CACHE_MS, default 5000). */
+  directoryCacheMs: number;
   /** Largest accepted request body in bytes (MAX_BODY_BYTES, default 1 MiB). */
   maxBodyBytes: number;
   /** Whether to log one line per request (LOG_REQUESTS, default 1). */
@@ -29,6 +31,7 @@ export const DEFAULT_CONFIG: Config = {
   defaultCountryCode: "7",
   timeZone: "UTC",
   authCacheMs: 5000,
+  directoryCacheMs: 5000,
   maxBodyBytes: 1024 * 1024,
   logRequests: true,
 };
@@ -54,6 +57,7 @@ export function loadConfig(env: (name: string) => string | undefined, onDeploy =
     defaultCountryCode: cc,
     timeZone: tz,
     authCacheMs: intSetting("AUTH_CACHE_MS", env("AUTH_CACHE_MS"), DEFAULT_CONFIG.authCacheMs),
+    directoryCacheMs: intSetting("DIRECTORY_CACHE_MS", env("DIRECTORY_CACHE_MS"), DEFAULT_CONFIG.directoryCacheMs),
     maxBodyBytes: intSetting("MAX_BODY_BYTES", env("MAX_BODY_BYTES"), DEFAULT_CONFIG.maxBodyBytes),
     logRequests: log === undefined ? true : !["0", "false", "no"].includes(log.toLowerCase()),
   };

@@ -27,14 +27,15 @@ export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const key = presentedKey((n) => c.req.header(n), c.get("raw").apikey);
     if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
-    const hash = await hashApiKey(key);
+    // Cached by the presented key itself (in memory only: the store holds hashes alone), so a hit costs
+    // neither a store read nor a hash.
     const now = Date.now();
-    let hit = cache.get(hash);
+    let hit = cache.get(key);
     if (!hit || hit.expires <= now) {
-      hit = { record: await findApiKey(deps.kv, hash), expires: now + deps.config.authCacheMs };
-      cache.delete(hash);
+      hit = { record: await findApiKey(deps.kv, await hashApiKey(key)), expires: now + deps.config.authCacheMs };
+      cache.delete(key);
       if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value!);
-      cache.set(hash, hit);
+      cache.set(key, hit);
     }
     const record = hit.record;
     if (!record) throw new AuthError("Invalid API key");

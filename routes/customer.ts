@@ -22,7 +22,7 @@ import {
   streamList,
   upsertCustomer,
 } from "../storage/customers.ts";
-import { getEntries } from "../storage/directories.ts";
+import { getEntriesCached } from "../storage/directories.ts";
 import { requireWrite } from "./auth.ts";
 import type { AppEnv, Deps } from "./context.ts";
 import { reply, type ReplyBody, type ReplyValue, streamReply } from "./reply.ts";
@@ -75,7 +75,7 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
   async function views(companyId: string, customers: Customer[], wanted: string[]): Promise<ReplyBody[]> {
     const groupIds = customers.flatMap((c) => c.group_id === null ? [] : [c.group_id]);
     const [groups, ...extraMaps] = await Promise.all([
-      getEntries(kv, companyId, "groups", groupIds),
+      getEntriesCached(kv, companyId, { kind: "groups", ids: groupIds, maxAgeMs: config.directoryCacheMs }),
       ...wanted.map((name) => extras[name]!(deps, { companyId, customers })),
     ]);
     const today = localDate(deps.now(), config.timeZone);

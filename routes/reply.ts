@@ -1,5 +1,4 @@
 import type { Context } from "hono";
-import { XMLBuilder } from "fast-xml-parser";
 import type { AppEnv, Format } from "./context.ts";
 
 /** A value in a reply: the same tree is written as JSON or as XML. */
@@ -23,34 +22,55 @@ const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n';
 const JSON_TYPE = "application/json; charset=UTF-8";
 const XML_TYPE = "application/xml; charset=UTF-8";
 
-const builder = new XMLBuilder({ format: true, indentBy: "", suppressEmptyNode: true, processEntities: true });
-
 function itemName(list: string): string {
   return ITEM_NAMES[list] ?? (list.endsWith("s") ? list.slice(0, -1) : "item");
 }
 
-/** Reshapes a reply tree for the XML builder: lists become item elements, empty values empty elements. */
-function forXml(value: ReplyValue, key: string): unknown {
-  if (value === null) return "";
+const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
+const NEEDS_ESCAPE = /[&<>]/;
+const ESCAPE_ALL = /[&<>]/g;
+
+/** Escapes element text (attributes are never written, so quotes need no escaping). */
+function escapeText(text: string): string {
+  return NEEDS_ESCAPE.test(text) ? text.replace(ESCAPE_ALL, (ch) => ESCAPES[ch]!) : text;
+}
+
+/**
+ * Writes one element in the specification's layout: every element on its own line, no indentation,
+ * an empty value as `<name/>`, a list as `<names><name>...</name></names>`.
+ */
+function element(name: string, value: ReplyValue): string {
+  if (value === null || value === "") return `<${name}/>\n`;
   if (Array.isArray(value)) {
-    return value.length === 0 ? "" : { [itemName(key)]: value.map((v) => forXml(v, itemName(key))) };
+    if (value.length === 0) return `<${name}/>\n`;
+    const item = itemName(name);
+    let out = `<${name}>\n`;
+    for (const v of value) out += element(item, v);
+    return out + `</${name}>\n`;
   }
   if (typeof value === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = forXml(v, k);
-    return out;
+    let out = `<${name}>\n`;
+    for (const key in value) out += element(key, value[key]!);
+    return out + `</${name}>\n`;
   }
-  return value;
+  return `<${name}>${typeof value === "number" ? value : escapeText(value)}</${name}>\n`;
 }
 
 /** Writes a reply body as an XML document in the specification's shape. */
 export function toXml(body: ReplyBody): string {
-  return XML_DECLARATION + builder.build({ root: forXml(body, "root") });
+  return XML_DECLARATION + element("root", body);
+}
+
+/** Writes the fields of a body as sibling elements. */
+function fields(body: ReplyBody): string {
+  let out = "";
+  for (const key in body) out += element(key, body[key]!);
+  return out;
 }
 
 /** Writes one list item as an XML fragment, for streamed lists. */
 function itemXml(list: string, item: ReplyBody): string {
-  return builder.build({ [itemName(list)]: forXml(item, itemName(list)) });
+  return element(itemName(list), item);
 }
 
 /** Serialises a reply in the asked format with the right content type. */
@@ -83,8 +103,7 @@ export function streamReply(
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
       if (format === "xml") {
-        const open = toXml(head).replace(/<\/root>\n?$/, "");
-        controller.enqueue(encoder.encode(`${open}<${list}>\n`));
+        controller.enqueue(encoder.encode(`${XML_DECLARATION}<root>\n${fields(head)}<${list}>\n`));
       } else {
         const open = JSON.stringify(head).slice(0, -1);
         controller.enqueue(encoder.encode(`${open}${open.length > 1 ? "," : ""}${JSON.stringify(list)}:[`));
@@ -97,11 +116,7 @@ export function streamReply(
       if (next.done) {
         done = true;
         if (format === "xml") {
-          const closing = toXml(tail).slice(XML_DECLARATION.length).replace(/^<root>\n?/, "").replace(
-            /<root\/>\n?$/,
-            "",
-          );
-          controller.enqueue(encoder.encode(`</${list}>\n${closing.replace(/<\/root>\n?$/, "")}</root>\n`));
+          controller.enqueue(encoder.encode(`</${list}>\n${fields(tail)}</root>\n`));
         } else {
           const rest = JSON.stringify(tail).slice(1);
           controller.enqueue(encoder.encode(`]${rest.length > 1 ? "," : ""}${rest}`));

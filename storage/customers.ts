@@ -14,6 +14,9 @@ const UNIQUE = {
 
 type UniqueField = keyof typeof UNIQUE;
 
+const FIELDS = Object.keys(UNIQUE) as UniqueField[];
+const NO_KEYS = { phone: null, email: null, external_id: null };
+
 /** What to change: how to find the customer, what group to put them in, and the pure rule that decides. */
 export interface UpsertCustomer {
   /** Find by internal id; a missing customer is a 404. */
@@ -38,9 +41,14 @@ export interface UpsertResult {
   isNew: boolean;
 }
 
+/** The last id this process took from each company's customer sequence, with its versionstamp. */
+const sequences = new WeakMap<Deno.Kv, Map<string, { value: number; versionstamp: string }>>();
+
 /**
  * Creates or updates a customer with its unique indexes, list indexes and counters in one atomic
- * operation; lost races are re-read and retried, creates queue per company in this process.
+ * operation; lost races are re-read and retried. Creates take their id inside a per-company queue of
+ * this process that holds only the commit (the sequence is known from the last commit), so concurrent
+ * creates neither retry-storm nor serialise their reads.
  */
 export async function upsertCustomer(
   kv: Deno.Kv,
@@ -48,14 +56,12 @@ export async function upsertCustomer(
   request: UpsertCustomer & { mutex: KeyedMutex },
 ): Promise<UpsertResult> {
   for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-    const found = await locate(kv, cid, request);
-    const result = found.entry
-      ? await tryWrite(kv, cid, request, found.entry)
-      : await request.mutex.run(`customers:${cid}`, async () => {
-        // Re-check inside the queue: a writer ahead of us may have created this very customer.
-        const again = await locate(kv, cid, request);
-        return await tryWrite(kv, cid, request, again.entry);
-      });
+    const { entry } = await locate(kv, cid, request);
+    const plan = await prepare(kv, cid, request, entry);
+    const result = entry ? await commit(kv, cid, plan, null) : await request.mutex.run(
+      `customers:${cid}`,
+      () => commitCreate(kv, cid, plan),
+    );
     if (result) return result;
   }
   throw new ConflictError("Cannot save customer: it was changed concurrently, try again");
@@ -88,16 +94,22 @@ async function locate(
   return { entry: null };
 }
 
-/** One optimistic attempt; null means a versionstamp check failed and the caller should try again. */
-async function tryWrite(
+/** Everything a write needs that can be read before its id is known. */
+interface Plan {
+  entry: Deno.KvEntry<Customer> | null;
+  next: Customer;
+  group: NameResolution | null;
+  /** Unique index entries the new customer claims, as read (checked unchanged at commit). */
+  claims: { field: UniqueField; entry: Deno.KvEntryMaybe<number> }[];
+}
+
+async function prepare(
   kv: Deno.Kv,
   cid: string,
   request: UpsertCustomer,
   entry: Deno.KvEntry<Customer> | null,
-): Promise<UpsertResult | null> {
+): Promise<Plan> {
   const existing = entry?.value ?? null;
-  const op = kv.atomic();
-
   let groupId: number | null | undefined = undefined;
   let group: NameResolution | null = null;
   if (request.groupId !== undefined) {
@@ -112,36 +124,65 @@ async function tryWrite(
       groupId = group.id;
     }
   }
-
-  let id: number;
-  if (existing) id = existing.id;
-  else {
-    const sequence = await kv.get<number>(keys.sequence(cid, "customers"));
-    id = (sequence.value ?? 0) + 1;
-    op.check(sequence).set(keys.sequence(cid, "customers"), id);
-  }
+  const id = existing?.id ?? 0;
   const next = request.decide(existing, { id, groupId });
   if (!existing && request.externalId !== undefined && next.external_id === null) {
     next.external_id = request.externalId;
   }
-  const recordKey = keys.customer(cid, id);
-  op.check({ key: recordKey, versionstamp: entry?.versionstamp ?? null });
-
-  const before = existing ? customerUniqueKeys(existing) : { phone: null, email: null, external_id: null };
+  const before = existing ? customerUniqueKeys(existing) : NO_KEYS;
   const after = customerUniqueKeys(next);
-  const changed = (Object.keys(UNIQUE) as UniqueField[]).filter((f) => after[f] !== before[f]);
-  const claimed = changed.filter((f) => after[f] !== null);
+  const claimed = FIELDS.filter((f) => after[f] !== null && after[f] !== before[f]);
   const current = await kv.getMany<number[]>(claimed.map((f) => UNIQUE[f](cid, after[f]!)));
-  claimed.forEach((field, i) => {
+  const claims = claimed.map((field, i) => {
     const index = current[i]!;
     if (index.value !== null && index.value !== id) {
       throw uniqueClash(field, field === "email" ? next.email! : after[field]!, !existing);
     }
-    op.check(index).set(index.key, id);
+    return { field, entry: index };
   });
-  for (const field of changed) {
+  return { entry, next, group, claims };
+}
+
+/** Takes the next id from the sequence (cached from this process's last commit) and commits a create. */
+async function commitCreate(kv: Deno.Kv, cid: string, plan: Plan): Promise<UpsertResult | null> {
+  let cache = sequences.get(kv);
+  if (!cache) sequences.set(kv, cache = new Map());
+  let seq = cache.get(cid);
+  if (!seq) {
+    const read = await kv.get<number>(keys.sequence(cid, "customers"));
+    seq = { value: read.value ?? 0, versionstamp: read.versionstamp ?? "" };
+  }
+  const id = seq.value + 1;
+  const result = await commit(kv, cid, { ...plan, next: { ...plan.next, id } }, {
+    key: keys.sequence(cid, "customers"),
+    versionstamp: seq.versionstamp || null,
+  });
+  if (result) cache.set(cid, { value: id, versionstamp: result.versionstamp });
+  else cache.delete(cid);
+  return result;
+}
+
+/** One optimistic commit; null means a versionstamp check failed and the caller should try again. */
+async function commit(
+  kv: Deno.Kv,
+  cid: string,
+  plan: Plan,
+  sequence: { key: Deno.KvKey; versionstamp: string | null } | null,
+): Promise<(UpsertResult & { versionstamp: string }) | null> {
+  const { entry, next } = plan;
+  const existing = entry?.value ?? null;
+  const id = next.id;
+  const op = kv.atomic();
+  const recordKey = keys.customer(cid, id);
+  op.check({ key: recordKey, versionstamp: entry?.versionstamp ?? null });
+  if (sequence) op.check(sequence).set(sequence.key, id);
+
+  const before = existing ? customerUniqueKeys(existing) : NO_KEYS;
+  const after = customerUniqueKeys(next);
+  for (const { field, entry: index } of plan.claims) op.check(index).set(UNIQUE[field](cid, after[field]!), id);
+  for (const field of FIELDS) {
     const old = before[field];
-    if (old !== null) op.delete(UNIQUE[field](cid, old));
+    if (old !== null && old !== after[field]) op.delete(UNIQUE[field](cid, old));
   }
 
   const oldLists = existing ? customerLists(existing) : [];
@@ -159,10 +200,10 @@ async function tryWrite(
       .sum(keys.customerBucket(cid, list, bucket, "in"), 1n)
       .sum(keys.customerTotal(cid, list, "in"), 1n);
   }
-  if (group?.pending) addPendingEntry(op, cid, "groups", group.pending);
+  if (plan.group?.pending) addPendingEntry(op, cid, "groups", plan.group.pending);
   op.set(recordKey, next);
   const res = await op.commit();
-  return res.ok ? { customer: next, isNew: !existing } : null;
+  return res.ok ? { customer: next, isNew: !existing, versionstamp: res.versionstamp } : null;
 }
 
 /** Reads one customer by id. */

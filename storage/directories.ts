@@ -74,6 +74,43 @@ export async function getEntries(
   return out;
 }
 
+/** Directory entries read recently, per store handle: names change rarely and are read on every reply. */
+const recent = new WeakMap<Deno.Kv, Map<string, { entry: DirectoryEntry; expires: number }>>();
+
+function cacheOf(kv: Deno.Kv) {
+  let cache = recent.get(kv);
+  if (!cache) recent.set(kv, cache = new Map());
+  return cache;
+}
+
+/**
+ * Like getEntries, but serves entries read less than `maxAgeMs` ago from memory, so naming a group or
+ * type on a hot read costs no store round trip. A rename in this process shows at once; one made by
+ * another process shows within `maxAgeMs`.
+ */
+export async function getEntriesCached(
+  kv: Deno.Kv,
+  cid: string,
+  options: { kind: DirectoryKind; ids: Iterable<number>; maxAgeMs: number },
+): Promise<Map<number, DirectoryEntry>> {
+  const cache = cacheOf(kv);
+  const now = Date.now();
+  const out = new Map<number, DirectoryEntry>();
+  const missing: number[] = [];
+  for (const id of options.ids) {
+    const hit = cache.get(`${cid}/${options.kind}/${id}`);
+    if (hit && hit.expires > now) out.set(id, hit.entry);
+    else missing.push(id);
+  }
+  if (missing.length === 0) return out;
+  if (cache.size > 10_000) cache.clear();
+  for (const [id, entry] of await getEntries(kv, cid, options.kind, missing)) {
+    cache.set(`${cid}/${options.kind}/${id}`, { entry, expires: now + options.maxAgeMs });
+    out.set(id, entry);
+  }
+  return out;
+}
+
 /** Lists a whole directory in id order (directories are small: tens to hundreds of entries). */
 export async function listEntries(kv: Deno.Kv, cid: string, kind: DirectoryKind): Promise<DirectoryEntry[]> {
   const out: DirectoryEntry[] = [];
@@ -164,7 +201,10 @@ export async function saveEntry(
       if (oldNameKey !== null) op.delete(directoryKeys.byName(cid, kind, oldNameKey));
     }
     op.set(directoryKeys.entry(cid, kind, entry.id), entry);
-    if ((await op.commit()).ok) return { entry, isNew: options.id === undefined };
+    if ((await op.commit()).ok) {
+      cacheOf(kv).delete(`${cid}/${kind}/${entry.id}`);
+      return { entry, isNew: options.id === undefined };
+    }
   }
   throw new ConflictError(`Cannot save ${LABEL[kind].toLowerCase()}: it changed concurrently, try again`);
 }

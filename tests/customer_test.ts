@@ -177,7 +177,7 @@ Deno.test("GET /api/customer answers XML in the specification's shape", async ()
   assert.equal(
     error.text,
     `<?xml version="1.0" encoding="UTF-8"?>\n<root>\n<success>0</success>\n` +
-      `<info>Parameter &quot;age&quot; is not accepted: age is computed from birth_day, birth_month and birth_year</info>\n` +
+      `<info>Parameter "age" is not accepted: age is computed from birth_day, birth_month and birth_year</info>\n` +
       `<field>age</field>\n</root>\n`,
   );
 });

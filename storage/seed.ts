@@ -1,0 +1,52 @@
+import { type Customer, customerLists, customerUniqueKeys } from "../domain/customer.ts";
+import { keys } from "./keys.ts";
+import { BUCKET_SIZE, MAX_MUTATIONS } from "./limits.ts";
+
+/** Mutations one customer adds to a raw insert: record, 3 unique indexes, 4 list entries, 8 counter sums. */
+const MUTATIONS_PER_CUSTOMER = 16;
+
+/**
+ * Writes new customers with every index and counter the API would write, many per atomic operation and
+ * without uniqueness checks: for seeding an empty store (benchmarks, fixtures) where the caller
+ * guarantees unique ids, phones, emails and external ids. Advances the id sequence past the last id.
+ */
+export async function rawInsertCustomers(kv: Deno.Kv, cid: string, customers: Customer[]): Promise<void> {
+  const perOp = Math.floor((MAX_MUTATIONS - 1) / MUTATIONS_PER_CUSTOMER);
+  for (let i = 0; i < customers.length; i += perOp) {
+    const batch = customers.slice(i, i + perOp);
+    const op = kv.atomic();
+    const sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
+    const bump = (key: Deno.KvKey) => {
+      const id = JSON.stringify(key);
+      const entry = sums.get(id) ?? { key, n: 0n };
+      entry.n++;
+      sums.set(id, entry);
+    };
+    for (const c of batch) addCustomerWrites(op, cid, c, bump);
+    for (const { key, n } of sums.values()) op.sum(key, n);
+    const maxId = Math.max(...batch.map((c) => c.id));
+    op.set(keys.sequence(cid, "customers"), maxId);
+    const res = await op.commit();
+    if (!res.ok) throw new Error("Raw customer insert failed");
+  }
+}
+
+/** Adds the record, index and list writes of one new customer to an operation; counter keys go to `bump`. */
+export function addCustomerWrites(
+  op: Deno.AtomicOperation,
+  cid: string,
+  c: Customer,
+  bump: (key: Deno.KvKey) => void,
+): void {
+  const unique = customerUniqueKeys(c);
+  if (unique.phone !== null) op.set(keys.customerByPhone(cid, unique.phone), c.id);
+  if (unique.email !== null) op.set(keys.customerByEmail(cid, unique.email), c.id);
+  if (unique.external_id !== null) op.set(keys.customerByExternalId(cid, unique.external_id), c.id);
+  const bucket = Math.floor(c.id / BUCKET_SIZE);
+  for (const list of customerLists(c)) {
+    op.set(keys.customerListEntry(cid, list, c.id), null);
+    bump(keys.customerBucket(cid, list, bucket, "in"));
+    bump(keys.customerTotal(cid, list, "in"));
+  }
+  op.set(keys.customer(cid, c.id), c);
+}

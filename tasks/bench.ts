@@ -1,0 +1,381 @@
+// deno-lint-ignore-file no-console
+/**
+ * `deno task bench [--quick]`: seeds a fresh store, starts the real service and a bare baseline server as
+ * separate processes, drives both with wrk over loopback, and prints (and writes to bench/results.md)
+ * requests/s, p50/p99 latency and each scenario's ratio to its baseline measured in the same run.
+ * `--quick` uses a small store and short runs, and exits non-zero when a ratio drops below half its target.
+ */
+import { parseArgs } from "node:util";
+import type { Customer } from "../domain/customer.ts";
+import { createApiKey } from "../storage/api_keys.ts";
+import { saveEntry } from "../storage/directories.ts";
+import { rawInsertCustomers } from "../storage/seed.ts";
+import { seedExtras } from "../bench/seed_extras.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    customers: { type: "string" },
+    duration: { type: "string" },
+    out: { type: "string" },
+  },
+});
+const quick = values.quick!;
+const N = Number(values.customers ?? (quick ? 5_000 : 100_000));
+const DURATION = Number(values.duration ?? (quick ? 2 : 6));
+const OUT = values.out ?? (quick ? null : new URL("../bench/results.md", import.meta.url).pathname);
+const ROOT = new URL("..", import.meta.url).pathname;
+const COMPANY = "bench";
+
+async function ensureWrk(): Promise<string> {
+  for (const path of ["/usr/bin/wrk", "/usr/local/bin/wrk"]) {
+    try {
+      await Deno.stat(path);
+      return path;
+    } catch { /* look further */ }
+  }
+  throw new Error("wrk is not installed: run `apt-get install -y wrk` (Debian) and try again");
+}
+
+function phoneOf(i: number): string {
+  return `79${String(i).padStart(9, "0")}`;
+}
+
+/** Seeds N customers (every 10th without a phone, every 7th without an email) in 10 groups. */
+async function seed(kvPath: string): Promise<{ key: string }> {
+  const kv = await Deno.openKv(kvPath);
+  const now = Date.now();
+  const { key } = await createApiKey(kv, { companyId: COMPANY, userId: 1, access: "write", now });
+  for (let g = 1; g <= 10; g++) await saveEntry(kv, COMPANY, { kind: "groups", name: `Group ${g}`, now });
+  const batch: Customer[] = [];
+  const flush = async () => {
+    await rawInsertCustomers(kv, COMPANY, batch);
+    batch.length = 0;
+  };
+  for (let i = 1; i <= N; i++) {
+    batch.push({
+      id: i,
+      external_id: `EXT${i}`,
+      fname: "Сергей",
+      lname: "Иванов",
+      mname: "Степанович",
+      email: i % 7 === 0 ? null : `user${i}@example.com`,
+      phone: i % 10 === 0 ? null : phoneOf(i),
+      gender: i % 2 ? "M" : "F",
+      custom_information: "очень требовательный",
+      birth_day: (i % 28) + 1,
+      birth_month: (i % 12) + 1,
+      birth_year: 1950 + (i % 50),
+      register_date: now,
+      accumulated_sales: i * 100,
+      send_push: true,
+      send_email: true,
+      send_sms: false,
+      group_id: (i % 10) + 1,
+      created_date: now,
+      created_by: 1,
+      last_update_date: now,
+      last_update_by: 1,
+    });
+    if (batch.length === 5000) await flush();
+  }
+  await flush();
+  await seedExtras(kv, COMPANY, { customers: N, now });
+  kv.close();
+  return { key };
+}
+
+async function freePort(): Promise<number> {
+  const l = Deno.listen({ port: 0, hostname: "127.0.0.1" });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+interface Server {
+  url: string;
+  process: Deno.ChildProcess;
+}
+
+async function start(args: string[], env: Record<string, string>, port: number): Promise<Server> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: args[0] === "serve" ? ["serve", "--port", String(port), ...args.slice(1)] : args,
+    env: { ...env, PORT: String(port) },
+    cwd: ROOT,
+    stdout: "null",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      await (await fetch(`${url}/`)).body?.cancel();
+      return { url, process };
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`Server ${args.join(" ")} did not start`);
+}
+
+function peakRssMb(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? "0");
+  return kb / 1024;
+}
+
+interface Result {
+  name: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+function ms(value: string, unit: string): number {
+  const n = Number(value);
+  return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : n;
+}
+
+async function wrk(name: string, options: { url: string; lua: string; connections?: number; seconds?: number }) {
+  const dir = await Deno.makeTempDir();
+  const script = `${dir}/s.lua`;
+  await Deno.writeTextFile(
+    script,
+    `math.randomseed(42)\nlocal n = 0\nlocal N = ${N}\nrequest = function()\n  n = n + 1\n  local id = math.random(1, N)\n${options.lua}\nend\n`,
+  );
+  const out = await new Deno.Command(await ensureWrk(), {
+    args: [
+      "-t1",
+      `-c${options.connections ?? 50}`,
+      `-d${options.seconds ?? DURATION}s`,
+      "--latency",
+      "-s",
+      script,
+      options.url,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await Deno.remove(dir, { recursive: true });
+  const text = new TextDecoder().decode(out.stdout);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? "0");
+  const p50 = /50%\s+([\d.]+)(us|ms|s)/.exec(text);
+  const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(text);
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? "0");
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const errors = non2xx + (socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  const result: Result = {
+    name,
+    rps,
+    p50: p50 ? ms(p50[1]!, p50[2]!) : NaN,
+    p99: p99 ? ms(p99[1]!, p99[2]!) : NaN,
+    errors,
+  };
+  console.log(
+    `  ${name.padEnd(28)} ${rps.toFixed(0).padStart(7)} req/s  p50 ${result.p50.toFixed(2)} ms  p99 ${
+      result.p99.toFixed(2)
+    } ms${errors ? `  errors ${errors}` : ""}`,
+  );
+  return result;
+}
+
+const get = (path: string) => `  return wrk.format("GET", ${path})`;
+const post = (path: string, body: string) =>
+  `  return wrk.format("POST", ${path}, {["Content-Type"] = "application/x-www-form-urlencoded"}, ${body})`;
+
+// ---------------------------------------------------------------------------------------------------------
+const started = performance.now();
+const dir = await Deno.makeTempDir({ prefix: "loyalty-bench-" });
+const kvPath = `${dir}/bench.kv`;
+console.log(`Seeding ${N} customers into ${kvPath} ...`);
+const { key } = await seed(kvPath);
+console.log(`  seeded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+const env = { KV_PATH: kvPath, LOG_REQUESTS: "0", COMPANY, INSERT_FROM: String(N * 10 + 1) };
+const baseline = await start(["run", "-A", "--unstable-kv", "bench/baseline_server.ts"], env, await freePort());
+const app = await start(["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"], env, await freePort());
+const results = new Map<string, Result>();
+const run = async (name: string, o: Parameters<typeof wrk>[1]) => results.set(name, await wrk(name, o));
+const k = `"&apikey=${key}"`;
+const deepPage = quick ? Math.max(2, Math.floor((N * 0.9 * 0.8) / 200)) : 400;
+
+try {
+  console.log("Scenarios:");
+  await run("baseline: 1 kv.get", { url: baseline.url, lua: get(`"/get?n=1&id=" .. id`) });
+  await run("baseline: 2 kv.get", { url: baseline.url, lua: get(`"/get?n=2&id=" .. id`) });
+  await run("customer by id (json)", { url: app.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) });
+  await run("customer by id (xml)", { url: app.url, lua: get(`"/api/customer?format=xml&id=" .. id .. ${k}`) });
+  await run("customer by phone", {
+    url: app.url,
+    lua: `  if id % 10 == 0 then id = id + 1 end\n` +
+      get(`"/api/customer?phone=%2B" .. string.format("79%09d", id) .. ${k}`),
+  });
+  await run("customer by email", {
+    url: app.url,
+    lua: `  if id % 7 == 0 then id = id + 1 end\n` +
+      get(`"/api/customer?email=user" .. id .. "%40example.com" .. ${k}`),
+  });
+  await run("customer by external_id", { url: app.url, lua: get(`"/api/customer?external_id=EXT" .. id .. ${k}`) });
+  await run("page 1 x200 cards+bonuses", {
+    url: app.url,
+    connections: 1,
+    lua: get(`"/api/customer?page=1&page_size=200&cards=1&bonuses=1" .. ${k}`),
+  });
+  await run("page 1 x200 with_phone", {
+    url: app.url,
+    connections: 1,
+    lua: get(`"/api/customer?page=1&page_size=200&with_phone=1" .. ${k}`),
+  });
+  await run(`page ${deepPage} x200 with_phone`, {
+    url: app.url,
+    connections: 1,
+    lua: get(`"/api/customer?page=${deepPage}&page_size=200&with_phone=1" .. ${k}`),
+  });
+  await run("baseline: naive retry loop", { url: baseline.url, lua: post(`"/naive?id=1"`, `""`) });
+  await run("updateBonus, 1 customer", {
+    url: app.url,
+    lua: post(`"/api/customer/updateBonus?customer_id=1&bonus_id=1&amount=1" .. ${k}`, `""`),
+  });
+  await run("baseline: raw atomic insert", { url: baseline.url, lua: post(`"/insert?i=" .. n`, `""`) });
+  await run("create customer", {
+    url: app.url,
+    lua: post(
+      `"/api/customer/update?apikey=${key}"`,
+      `"phone=%2B8" .. string.format("%010d", n) .. "&email=new" .. n .. "%40example.org&external_id=NEW" .. n .. "&fname=New"`,
+    ),
+  });
+  const rss = peakRssMb(app.process.pid);
+  app.process.kill();
+  await app.process.status;
+
+  const parallel = await start(
+    ["serve", "--parallel", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"],
+    { ...env, DENO_JOBS: "2" },
+    await freePort(),
+  );
+  await run("customer by id, 2 workers", { url: parallel.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) });
+  parallel.process.kill();
+  await parallel.process.status;
+
+  // Targets: [name, measured ratio (or value), target, how it is measured].
+  const r = (name: string) => results.get(name)!;
+  const rows: { scenario: string; value: number; target: number; lower: boolean; unit: string }[] = [
+    {
+      scenario: "by id (json) / 1 get",
+      value: r("customer by id (json)").rps / r("baseline: 1 kv.get").rps,
+      target: 0.7,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: "by phone / 2 gets",
+      value: r("customer by phone").rps / r("baseline: 2 kv.get").rps,
+      target: 0.6,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: "by email / 2 gets",
+      value: r("customer by email").rps / r("baseline: 2 kv.get").rps,
+      target: 0.6,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: "by external_id / 2 gets",
+      value: r("customer by external_id").rps / r("baseline: 2 kv.get").rps,
+      target: 0.6,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: "xml / json",
+      value: r("customer by id (xml)").rps / r("customer by id (json)").rps,
+      target: 0.85,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: "page 1 x200 cards+bonuses p50",
+      value: r("page 1 x200 cards+bonuses").p50,
+      target: 25,
+      lower: true,
+      unit: "ms",
+    },
+    {
+      scenario: `deep page ${deepPage} / page 1 (p50)`,
+      value: r(`page ${deepPage} x200 with_phone`).p50 / r("page 1 x200 with_phone").p50,
+      target: 3,
+      lower: true,
+      unit: "x",
+    },
+    {
+      scenario: "updateBonus / naive retry loop",
+      value: r("updateBonus, 1 customer").rps / r("baseline: naive retry loop").rps,
+      target: 2,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: "create customer / raw insert",
+      value: r("create customer").rps / r("baseline: raw atomic insert").rps,
+      target: 0.5,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: "2 workers / 1 worker (by id)",
+      value: r("customer by id, 2 workers").rps / r("customer by id (json)").rps,
+      target: 1.5,
+      lower: false,
+      unit: "x",
+    },
+    { scenario: "peak RSS of the service", value: rss, target: 200, lower: true, unit: "MB" },
+  ];
+  const errors = [...results.values()].filter((x) => x.errors > 0);
+  const cpu = /model name\s*:\s*(.+)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ?? "unknown CPU";
+  const lines = [
+    `# Benchmark results`,
+    ``,
+    `${new Date().toISOString().slice(0, 19)}Z, ${cpu}, ${navigator.hardwareConcurrency} cores, ` +
+    `${N} customers, ${DURATION} s per scenario, wrk -t1 (-c50; page scenarios -c1), Deno ${Deno.version.deno}.`,
+    ``,
+    `| scenario | req/s | p50 ms | p99 ms | errors |`,
+    `|---|---:|---:|---:|---:|`,
+    ...[...results.values()].map((x) =>
+      `| ${x.name} | ${x.rps.toFixed(0)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.errors} |`
+    ),
+    ``,
+    `| target | measured | goal | met |`,
+    `|---|---:|---:|:---:|`,
+    ...rows.map((x) =>
+      `| ${x.scenario} | ${x.value.toFixed(2)} ${x.unit} | ${x.lower ? "≤" : "≥"} ${x.target} ${x.unit} | ${
+        (x.lower ? x.value <= x.target : x.value >= x.target) ? "yes" : "**no**"
+      } |`
+    ),
+    ``,
+  ];
+  const table = lines.join("\n");
+  console.log("\n" + table);
+  if (OUT) await Deno.writeTextFile(OUT, table);
+  console.log(`Done in ${((performance.now() - started) / 1000).toFixed(0)} s.`);
+  if (quick) {
+    // CI gate: fail when a ratio falls below half its target (or a bound above twice its target).
+    const bad = rows.filter((x) => x.lower ? x.value > x.target * 2 : x.value < x.target / 2);
+    if (errors.length) console.log(`Errors in: ${errors.map((x) => x.name).join(", ")}`);
+    if (bad.length || errors.length) {
+      console.log(`Quick bench FAILED: ${bad.map((x) => x.scenario).join(", ")}`);
+      Deno.exitCode = 1;
+    } else console.log("Quick bench passed: every ratio is at least half its target.");
+  }
+} finally {
+  for (const s of [baseline, app]) {
+    try {
+      s.process.kill();
+      await s.process.status;
+    } catch { /* already gone */ }
+  }
+  await Deno.remove(dir, { recursive: true });
+}
