@@ -86,7 +86,7 @@ async function seed(kvPath: string): Promise<{ key: string }> {
   return { key };
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ port: 0, hostname: "127.0.0.1" });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -194,8 +194,8 @@ const { key } = await seed(kvPath);
 console.log(`  seeded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
 const env = { KV_PATH: kvPath, LOG_REQUESTS: "0", COMPANY, INSERT_FROM: String(N * 10 + 1) };
-const baseline = await start(["run", "-A", "--unstable-kv", "bench/baseline_server.ts"], env, await freePort());
-const app = await start(["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"], env, await freePort());
+const baseline = await start(["run", "-A", "--unstable-kv", "bench/baseline_server.ts"], env, freePort());
+const app = await start(["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"], env, freePort());
 const results = new Map<string, Result>();
 const run = async (name: string, o: Parameters<typeof wrk>[1]) => results.set(name, await wrk(name, o));
 const k = `"&apikey=${key}"`;
@@ -253,7 +253,7 @@ try {
   const parallel = await start(
     ["serve", "--parallel", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"],
     { ...env, DENO_JOBS: "2" },
-    await freePort(),
+    freePort(),
   );
   await run("customer by id, 2 workers", { url: parallel.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) });
   parallel.process.kill();
