@@ -20,6 +20,6 @@ if (firstKey) {
 }
 
 /** The app, exported for `deno serve --parallel main.ts` and for Deno Deploy. */
-export const app = createApp({ kv, config, log: config.logRequests ? log : undefined });
+export const app = createApp({ kv, config, log });
 
 export default { fetch: app.fetch } satisfies Deno.ServeDefaultExport;

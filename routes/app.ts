@@ -37,7 +37,7 @@ export interface AppOptions {
   config: Config;
   /** Clock, epoch ms; defaults to Date.now. */
   now?: () => number;
-  /** Where request log lines go; nothing is logged when absent. */
+  /** Where log lines go: one per request (when config.logRequests) and every internal error. */
   log?: (line: string) => void;
 }
 
@@ -68,7 +68,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
       }
       await next();
     } finally {
-      if (log) {
+      if (log && options.config.logRequests) {
         const ms = (performance.now() - started).toFixed(1);
         log(`${c.req.method} ${c.req.path} ${c.res.status} ${ms}ms`);
       }
