@@ -7,7 +7,7 @@ import { createApp } from "./routes/app.ts";
 import { bootstrapApiKey } from "./storage/api_keys.ts";
 import { openKv } from "./storage/open.ts";
 
-const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined;
+const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined || Deno.env.get("DENO_DEPLOY") !== undefined;
 const config = loadConfig((name) => Deno.env.get(name), onDeploy);
 const kv = await openKv(config.kvPath);
 

@@ -41,11 +41,12 @@ export function waitWhenBusy(kv: Deno.Kv): Deno.Kv {
 }
 
 /**
- * Opens the store: a local SQLite-backed KV file (its folder made when missing), ":memory:", or with no
- * path the platform's managed KV on Deno Deploy.
+ * Opens the store: a local SQLite-backed KV file (its folder made when missing), ":memory:", a remote
+ * KV connect URL (https://..., with DENO_KV_ACCESS_TOKEN), or with no path the platform's managed KV on
+ * Deno Deploy.
  */
 export async function openKv(path: string | undefined): Promise<Deno.Kv> {
-  if (path && path !== ":memory:") {
+  if (path && path !== ":memory:" && !/^https?:\/\//.test(path)) {
     const slash = path.lastIndexOf("/");
     if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
     return waitWhenBusy(await Deno.openKv(path));
