@@ -18,12 +18,15 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     customers: { type: "string" },
     duration: { type: "string" },
+    rounds: { type: "string" },
     out: { type: "string" },
   },
 });
 const quick = values.quick!;
 const N = Number(values.customers ?? (quick ? 5_000 : 100_000));
-const DURATION = Number(values.duration ?? (quick ? 2 : 6));
+const DURATION = Number(values.duration ?? (quick ? 2 : 3));
+/** Every scenario runs this many times, interleaved with its baseline; the table shows medians. */
+const ROUNDS = Number(values.rounds ?? (quick ? 1 : 3));
 const OUT = values.out ?? (quick ? null : new URL("../bench/results.md", import.meta.url).pathname);
 const ROOT = new URL("..", import.meta.url).pathname;
 const COMPANY = "bench";
@@ -131,6 +134,8 @@ interface Result {
   p50: number;
   p99: number;
   errors: number;
+  /** Requests answered with a 2xx status. */
+  ok: number;
 }
 
 function ms(value: string, unit: string): number {
@@ -138,12 +143,17 @@ function ms(value: string, unit: string): number {
   return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : n;
 }
 
-async function wrk(name: string, options: { url: string; lua: string; connections?: number; seconds?: number }) {
+async function wrk(
+  name: string,
+  options: { url: string; lua: string; connections?: number; seconds?: number; base?: number },
+) {
   const dir = await Deno.makeTempDir();
   const script = `${dir}/s.lua`;
   await Deno.writeTextFile(
     script,
-    `math.randomseed(42)\nlocal n = 0\nlocal N = ${N}\nrequest = function()\n  n = n + 1\n  local id = math.random(1, N)\n${options.lua}\nend\n`,
+    `math.randomseed(42)\nlocal n = ${
+      options.base ?? 0
+    }\nlocal N = ${N}\nrequest = function()\n  n = n + 1\n  local id = math.random(1, N)\n${options.lua}\nend\n`,
   );
   const out = await new Deno.Command(await ensureWrk(), {
     args: [
@@ -166,12 +176,14 @@ async function wrk(name: string, options: { url: string; lua: string; connection
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? "0");
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
   const errors = non2xx + (socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  const total = Number(/(\d+) requests in/.exec(text)?.[1] ?? "0");
   const result: Result = {
     name,
     rps,
     p50: p50 ? ms(p50[1]!, p50[2]!) : NaN,
     p99: p99 ? ms(p99[1]!, p99[2]!) : NaN,
     errors,
+    ok: total - non2xx,
   };
   console.log(
     `  ${name.padEnd(28)} ${rps.toFixed(0).padStart(7)} req/s  p50 ${result.p50.toFixed(2)} ms  p99 ${
@@ -197,67 +209,122 @@ const env = { KV_PATH: kvPath, LOG_REQUESTS: "0", COMPANY, INSERT_FROM: String(N
 const baseline = await start(["run", "-A", "--unstable-kv", "bench/baseline_server.ts"], env, freePort());
 const app = await start(["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"], env, freePort());
 const results = new Map<string, Result>();
-const run = async (name: string, o: Parameters<typeof wrk>[1]) => results.set(name, await wrk(name, o));
 const k = `"&apikey=${key}"`;
 const deepPage = quick ? Math.max(2, Math.floor((N * 0.9 * 0.8) / 200)) : 400;
 
 try {
-  console.log("Scenarios:");
-  await run("baseline: 1 kv.get", { url: baseline.url, lua: get(`"/get?n=1&id=" .. id`) });
-  await run("baseline: 2 kv.get", { url: baseline.url, lua: get(`"/get?n=2&id=" .. id`) });
-  await run("customer by id (json)", { url: app.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) });
-  await run("customer by id (xml)", { url: app.url, lua: get(`"/api/customer?format=xml&id=" .. id .. ${k}`) });
-  await run("customer by phone", {
-    url: app.url,
-    lua: `  if id % 10 == 0 then id = id + 1 end\n` +
-      get(`"/api/customer?phone=%2B" .. string.format("79%09d", id) .. ${k}`),
-  });
-  await run("customer by email", {
-    url: app.url,
-    lua: `  if id % 7 == 0 then id = id + 1 end\n` +
-      get(`"/api/customer?email=user" .. id .. "%40example.com" .. ${k}`),
-  });
-  await run("customer by external_id", { url: app.url, lua: get(`"/api/customer?external_id=EXT" .. id .. ${k}`) });
-  await run("page 1 x200 cards+bonuses", {
-    url: app.url,
-    connections: 1,
-    lua: get(`"/api/customer?page=1&page_size=200&cards=1&bonuses=1" .. ${k}`),
-  });
-  await run("page 1 x200 with_phone", {
-    url: app.url,
-    connections: 1,
-    lua: get(`"/api/customer?page=1&page_size=200&with_phone=1" .. ${k}`),
-  });
-  await run(`page ${deepPage} x200 with_phone`, {
-    url: app.url,
-    connections: 1,
-    lua: get(`"/api/customer?page=${deepPage}&page_size=200&with_phone=1" .. ${k}`),
-  });
-  await run("baseline: naive retry loop", { url: baseline.url, lua: post(`"/naive?id=1"`, `""`) });
-  await run("updateBonus, 1 customer", {
-    url: app.url,
-    lua: post(`"/api/customer/updateBonus?customer_id=1&bonus_id=1&amount=1" .. ${k}`, `""`),
-  });
-  await run("baseline: raw atomic insert", { url: baseline.url, lua: post(`"/insert?i=" .. n`, `""`) });
-  await run("create customer", {
-    url: app.url,
-    lua: post(
-      `"/api/customer/update?apikey=${key}"`,
-      `"phone=%2B8" .. string.format("%010d", n) .. "&email=new" .. n .. "%40example.org&external_id=NEW" .. n .. "&fname=New"`,
-    ),
-  });
-  const rss = peakRssMb(app.process.pid);
-  app.process.kill();
-  await app.process.status;
-
   const parallel = await start(
     ["serve", "--parallel", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"],
     { ...env, DENO_JOBS: "2" },
     freePort(),
   );
-  await run("customer by id, 2 workers", { url: parallel.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) });
-  parallel.process.kill();
-  await parallel.process.status;
+  const scenarios: { name: string; options: Parameters<typeof wrk>[1] }[] = [
+    { name: "baseline: 1 kv.get", options: { url: baseline.url, lua: get(`"/get?n=1&id=" .. id`) } },
+    { name: "customer by id (json)", options: { url: app.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) } },
+    {
+      name: "customer by id (xml)",
+      options: { url: app.url, lua: get(`"/api/customer?format=xml&id=" .. id .. ${k}`) },
+    },
+    { name: "baseline: 2 kv.get", options: { url: baseline.url, lua: get(`"/get?n=2&id=" .. id`) } },
+    {
+      name: "customer by phone",
+      options: {
+        url: app.url,
+        lua: `  if id % 10 == 0 then id = id + 1 end\n` +
+          get(`"/api/customer?phone=%2B" .. string.format("79%09d", id) .. ${k}`),
+      },
+    },
+    {
+      name: "customer by email",
+      options: {
+        url: app.url,
+        lua: `  if id % 7 == 0 then id = id + 1 end\n` +
+          get(`"/api/customer?email=user" .. id .. "%40example.com" .. ${k}`),
+      },
+    },
+    {
+      name: "customer by external_id",
+      options: { url: app.url, lua: get(`"/api/customer?external_id=EXT" .. id .. ${k}`) },
+    },
+    {
+      name: "page 1 x200 cards+bonuses",
+      options: {
+        url: app.url,
+        connections: 1,
+        lua: get(`"/api/customer?page=1&page_size=200&cards=1&bonuses=1" .. ${k}`),
+      },
+    },
+    {
+      name: "page 1 x200 with_phone",
+      options: { url: app.url, connections: 1, lua: get(`"/api/customer?page=1&page_size=200&with_phone=1" .. ${k}`) },
+    },
+    {
+      name: `page ${deepPage} x200 with_phone`,
+      options: {
+        url: app.url,
+        connections: 1,
+        lua: get(`"/api/customer?page=${deepPage}&page_size=200&with_phone=1" .. ${k}`),
+      },
+    },
+    { name: "baseline: naive retry loop", options: { url: baseline.url, lua: post(`"/naive?id=1"`, `""`) } },
+    {
+      name: "updateBonus, 1 customer",
+      options: {
+        url: app.url,
+        lua: post(`"/api/customer/updateBonus?customer_id=1&bonus_id=1&amount=0.01" .. ${k}`, `""`),
+      },
+    },
+    { name: "baseline: raw atomic insert", options: { url: baseline.url, lua: post(`"/insert?i=" .. n`, `""`) } },
+    {
+      name: "create customer",
+      options: {
+        url: app.url,
+        lua: post(
+          `"/api/customer/update?apikey=${key}"`,
+          `"phone=%2B8" .. string.format("%010d", n) .. "&email=new" .. n .. "%40example.org&external_id=NEW" .. n .. "&fname=New"`,
+        ),
+      },
+    },
+    {
+      name: "customer by id, 2 workers",
+      options: { url: parallel.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) },
+    },
+  ];
+  const balanceOf = async () => {
+    const res = await fetch(`${app.url}/api/customer?id=1&bonuses=1&apikey=${key}`);
+    const body = await res.json();
+    const bonus = (body.customers?.[0]?.bonuses ?? []).find((b: { bonus_id: number }) => b.bonus_id === 1);
+    return Math.round(Number(bonus?.balance ?? 0) * 100);
+  };
+  const balanceBefore = await balanceOf();
+  const rounds: Map<string, Result[]> = new Map();
+  for (let round = 0; round < ROUNDS; round++) {
+    console.log(`Round ${round + 1} of ${ROUNDS}:`);
+    for (const { name, options } of scenarios) {
+      const r = await wrk(name, { ...options, base: round * 10_000_000 });
+      rounds.set(name, [...(rounds.get(name) ?? []), r]);
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  for (const [name, rs] of rounds) {
+    results.set(name, {
+      name,
+      rps: median(rs.map((x) => x.rps)),
+      p50: median(rs.map((x) => x.p50)),
+      p99: median(rs.map((x) => x.p99)),
+      errors: rs.reduce((a, x) => a + x.errors, 0),
+      ok: rs.reduce((a, x) => a + x.ok, 0),
+    });
+  }
+  // Zero lost updates: the balance grew by exactly one kopeck per accepted updateBonus.
+  const granted = results.get("updateBonus, 1 customer")!.ok;
+  const lost = balanceBefore + granted - (await balanceOf());
+  console.log(`updateBonus: ${granted} accepted, balance moved by ${granted - lost} kopecks, lost ${lost}`);
+  const rss = peakRssMb(app.process.pid);
+  for (const s of [app, parallel]) {
+    s.process.kill();
+    await s.process.status;
+  }
 
   // Targets: [name, measured ratio (or value), target, how it is measured].
   const r = (name: string) => results.get(name)!;
@@ -333,6 +400,7 @@ try {
       unit: "x",
     },
     { scenario: "peak RSS of the service", value: rss, target: 200, lower: true, unit: "MB" },
+    { scenario: "updateBonus lost updates", value: Math.abs(lost), target: 0, lower: true, unit: "" },
   ];
   const errors = [...results.values()].filter((x) => x.errors > 0);
   const cpu = /model name\s*:\s*(.+)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ?? "unknown CPU";
@@ -340,7 +408,8 @@ try {
     `# Benchmark results`,
     ``,
     `${new Date().toISOString().slice(0, 19)}Z, ${cpu}, ${navigator.hardwareConcurrency} cores, ` +
-    `${N} customers, ${DURATION} s per scenario, wrk -t1 (-c50; page scenarios -c1), Deno ${Deno.version.deno}.`,
+    `${N} customers; ${ROUNDS} round(s) of ${DURATION} s per scenario, interleaved, medians shown; ` +
+    `wrk -t1 -c50 (page scenarios -c1); Deno ${Deno.version.deno}.`,
     ``,
     `| scenario | req/s | p50 ms | p99 ms | errors |`,
     `|---|---:|---:|---:|---:|`,
@@ -364,6 +433,7 @@ try {
   if (quick) {
     // CI gate: fail when a ratio falls below half its target (or a bound above twice its target).
     const bad = rows.filter((x) => x.lower ? x.value > x.target * 2 : x.value < x.target / 2);
+    if (lost !== 0) bad.push(rows.at(-1)!);
     if (errors.length) console.log(`Errors in: ${errors.map((x) => x.name).join(", ")}`);
     if (bad.length || errors.length) {
       console.log(`Quick bench FAILED: ${bad.map((x) => x.scenario).join(", ")}`);
