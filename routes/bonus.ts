@@ -190,7 +190,9 @@ export async function bonusesExtra(
   deps: Deps,
   options: { companyId: string; customers: Customer[] },
 ): Promise<Map<number, ReplyValue>> {
-  const balances = await customerBalances(deps.kv, options.companyId, options.customers.map((c) => c.id));
+  const balances = await customerBalances(deps.kv, options.companyId, {
+    customerIds: options.customers.map((c) => c.id),
+  });
   const out = new Map<number, ReplyValue>();
   for (const [customerId, list] of balances) out.set(customerId, list.map((b) => balanceView(b.program, b.balance)));
   return out;

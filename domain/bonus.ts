@@ -1,0 +1,243 @@
+/**
+ * Bonus ledger rules: how a balance changes, when a change is refused, what a ledger entry holds and when two
+ * requests are "the same" for idempotency. Pure: every amount is an integer of minor units (1/100 of a point).
+ */
+import { formatDateTime } from "./dates.ts";
+import { ConflictError, quote, UnprocessableError, ValidationError } from "./errors.ts";
+import { type FieldParser, invalid } from "./fields.ts";
+import { MAX_MINOR, moneyToNumber, parseMoney } from "./money.ts";
+
+/** Largest balance a customer may hold in one program, in minor units (100 billion points). */
+export const MAX_BALANCE = MAX_MINOR;
+
+/** Longest accepted `comment` of a change, in characters. */
+export const MAX_COMMENT = 500;
+/** Longest accepted `order_id` of a change, in characters. */
+export const MAX_ORDER_ID = 100;
+/** Longest accepted idempotency key, in characters. */
+export const MAX_IDEMPOTENCY_KEY = 200;
+
+/** A requested change of one balance: add `amount` (negative removes), or set the balance to it. */
+export interface BonusChange {
+  /** Minor units; negative removes points (refused with `overwrite`). */
+  amount: number;
+  /** Whether the balance is set to `amount` instead of moved by it. */
+  overwrite: boolean;
+}
+
+/** The outcome of a change: the new balance and the delta the ledger records. */
+export interface BonusOutcome {
+  balance: number;
+  delta: number;
+}
+
+/** One immutable line of the ledger; the deltas of a balance's entries always add up to the balance. */
+export interface LedgerEntry {
+  /** 1, 2, 3... per (customer, program): the n-th change of that balance. */
+  transaction_id: number;
+  customer_id: number;
+  bonus_id: number;
+  /** Signed change, minor units (for an overwrite: new balance minus old). */
+  amount: number;
+  /** Balance after the change, minor units. */
+  balance: number;
+  overwrite: boolean;
+  comment: string | null;
+  order_id: string | null;
+  /** Epoch ms. */
+  created_date: number;
+  /** User id of the API key that made the change. */
+  created_by: number;
+  idempotency_key: string | null;
+  /** Random id of the write that made this entry: lets a writer tell whether a commit it lost track of landed. */
+  request_id: string;
+}
+
+/** The reply to an accepted change, kept with its idempotency key so that a retry gets it back verbatim. */
+export interface BonusReply {
+  customer_id: number;
+  bonus_id: number;
+  /** Balance after the change, minor units. */
+  balance: number;
+  transaction_id: number;
+}
+
+/** How a request names its customer: by internal id, or by external id when no internal id is given. */
+export type CustomerRef = { id: number } | { externalId: string };
+
+/** The normalised parameters of an updateBonus request: what idempotency compares. */
+export interface BonusRequest extends BonusChange {
+  customer: CustomerRef;
+  bonusId: number;
+  comment: string | null;
+  orderId: string | null;
+}
+
+/** Writes minor units with exactly two decimals ("50.00", "-0.10") for messages. */
+export function formatPoints(minor: number): string {
+  if (!Number.isSafeInteger(minor)) throw new RangeError(`Not an amount in minor units: ${minor}`);
+  const digits = String(Math.abs(minor)).padStart(3, "0");
+  return `${minor < 0 ? "-" : ""}${digits.slice(0, -2)}.${digits.slice(-2)}`;
+}
+
+/** Refuses a change that is wrong whatever the balance: an overwrite with a negative amount (400). */
+export function checkChange(change: BonusChange): void {
+  const { amount, overwrite } = change;
+  if (!Number.isSafeInteger(amount) || Math.abs(amount) > MAX_MINOR) throw new RangeError(`Not an amount: ${amount}`);
+  if (overwrite && amount < 0) {
+    throw new ValidationError(
+      "amount",
+      `Invalid amount "${formatPoints(amount)}": overwrite sets the balance, which cannot be negative`,
+    );
+  }
+}
+
+/**
+ * Computes the balance after a change, refusing one that would take it below zero (409 naming the available
+ * balance), above MAX_BALANCE (409), or set it to a negative amount (400).
+ */
+export function nextBalance(balance: number, change: BonusChange): BonusOutcome {
+  const { amount, overwrite } = change;
+  if (!Number.isSafeInteger(balance) || balance < 0) throw new RangeError(`Not a balance: ${balance}`);
+  checkChange(change);
+  if (overwrite) return { balance: amount, delta: amount - balance };
+  const next = balance + amount;
+  if (next < 0) {
+    throw new ConflictError(
+      `Cannot remove ${formatPoints(-amount)} bonus points: the balance is ${formatPoints(balance)}`,
+      "amount",
+    );
+  }
+  if (next > MAX_BALANCE) {
+    throw new ConflictError(
+      `Cannot add ${formatPoints(amount)} bonus points: the balance ${formatPoints(balance)} would go over ` +
+        `the limit of ${formatPoints(MAX_BALANCE)}`,
+      "amount",
+    );
+  }
+  return { balance: next, delta: amount };
+}
+
+/** Builds the ledger entry of an accepted change. */
+export function ledgerEntry(
+  request: Pick<BonusRequest, "overwrite" | "comment" | "orderId">,
+  context: {
+    transactionId: number;
+    customerId: number;
+    bonusId: number;
+    outcome: BonusOutcome;
+    now: number;
+    userId: number;
+    idempotencyKey: string | null;
+    requestId: string;
+  },
+): LedgerEntry {
+  return {
+    transaction_id: context.transactionId,
+    customer_id: context.customerId,
+    bonus_id: context.bonusId,
+    amount: context.outcome.delta,
+    balance: context.outcome.balance,
+    overwrite: request.overwrite,
+    comment: request.comment,
+    order_id: request.orderId,
+    created_date: context.now,
+    created_by: context.userId,
+    idempotency_key: context.idempotencyKey,
+    request_id: context.requestId,
+  };
+}
+
+/**
+ * The canonical text of a request's normalised parameters: two requests with the same idempotency key are the
+ * same request exactly when their fingerprints are equal. Amounts are compared as minor units ("10" = "10.00" =
+ * "+10,0"), flags as booleans (absent = "0" = "false"), texts after trimming (empty = absent), and the customer
+ * by the parameter that names it (customer_id when given, else customer_external_id).
+ */
+export function bonusFingerprint(request: BonusRequest): string {
+  const customer = "id" in request.customer
+    ? ["customer_id", request.customer.id]
+    : ["customer_external_id", request.customer.externalId];
+  return JSON.stringify([
+    "updateBonus",
+    1,
+    ...customer,
+    request.bonusId,
+    request.amount,
+    request.overwrite,
+    request.comment,
+    request.orderId,
+  ]);
+}
+
+/** Parses a required signed amount ("-12.5", "10,00") into minor units; empty is refused. */
+export const amountParser: FieldParser<number> = (raw, field) => {
+  if (raw.trim() === "") throw invalid(field, raw, "must not be empty");
+  return parseMoney(raw, field, { allowNegative: true });
+};
+
+/** Checks an idempotency key: 1 to MAX_IDEMPOTENCY_KEY printable characters, used as sent. */
+export function checkIdempotencyKey(raw: string, field: string): string {
+  if (raw.length === 0) throw invalid(field, raw, "must not be empty");
+  if (raw.length > MAX_IDEMPOTENCY_KEY) throw invalid(field, raw, `at most ${MAX_IDEMPOTENCY_KEY} characters`);
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(raw)) throw invalid(field, raw, "control characters are not allowed");
+  if (raw.trim() !== raw) throw invalid(field, raw, "must not start or end with white space");
+  return raw;
+}
+
+/** Picks the idempotency key from the header and the parameter; two different ones are refused. */
+export function pickIdempotencyKey(header: string | undefined, param: string | undefined): string | null {
+  const fromHeader = header === undefined ? undefined : checkIdempotencyKey(header, "Idempotency-Key");
+  if (fromHeader !== undefined && param !== undefined && fromHeader !== param) {
+    throw new ValidationError(
+      "idempotency_key",
+      `Two different idempotency keys were sent: header "${quote(fromHeader)}" and idempotency_key ` +
+        `"${quote(param)}"; send one`,
+    );
+  }
+  return fromHeader ?? param ?? null;
+}
+
+/** The error for an idempotency key already used by a request with other parameters. */
+export function idempotencyMisuse(key: string): UnprocessableError {
+  return new UnprocessableError(
+    `Cannot update bonus: idempotency key "${quote(key)}" was already used with different parameters`,
+    "idempotency_key",
+  );
+}
+
+/** A plain reply value, as the HTTP layer renders it in JSON or XML. */
+export type BonusView = Record<string, string | number | null>;
+
+/** Renders the reply of an accepted (or replayed) change. */
+export function bonusReplyView(reply: BonusReply): BonusView {
+  return {
+    success: 1,
+    customer_id: reply.customer_id,
+    bonus_id: reply.bonus_id,
+    balance: moneyToNumber(reply.balance),
+    transaction_id: reply.transaction_id,
+  };
+}
+
+/** Renders one ledger entry for bonusHistory. */
+export function transactionView(entry: LedgerEntry, timeZone: string): BonusView {
+  return {
+    transaction_id: entry.transaction_id,
+    customer_id: entry.customer_id,
+    bonus_id: entry.bonus_id,
+    amount: moneyToNumber(entry.amount),
+    balance: moneyToNumber(entry.balance),
+    overwrite: entry.overwrite ? 1 : 0,
+    comment: entry.comment,
+    order_id: entry.order_id,
+    created_date: formatDateTime(entry.created_date, timeZone),
+    created_by: entry.created_by,
+  };
+}
+
+/** Renders one program's balance of a customer for `GET /api/customer?bonuses=1`. */
+export function balanceView(program: { id: number; name: string }, balance: number): BonusView {
+  return { bonus_id: program.id, bonus_name: program.name, balance: moneyToNumber(balance) };
+}

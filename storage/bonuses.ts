@@ -1,0 +1,305 @@
+/**
+ * Bonus balances, their ledger and idempotency records in KV. Every change is one atomic operation that checks
+ * the balance's versionstamp and the idempotency key's absence, then writes the balance, one immutable ledger
+ * entry and the idempotency record together: a balance therefore always equals the sum of its ledger deltas,
+ * and a retried request is applied at most once, however many processes share the store.
+ */
+import {
+  type BonusChange,
+  type BonusReply,
+  idempotencyMisuse,
+  type LedgerEntry,
+  ledgerEntry,
+  nextBalance,
+} from "../domain/bonus.ts";
+import type { DirectoryEntry } from "../domain/directory.ts";
+import { ConflictError } from "../domain/errors.ts";
+import { listEntries } from "./directories.ts";
+import { MAX_GET_MANY } from "./limits.ts";
+import type { KeyedMutex } from "./mutex.ts";
+
+/** How long an idempotency key and its first reply are kept: KV never deletes a value before its expiry. */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/** Most optimistic attempts of one change before it gives up with 409 (only contention across processes). */
+export const MAX_BONUS_ATTEMPTS = 16;
+/** Longest pause between two attempts, ms; the pause is random up to min(this, 2^attempt) to spread writers. */
+const MAX_BACKOFF_MS = 64;
+/** getMany calls in flight at once when reading the balances of many customers. */
+const PARALLEL_READS = 32;
+
+/** Key builders of the bonus collections; these are the only keys this module writes. */
+export const bonusKeys = {
+  /** A customer's balance in one program: { balance, last_transaction_id }. */
+  balance: (cid: string, customerId: number, bonusId: number): Deno.KvKey => [
+    "company",
+    cid,
+    "balances",
+    customerId,
+    bonusId,
+  ],
+  /** The ledger of one balance, ordered by transaction id. */
+  ledger: (cid: string, customerId: number, bonusId: number): Deno.KvKey => [
+    "company",
+    cid,
+    "ledger",
+    customerId,
+    bonusId,
+  ],
+  ledgerEntry: (cid: string, customerId: number, bonusId: number, transactionId: number): Deno.KvKey => [
+    "company",
+    cid,
+    "ledger",
+    customerId,
+    bonusId,
+    transactionId,
+  ],
+  /** Every balance of a company, for audits and tests. */
+  balances: (cid: string): Deno.KvKey => ["company", cid, "balances"],
+  /** The first reply given under an idempotency key, with the fingerprint of its request. */
+  idempotency: (cid: string, key: string): Deno.KvKey => ["company", cid, "idempotency", key],
+};
+
+/** A stored balance: minor units, and the id of its newest ledger entry (= number of entries). */
+export interface BalanceRecord {
+  balance: number;
+  last_transaction_id: number;
+}
+
+/** What an idempotency key holds. */
+export interface IdempotencyRecord {
+  fingerprint: string;
+  reply: BonusReply;
+  created_date: number;
+}
+
+/** An idempotency key and the fingerprint of the request that carries it. */
+export interface Idempotency {
+  key: string;
+  fingerprint: string;
+}
+
+/** One change to apply. */
+export interface BonusUpdate {
+  customerId: number;
+  bonusId: number;
+  change: BonusChange;
+  comment: string | null;
+  orderId: string | null;
+  /** Time of the change, epoch ms. */
+  now: number;
+  /** User id of the API key making the change. */
+  userId: number;
+  /** When given, the change is applied at most once per key. */
+  idempotency: Idempotency | null;
+  /** Queues changes of one balance inside this process; correctness never depends on it. */
+  mutex?: KeyedMutex;
+}
+
+/** The result of a change: the reply, whether it was replayed from an earlier request, and the attempts used. */
+export interface BonusUpdateResult {
+  reply: BonusReply;
+  replayed: boolean;
+  attempts: number;
+}
+
+const ZERO: BalanceRecord = { balance: 0, last_transaction_id: 0 };
+
+/** Looks up an idempotency key: the first reply when the request matches, 422 when it does not, else null. */
+export async function findReplay(kv: Deno.Kv, cid: string, idempotency: Idempotency): Promise<BonusReply | null> {
+  const record = await kv.get<IdempotencyRecord>(bonusKeys.idempotency(cid, idempotency.key));
+  return record.value === null ? null : replayOf(record.value, idempotency);
+}
+
+function replayOf(record: IdempotencyRecord, idempotency: Idempotency): BonusReply {
+  if (record.fingerprint !== idempotency.fingerprint) throw idempotencyMisuse(idempotency.key);
+  return record.reply;
+}
+
+/**
+ * Applies one change to a balance with its ledger entry and idempotency record in one atomic operation.
+ * Changes of one balance queue in this process; a lost race with another process is re-read and retried, up
+ * to MAX_BONUS_ATTEMPTS times with a random pause, then answered 409.
+ */
+export async function updateBonus(kv: Deno.Kv, cid: string, update: BonusUpdate): Promise<BonusUpdateResult> {
+  const run = () => applyWithRetries(kv, cid, update);
+  if (!update.mutex) return await run();
+  return await update.mutex.run(`bonus:${cid}:${update.customerId}:${update.bonusId}`, run);
+}
+
+async function applyWithRetries(kv: Deno.Kv, cid: string, update: BonusUpdate): Promise<BonusUpdateResult> {
+  const { customerId, bonusId, idempotency } = update;
+  const balanceKey = bonusKeys.balance(cid, customerId, bonusId);
+  const idempotencyKey = idempotency ? bonusKeys.idempotency(cid, idempotency.key) : null;
+  const requestId = crypto.randomUUID();
+  // Ledger keys of attempts whose commit threw, so that whether they landed is unknown until read back.
+  const unsure: Deno.KvKey[] = [];
+  let failure: unknown = null;
+
+  for (let attempt = 1; attempt <= MAX_BONUS_ATTEMPTS; attempt++) {
+    if (attempt > 1) await pause(Math.random() * Math.min(MAX_BACKOFF_MS, 2 ** attempt));
+    failure = null;
+    let current: Deno.KvEntryMaybe<BalanceRecord>;
+    let earlier: Deno.KvEntryMaybe<IdempotencyRecord> | null;
+    try {
+      const landed = await findOwnEntry(kv, unsure, requestId);
+      if (landed) return { reply: replyOfEntry(landed), replayed: false, attempts: attempt - 1 };
+      [current, earlier] = idempotencyKey
+        ? await kv.getMany<[BalanceRecord, IdempotencyRecord]>([balanceKey, idempotencyKey])
+        : [await kv.get<BalanceRecord>(balanceKey), null];
+    } catch (error) {
+      if (!isStoreBusy(error)) throw error;
+      failure = error;
+      continue;
+    }
+    if (earlier?.value) return { reply: replayOf(earlier.value, idempotency!), replayed: true, attempts: attempt };
+
+    const record = current.value ?? ZERO;
+    const outcome = nextBalance(record.balance, update.change);
+    const transactionId = record.last_transaction_id + 1;
+    const entry = ledgerEntry(
+      { overwrite: update.change.overwrite, comment: update.comment, orderId: update.orderId },
+      {
+        transactionId,
+        customerId,
+        bonusId,
+        outcome,
+        now: update.now,
+        userId: update.userId,
+        idempotencyKey: idempotency?.key ?? null,
+        requestId,
+      },
+    );
+    const reply = replyOfEntry(entry);
+    const entryKey = bonusKeys.ledgerEntry(cid, customerId, bonusId, transactionId);
+    const op = kv.atomic()
+      .check(current)
+      .check({ key: entryKey, versionstamp: null })
+      .set(balanceKey, { balance: outcome.balance, last_transaction_id: transactionId } satisfies BalanceRecord)
+      .set(entryKey, entry);
+    if (idempotencyKey) {
+      const saved: IdempotencyRecord = { fingerprint: idempotency!.fingerprint, reply, created_date: update.now };
+      op.check({ key: idempotencyKey, versionstamp: null }).set(idempotencyKey, saved, {
+        expireIn: IDEMPOTENCY_TTL_MS,
+      });
+    }
+    try {
+      if ((await op.commit()).ok) return { reply, replayed: false, attempts: attempt };
+    } catch (error) {
+      // "database is locked" from a second process, or a lost connection to remote KV: the write may or may
+      // not have landed. Later attempts read its ledger key first; its versionstamp checks make sure that at
+      // most one of our attempts can ever land.
+      unsure.push(entryKey);
+      failure = error;
+    }
+  }
+  try {
+    const landed = await findOwnEntry(kv, unsure, requestId);
+    if (landed) return { reply: replyOfEntry(landed), replayed: false, attempts: MAX_BONUS_ATTEMPTS };
+  } catch (error) {
+    throw failure ?? error;
+  }
+  // The last attempt failed in the store itself (not a lost race): report it as the internal error it is.
+  if (failure !== null) throw failure;
+  throw new ConflictError("Cannot update bonus balance: it was changed concurrently too often, try again");
+}
+
+/** The reply an accepted change gives, read off its ledger entry. */
+function replyOfEntry(entry: LedgerEntry): BonusReply {
+  return {
+    customer_id: entry.customer_id,
+    bonus_id: entry.bonus_id,
+    balance: entry.balance,
+    transaction_id: entry.transaction_id,
+  };
+}
+
+/** Reads back the ledger keys of attempts with an unknown outcome; the entry one of them wrote, if any. */
+async function findOwnEntry(kv: Deno.Kv, unsure: Deno.KvKey[], requestId: string): Promise<LedgerEntry | null> {
+  for (let i = 0; i < unsure.length; i += MAX_GET_MANY) {
+    const entries = await kv.getMany<LedgerEntry[]>(unsure.slice(i, i + MAX_GET_MANY));
+    for (const e of entries) if (e.value?.request_id === requestId) return e.value;
+  }
+  return null;
+}
+
+/** Whether a store error is SQLite refusing a transaction because another process holds the lock. */
+function isStoreBusy(error: unknown): boolean {
+  return error instanceof Error && /database is (locked|busy)/i.test(error.message);
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Reads one balance; a balance never changed reads as zero with no transactions. */
+export async function getBalance(
+  kv: Deno.Kv,
+  cid: string,
+  options: { customerId: number; bonusId: number },
+): Promise<BalanceRecord> {
+  return (await kv.get<BalanceRecord>(bonusKeys.balance(cid, options.customerId, options.bonusId))).value ?? ZERO;
+}
+
+/** Reads ledger entries of one balance, newest first, with transaction ids below `beforeId`. */
+export async function listLedger(
+  kv: Deno.Kv,
+  cid: string,
+  options: { customerId: number; bonusId: number; beforeId: number; limit: number },
+): Promise<LedgerEntry[]> {
+  const { customerId, bonusId, beforeId, limit } = options;
+  if (limit <= 0 || beforeId <= 1) return [];
+  const out: LedgerEntry[] = [];
+  const iter = kv.list<LedgerEntry>({
+    prefix: bonusKeys.ledger(cid, customerId, bonusId),
+    end: bonusKeys.ledgerEntry(cid, customerId, bonusId, beforeId),
+  }, { reverse: true, limit, batchSize: Math.min(limit, 1000) });
+  for await (const e of iter) out.push(e.value);
+  return out;
+}
+
+/** One program's balance of a customer. */
+export interface ProgramBalance {
+  program: DirectoryEntry;
+  balance: number;
+}
+
+/**
+ * Reads every program's balance of many customers: the programs are listed once, then the balances are read
+ * in getMany batches, many batches in flight at once. Every customer gets one entry per program (0 when never
+ * changed), in program id order.
+ */
+export async function customerBalances(
+  kv: Deno.Kv,
+  cid: string,
+  options: { customerIds: number[] },
+): Promise<Map<number, ProgramBalance[]>> {
+  const { customerIds } = options;
+  const out = new Map<number, ProgramBalance[]>();
+  if (customerIds.length === 0) return out;
+  const programs = await listEntries(kv, cid, "bonus_programs");
+  const ids = [...new Set(customerIds)];
+  for (const customerId of ids) out.set(customerId, []);
+  if (programs.length === 0) return out;
+
+  const pairs = ids.flatMap((customerId) => programs.map((program) => ({ customerId, program })));
+  const batches: (typeof pairs)[] = [];
+  for (let i = 0; i < pairs.length; i += MAX_GET_MANY) batches.push(pairs.slice(i, i + MAX_GET_MANY));
+  const results: Deno.KvEntryMaybe<BalanceRecord>[][] = new Array(batches.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < batches.length) {
+      const i = next++;
+      const batch = batches[i]!;
+      results[i] = await kv.getMany<BalanceRecord[]>(
+        batch.map((p) => bonusKeys.balance(cid, p.customerId, p.program.id)),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_READS, batches.length) }, worker));
+  batches.forEach((batch, i) => {
+    batch.forEach((p, j) => {
+      out.get(p.customerId)!.push({ program: p.program, balance: results[i]![j]!.value?.balance ?? 0 });
+    });
+  });
+  return out;
+}
