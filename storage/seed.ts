@@ -1,4 +1,6 @@
 import { type Customer, customerLists, customerUniqueKeys } from "../domain/customer.ts";
+import { ledgerEntry } from "../domain/bonus.ts";
+import { type BalanceRecord, bonusKeys } from "./bonuses.ts";
 import { keys } from "./keys.ts";
 import { BUCKET_SIZE, MAX_MUTATIONS } from "./limits.ts";
 
@@ -49,4 +51,35 @@ export function addCustomerWrites(
     bump(keys.customerTotal(cid, list, "in"));
   }
   op.set(keys.customer(cid, c.id), c);
+}
+
+/**
+ * Gives customers opening balances, each with its first ledger entry (so balance == sum of the ledger), many
+ * per atomic operation and unchecked: for seeding a store where these balances do not exist yet.
+ */
+export async function rawInsertBalances(
+  kv: Deno.Kv,
+  cid: string,
+  options: { balances: { customerId: number; bonusId: number; amount: number }[]; now: number; userId: number },
+): Promise<void> {
+  const perOp = Math.floor((MAX_MUTATIONS - 1) / 2);
+  for (let i = 0; i < options.balances.length; i += perOp) {
+    const op = kv.atomic();
+    for (const b of options.balances.slice(i, i + perOp)) {
+      const entry = ledgerEntry({ overwrite: false, comment: "opening balance", orderId: null }, {
+        transactionId: 1,
+        customerId: b.customerId,
+        bonusId: b.bonusId,
+        outcome: { balance: b.amount, delta: b.amount },
+        now: options.now,
+        userId: options.userId,
+        idempotencyKey: null,
+        requestId: `seed-${b.customerId}-${b.bonusId}`,
+      });
+      const balance: BalanceRecord = { balance: b.amount, last_transaction_id: 1 };
+      op.set(bonusKeys.balance(cid, b.customerId, b.bonusId), balance)
+        .set(bonusKeys.ledgerEntry(cid, b.customerId, b.bonusId, 1), entry);
+    }
+    if (!(await op.commit()).ok) throw new Error("Raw balance insert failed");
+  }
 }
