@@ -1,3 +1,5 @@
+import { type FieldParser, int, invalid } from "./fields.ts";
+
 /** Page size when a paged request does not name one. */
 export const DEFAULT_PAGE_SIZE = 200;
 /** Largest page a client may ask for. */
@@ -24,3 +26,17 @@ export function decodeCursor(cursor: string): number | null {
   const id = Number(digits);
   return Number.isSafeInteger(id) ? id : null;
 }
+
+/** Parses a cursor parameter into the id it continues after. */
+export const cursorParser: FieldParser<number> = (raw, field) => {
+  const after = decodeCursor(raw);
+  if (after === null) throw invalid(field, raw, "not a cursor this service gave out");
+  return after;
+};
+
+/** The paging parameters every listing takes: page number, page size and cursor. */
+export const PAGING_PARSERS = {
+  page: int(1, 1_000_000_000),
+  page_size: int(1, MAX_PAGE_SIZE),
+  cursor: cursorParser,
+};

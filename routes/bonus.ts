@@ -16,9 +16,9 @@ import {
 } from "../domain/bonus.ts";
 import { type Customer, MAX_EXTERNAL_ID } from "../domain/customer.ts";
 import { NotFoundError, ValidationError } from "../domain/errors.ts";
-import { bool, id, int, invalid, text } from "../domain/fields.ts";
+import { bool, id, invalid, text } from "../domain/fields.ts";
 import { moneyToNumber } from "../domain/money.ts";
-import { decodeCursor, encodeCursor, MAX_PAGE_SIZE } from "../domain/paging.ts";
+import { encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
 import { customerBalances, findReplay, getBalance, listLedger, updateBonus } from "../storage/bonuses.ts";
 import { findCustomerId, getCustomer } from "../storage/customers.ts";
 import { requireEntry } from "../storage/directories.ts";
@@ -95,13 +95,7 @@ export function bonusRoutes(deps: Deps) {
       customer_id: id,
       customer_external_id: text(MAX_EXTERNAL_ID),
       bonus_id: id,
-      page: int(1, 1_000_000_000),
-      page_size: int(1, MAX_PAGE_SIZE),
-      cursor: (raw: string, field: string) => {
-        const after = decodeCursor(raw);
-        if (after === null) throw invalid(field, raw, "not a cursor this service gave out");
-        return after;
-      },
+      ...PAGING_PARSERS,
     },
     fields: {},
   });

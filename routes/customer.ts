@@ -10,9 +10,9 @@ import {
 } from "../domain/customer.ts";
 import { localDate } from "../domain/dates.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
-import { bool, id, int, invalid, text } from "../domain/fields.ts";
+import { bool, id, invalid, text } from "../domain/fields.ts";
 import { normalizePhone } from "../domain/phone.ts";
-import { decodeCursor, DEFAULT_PAGE_SIZE, encodeCursor, MAX_PAGE_SIZE } from "../domain/paging.ts";
+import { DEFAULT_PAGE_SIZE, encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
 import {
   countList,
   findCustomerId,
@@ -54,13 +54,7 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
       email: (raw: string, field: string) => emailKey(normalizeEmail(raw, field)),
       with_phone: bool,
       with_email: bool,
-      page: int(1, 1_000_000_000),
-      page_size: int(1, MAX_PAGE_SIZE),
-      cursor: (raw: string, field: string) => {
-        const after = decodeCursor(raw);
-        if (after === null) throw invalid(field, raw, "not a cursor this service gave out");
-        return after;
-      },
+      ...PAGING_PARSERS,
       ...extraSwitches,
     },
     fields: {},
