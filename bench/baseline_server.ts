@@ -6,7 +6,7 @@
  *   POST /insert?i=N     one raw atomic insert of a customer with the same record, index and counter keys
  *   POST /naive?id=X     adds 1 to a balance with a plain read-check-retry loop and a ledger entry
  */
-import type { Customer } from "../domain/customer.ts";
+import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { addCustomerWrites } from "../storage/seed.ts";
 import { keys } from "../storage/keys.ts";
 
@@ -36,28 +36,11 @@ Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
     const id = nextId++;
     const now = Date.now();
     const c: Customer = {
-      id,
+      ...blankCustomer(id, { now, userId: 1 }),
       external_id: `RAW${id}`,
       fname: "Raw",
-      lname: null,
-      mname: null,
       email: `raw${id}@example.com`,
       phone: `7${String(id).padStart(10, "0")}`,
-      gender: null,
-      custom_information: null,
-      birth_day: null,
-      birth_month: null,
-      birth_year: null,
-      register_date: now,
-      accumulated_sales: 0,
-      send_push: false,
-      send_email: false,
-      send_sms: false,
-      group_id: null,
-      created_date: now,
-      created_by: 1,
-      last_update_date: now,
-      last_update_by: 1,
     };
     const op = kv.atomic()
       .check({ key: keys.customer(cid, id), versionstamp: null })

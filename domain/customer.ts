@@ -103,14 +103,10 @@ const TEXT_FIELDS = [
 
 const FLAG_FIELDS = ["send_push", "send_email", "send_sms"] as const;
 
-/** Applies a patch to a customer (or to nothing, for a new one) and checks the result as a whole. */
-export function applyCustomerPatch(
-  existing: Customer | null,
-  patch: CustomerPatch,
-  context: ChangeContext & { id: number; groupId: number | null | undefined },
-): Customer {
-  const next: Customer = existing ? { ...existing } : {
-    id: context.id,
+/** A customer with every optional field empty: the starting point of a create. */
+export function blankCustomer(id: number, context: { now: number; userId: number }): Customer {
+  return {
+    id,
     external_id: null,
     fname: null,
     lname: null,
@@ -133,6 +129,15 @@ export function applyCustomerPatch(
     last_update_date: context.now,
     last_update_by: context.userId,
   };
+}
+
+/** Applies a patch to a customer (or to nothing, for a new one) and checks the result as a whole. */
+export function applyCustomerPatch(
+  existing: Customer | null,
+  patch: CustomerPatch,
+  context: ChangeContext & { id: number; groupId: number | null | undefined },
+): Customer {
+  const next: Customer = existing ? { ...existing } : blankCustomer(context.id, context);
   for (const field of TEXT_FIELDS) {
     const value = patch[field];
     if (value !== undefined) (next as unknown as Record<string, unknown>)[field] = value;

@@ -6,7 +6,7 @@
  * `--quick` uses a small store and short runs, and exits non-zero when a ratio drops below half its target.
  */
 import { parseArgs } from "node:util";
-import type { Customer } from "../domain/customer.ts";
+import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { createApiKey } from "../storage/api_keys.ts";
 import { saveEntry } from "../storage/directories.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
@@ -58,7 +58,7 @@ async function seed(kvPath: string): Promise<{ key: string }> {
   };
   for (let i = 1; i <= N; i++) {
     batch.push({
-      id: i,
+      ...blankCustomer(i, { now, userId: 1 }),
       external_id: `EXT${i}`,
       fname: "Сергей",
       lname: "Иванов",
@@ -70,16 +70,10 @@ async function seed(kvPath: string): Promise<{ key: string }> {
       birth_day: (i % 28) + 1,
       birth_month: (i % 12) + 1,
       birth_year: 1950 + (i % 50),
-      register_date: now,
       accumulated_sales: i * 100,
       send_push: true,
       send_email: true,
-      send_sms: false,
       group_id: (i % 10) + 1,
-      created_date: now,
-      created_by: 1,
-      last_update_date: now,
-      last_update_by: 1,
     });
     if (batch.length === 5000) await flush();
   }

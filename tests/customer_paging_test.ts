@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { XMLParser } from "fast-xml-parser";
-import type { Customer } from "../domain/customer.ts";
+import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { BUCKET_SIZE } from "../storage/limits.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
 import { world } from "./helpers.ts";
@@ -8,28 +8,11 @@ import { world } from "./helpers.ts";
 /** A seeded customer: every 3rd without a phone, every 4th without an email, ids with gaps. */
 function seeded(i: number, now: number): Customer {
   return {
-    id: i * 2 + (i % 5 === 0 ? 1 : 0),
+    ...blankCustomer(i * 2 + (i % 5 === 0 ? 1 : 0), { now, userId: 1 }),
     external_id: `S${i}`,
     fname: `F${i}`,
-    lname: null,
-    mname: null,
     email: i % 4 === 0 ? null : `s${i}@example.com`,
     phone: i % 3 === 0 ? null : `7900${String(i).padStart(7, "0")}`,
-    gender: null,
-    custom_information: null,
-    birth_day: null,
-    birth_month: null,
-    birth_year: null,
-    register_date: now,
-    accumulated_sales: 0,
-    send_push: false,
-    send_email: false,
-    send_sms: false,
-    group_id: null,
-    created_date: now,
-    created_by: 1,
-    last_update_date: now,
-    last_update_by: 1,
   };
 }
 
