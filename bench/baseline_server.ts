@@ -9,10 +9,11 @@
 import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { addCustomerWrites } from "../storage/seed.ts";
 import { keys } from "../storage/keys.ts";
+import { openKv } from "../storage/open.ts";
 
 const port = Number(Deno.env.get("PORT") ?? "8100");
 const cid = Deno.env.get("COMPANY") ?? "bench";
-const kv = await Deno.openKv(Deno.env.get("KV_PATH"));
+const kv = await openKv(Deno.env.get("KV_PATH"));
 let nextId = Number(Deno.env.get("INSERT_FROM") ?? "50000000");
 
 function json(body: unknown, status = 200): Response {
