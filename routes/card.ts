@@ -1,11 +1,107 @@
 import { Hono } from "hono";
+import {
+  CARD_LOOKUP_PARSERS,
+  cardFieldParsers,
+  cardView,
+  CREATE_SWITCH,
+  READ_ONLY_CARD_FIELDS,
+  splitCardFields,
+} from "../domain/card.ts";
+import type { Customer } from "../domain/customer.ts";
+import { refused } from "../domain/fields.ts";
+import { cardsOfCustomers, deleteCard, saveCard } from "../storage/cards.ts";
+import { getEntriesCached } from "../storage/directories.ts";
+import { requireWrite } from "./auth.ts";
 import type { AppEnv, Deps } from "./context.ts";
-import type { CustomerExtra } from "./customer.ts";
+import { reply, type ReplyValue } from "./reply.ts";
+import { input } from "./request.ts";
 
-/** Card endpoints under /api/customer (updateCard, insertCard, deleteCard). Placeholder until issue 3 lands. */
-export function cardRoutes(_deps: Deps) {
-  return new Hono<AppEnv>();
+/** Why insertCard refuses the parameters that only find a card. */
+const INSERT_ONLY_CREATES = "insertCard always creates a new card; use updateCard to change one";
+
+/**
+ * Card endpoints under /api/customer: `updateCard` finds a card by card_id, uid, external_id, card_barcode (in that
+ * order) and changes it, or creates it with create_if_not_exist=1; `insertCard` always creates; `deleteCard` deletes.
+ */
+export function cardRoutes(deps: Deps) {
+  const { kv } = deps;
+  const fields = { ...cardFieldParsers(deps.config), ...READ_ONLY_CARD_FIELDS };
+
+  const updateInput = input({ query: { ...CARD_LOOKUP_PARSERS, ...CREATE_SWITCH }, fields });
+  const insertInput = input({
+    query: {
+      uid: CARD_LOOKUP_PARSERS.uid,
+      external_id: CARD_LOOKUP_PARSERS.external_id,
+      card_id: refused(INSERT_ONLY_CREATES),
+      card_barcode: refused(INSERT_ONLY_CREATES),
+      create_if_not_exist: refused(INSERT_ONLY_CREATES),
+    },
+    fields,
+  });
+  const deleteInput = input({ query: CARD_LOOKUP_PARSERS, fields: {} });
+
+  return new Hono<AppEnv>()
+    .on(["GET", "POST"], "/updateCard", requireWrite, updateInput, async (c) => {
+      const { query, fields } = c.var.input;
+      const { create_if_not_exist, ...lookup } = query;
+      const result = await saveCard(kv, c.var.caller.companyId, {
+        mode: "update",
+        lookup,
+        create: create_if_not_exist === true,
+        ...splitCardFields(fields),
+        now: deps.now(),
+        userId: c.var.caller.userId,
+        mutex: deps.mutex,
+      });
+      return reply(c, { success: 1, card_id: result.card.id, isnew: result.isNew ? 1 : 0 });
+    })
+    .on(["GET", "POST"], "/insertCard", requireWrite, insertInput, async (c) => {
+      const { query, fields } = c.var.input;
+      const result = await saveCard(kv, c.var.caller.companyId, {
+        mode: "insert",
+        lookup: { uid: query.uid, external_id: query.external_id },
+        ...splitCardFields(fields),
+        now: deps.now(),
+        userId: c.var.caller.userId,
+        mutex: deps.mutex,
+      });
+      return reply(c, { success: 1, card_id: result.card.id, isnew: 1 });
+    })
+    .on(["GET", "POST"], "/deleteCard", requireWrite, deleteInput, async (c) => {
+      const card = await deleteCard(kv, c.var.caller.companyId, c.var.input.query);
+      return reply(c, { success: 1, card_id: card.id });
+    });
 }
 
-/** The `cards` element of customer replies. Placeholder until issue 3 lands. */
-export const cardsExtra: CustomerExtra = () => Promise.resolve(new Map());
+/** The `cards` element of customer replies: every card of each customer, its type named, in card id order. */
+export async function cardsExtra(
+  deps: Deps,
+  options: { companyId: string; customers: Customer[] },
+): Promise<Map<number, ReplyValue>> {
+  const { companyId, customers } = options;
+  const byCustomer = await cardsOfCustomers(deps.kv, companyId, customers.map((c) => c.id));
+  const typeIds = new Set<number>();
+  for (const cards of byCustomer.values()) {
+    for (const card of cards) if (card.type_id !== null) typeIds.add(card.type_id);
+  }
+  const types = await getEntriesCached(deps.kv, companyId, {
+    kind: "card_types",
+    ids: typeIds,
+    maxAgeMs: deps.config.directoryCacheMs,
+  });
+  const out = new Map<number, ReplyValue>();
+  for (const customer of customers) {
+    const cards = byCustomer.get(customer.id) ?? [];
+    out.set(
+      customer.id,
+      cards.map((card) =>
+        cardView(card, {
+          typeName: card.type_id === null ? null : types.get(card.type_id)?.name ?? null,
+          customerExternalId: customer.external_id,
+          timeZone: deps.config.timeZone,
+        })
+      ),
+    );
+  }
+  return out;
+}

@@ -1,0 +1,477 @@
+/**
+ * Discount cards in KV. A card record sits at ["company", cid, "cards", id]; its uid, barcode and external id each
+ * have a unique index holding the card id, and its owner a non-unique index ending with the card id. Every create,
+ * update and delete is one atomic operation that checks the versionstamps of the record, of each unique index it
+ * claims, of the sequences it advances and of the customer it attaches to; a lost race is re-read and retried.
+ */
+import {
+  applyCardChange,
+  barcodeCandidates,
+  type Card,
+  type CardChange,
+  cardClash,
+  type CardLookup,
+  cardNotFound,
+  cardNotIdentified,
+  type CardRefs,
+  cardUniqueKeys,
+  firstFound,
+  type LookupStep,
+  lookupSteps,
+  uidCandidates,
+  wantsGeneratedBarcode,
+} from "../domain/card.ts";
+import type { Customer } from "../domain/customer.ts";
+import { ConflictError, NotFoundError } from "../domain/errors.ts";
+import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
+import { keys } from "./keys.ts";
+import { MAX_CHECKS, MAX_GET_MANY, MAX_MUTATIONS, MAX_RETRIES } from "./limits.ts";
+import type { KeyedMutex } from "./mutex.ts";
+
+/** Range lists of the owner index in flight at once when the cards of many customers are read. */
+const PARALLEL_LISTS = 256;
+/** Largest id gap between two customers whose cards are read with one range list (the gap's cards are skipped). */
+const MAX_RUN_GAP = 4;
+
+/** Key builders of the card collections; these are the only keys this module writes (besides new card types). */
+export const cardKeys = {
+  card: (cid: string, id: number): Deno.KvKey => ["company", cid, "cards", id],
+  cards: (cid: string): Deno.KvKey => ["company", cid, "cards"],
+  byUid: (cid: string, uid: string): Deno.KvKey => ["company", cid, "cards_by_uid", uid],
+  byBarcode: (cid: string, barcode: string): Deno.KvKey => ["company", cid, "cards_by_barcode", barcode],
+  byExternalId: (cid: string, externalId: string): Deno.KvKey => ["company", cid, "cards_by_external_id", externalId],
+  /** The cards of one customer: keys end with the card id and hold nothing. */
+  ofCustomer: (cid: string, customerId: number): Deno.KvKey => ["company", cid, "cards_by_customer", customerId],
+  ofCustomerEntry: (cid: string, customerId: number, cardId: number): Deno.KvKey => [
+    "company",
+    cid,
+    "cards_by_customer",
+    customerId,
+    cardId,
+  ],
+  /** Last card id given out. */
+  idSequence: (cid: string): Deno.KvKey => ["company", cid, "sequences", "cards"],
+  /** Last position of the card-number sequence given out as a uid; never goes back, not even after a delete. */
+  numberSequence: (cid: string): Deno.KvKey => ["company", cid, "sequences", "card_numbers"],
+  /** Last position of the in-store (prefix 2) barcode sequence given out. */
+  barcodeSequence: (cid: string): Deno.KvKey => ["company", cid, "sequences", "card_barcodes"],
+};
+
+/** The unique card fields and the index each one lives in. */
+const UNIQUE = {
+  uid: cardKeys.byUid,
+  barcode: cardKeys.byBarcode,
+  external_id: cardKeys.byExternalId,
+} as const;
+type UniqueField = keyof typeof UNIQUE;
+const UNIQUE_FIELDS = Object.keys(UNIQUE) as UniqueField[];
+
+/** The index a lookup key is answered from. */
+function lookupKey(cid: string, step: LookupStep): Deno.KvKey {
+  switch (step.key) {
+    case "card_id":
+      return cardKeys.card(cid, step.value);
+    case "uid":
+      return cardKeys.byUid(cid, step.value);
+    case "external_id":
+      return cardKeys.byExternalId(cid, step.value);
+    case "card_barcode":
+      return cardKeys.byBarcode(cid, step.value);
+  }
+}
+
+/** Finds a card by the lookup order (card_id, uid, external_id, card_barcode) in at most two reads. */
+async function locate(kv: Deno.Kv, cid: string, steps: LookupStep[]): Promise<Deno.KvEntry<Card> | null> {
+  if (steps.length === 0) return null;
+  const first = await kv.getMany<unknown[]>(steps.map((s) => lookupKey(cid, s)));
+  // card_id reads the record itself; the other keys read an index holding the card id.
+  const ids = first.map((e, i) => (steps[i]!.key === "card_id" ? null : e.value as number | null));
+  const pointed = [...new Set(ids.filter((v): v is number => v !== null))];
+  const records = new Map<number, Deno.KvEntry<Card>>();
+  if (pointed.length > 0) {
+    const read = await kv.getMany<Card[]>(pointed.map((id) => cardKeys.card(cid, id)));
+    for (const e of read) if (e.value !== null) records.set(e.value.id, e as Deno.KvEntry<Card>);
+  }
+  const found = first.map((e, i) => {
+    if (steps[i]!.key === "card_id") return e.value === null ? null : e as Deno.KvEntry<Card>;
+    return ids[i] === null ? null : records.get(ids[i]!) ?? null;
+  });
+  return firstFound(steps, found)?.card ?? null;
+}
+
+/** Reads one card by id. */
+export async function getCard(kv: Deno.Kv, cid: string, id: number): Promise<Card | null> {
+  return (await kv.get<Card>(cardKeys.card(cid, id))).value;
+}
+
+/** What to save: how to find the card, what to change, and who changes it when. */
+export interface SaveCard {
+  /** "update" finds the card by `lookup` (creating it when allowed); "insert" always creates from `lookup`'s uid and external_id. */
+  mode: "update" | "insert";
+  /** Lookup keys (update), or the uid and external id of the new card (insert and create_if_not_exist). */
+  lookup: CardLookup;
+  /** Update only: create the card when no lookup key finds it. */
+  create?: boolean;
+  /** The change to the card's own fields. */
+  change: CardChange;
+  /** The card type and customer to point at. */
+  refs: CardRefs;
+  /** Time of the change, epoch ms. */
+  now: number;
+  /** User making the change (created_by / last_update_by). */
+  userId: number;
+  /** Queues this process's card creates of one company, so they take sequence numbers without retry storms. */
+  mutex: KeyedMutex;
+}
+
+/** Result of a save: the stored card and whether it was created. */
+export interface SaveCardResult {
+  card: Card;
+  isNew: boolean;
+}
+
+/** A lost race: read again and retry. */
+const RETRY = Symbol("retry");
+
+/** Creates or updates a card with its indexes in one atomic operation; lost races are re-read and retried. */
+export async function saveCard(kv: Deno.Kv, cid: string, request: SaveCard): Promise<SaveCardResult> {
+  const steps = lookupSteps(request.lookup);
+  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+    let result: SaveCardResult | typeof RETRY;
+    if (request.mode === "insert") {
+      result = await request.mutex.run(`cards:${cid}`, () => tryCreate(kv, cid, request));
+    } else {
+      if (steps.length === 0 && !request.create) throw cardNotIdentified("update");
+      const entry = await locate(kv, cid, steps);
+      if (entry) result = await tryUpdate(kv, cid, request, entry);
+      else if (!request.create) throw cardNotFound(steps);
+      else result = await request.mutex.run(`cards:${cid}`, () => tryCreate(kv, cid, request));
+    }
+    if (result !== RETRY) return result;
+    await backoff(attempt);
+  }
+  throw new ConflictError("Cannot save card: it was changed concurrently, try again");
+}
+
+/** Deletes the card a lookup finds, with all its index keys, in one atomic operation; sequences are kept. */
+export async function deleteCard(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<Card> {
+  const steps = lookupSteps(lookup);
+  if (steps.length === 0) throw cardNotIdentified("delete");
+  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+    const entry = await locate(kv, cid, steps);
+    if (!entry) throw cardNotFound(steps);
+    const card = entry.value;
+    const write = new Write();
+    write.check(entry);
+    write.delete(cardKeys.card(cid, card.id));
+    const unique = cardUniqueKeys(card);
+    for (const field of UNIQUE_FIELDS) {
+      const value = unique[field];
+      if (value !== null) write.delete(UNIQUE[field](cid, value));
+    }
+    if (card.customer_id !== null) write.delete(cardKeys.ofCustomerEntry(cid, card.customer_id, card.id));
+    if (await write.commit(kv, cid)) return card;
+    await backoff(attempt);
+  }
+  throw new ConflictError("Cannot delete card: it was changed concurrently, try again");
+}
+
+/** A short random pause before a retry, so writers that collided do not collide again at once. */
+function backoff(attempt: number): Promise<void> {
+  const ms = Math.random() * Math.min(32, 2 ** attempt);
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The checks and mutations of one atomic operation, counted against the remote KV limits before commit. */
+class Write {
+  #checks: Deno.AtomicCheck[] = [];
+  #sets: [Deno.KvKey, unknown][] = [];
+  #deletes: Deno.KvKey[] = [];
+  #pendingType: NameResolution["pending"] = null;
+
+  check(...checks: Deno.AtomicCheck[]): this {
+    this.#checks.push(...checks);
+    return this;
+  }
+  set(key: Deno.KvKey, value: unknown): this {
+    this.#sets.push([key, value]);
+    return this;
+  }
+  delete(key: Deno.KvKey): this {
+    this.#deletes.push(key);
+    return this;
+  }
+  /** Creates a card type found missing by name (2 checks, 3 sets; see addPendingEntry). */
+  createType(pending: NameResolution["pending"]): this {
+    this.#pendingType = pending;
+    return this;
+  }
+  /** Commits; false means a versionstamp check failed. Throws when over the limits, which would be a bug. */
+  async commit(kv: Deno.Kv, cid: string): Promise<boolean> {
+    const checks = this.#checks.length + (this.#pendingType ? 2 : 0);
+    const mutations = this.#sets.length + this.#deletes.length + (this.#pendingType ? 3 : 0);
+    if (checks > MAX_CHECKS || mutations > MAX_MUTATIONS) {
+      throw new Error(`Card write exceeds KV limits: ${checks} checks, ${mutations} mutations`);
+    }
+    const op = kv.atomic().check(...this.#checks);
+    for (const key of this.#deletes) op.delete(key);
+    for (const [key, value] of this.#sets) op.set(key, value);
+    if (this.#pendingType) addPendingEntry(op, cid, "card_types", this.#pendingType);
+    return (await op.commit()).ok;
+  }
+}
+
+/** The card type and customer a request points at, read and checked. */
+interface Resolved {
+  typeId?: number | null;
+  pendingType: NameResolution["pending"];
+  customerId?: number | null;
+  /** The customer record read, checked unchanged at commit so a card never points to a missing customer. */
+  customer: Deno.KvEntry<Customer> | null;
+}
+
+async function resolveType(
+  kv: Deno.Kv,
+  cid: string,
+  refs: CardRefs,
+  now: number,
+): Promise<Pick<Resolved, "typeId" | "pendingType">> {
+  if (refs.typeId !== undefined) {
+    if (refs.typeId !== null) await requireEntry(kv, cid, { kind: "card_types", id: refs.typeId, field: "type_id" });
+    return { typeId: refs.typeId, pendingType: null };
+  }
+  if (refs.typeName === undefined) return { pendingType: null };
+  if (refs.typeName === null) return { typeId: null, pendingType: null };
+  const resolution = await resolveName(kv, cid, { kind: "card_types", name: refs.typeName, now });
+  return { typeId: resolution.id, pendingType: resolution.pending };
+}
+
+async function resolveCustomer(
+  kv: Deno.Kv,
+  cid: string,
+  refs: CardRefs,
+): Promise<Pick<Resolved, "customerId" | "customer">> {
+  if (refs.customerId !== undefined) {
+    if (refs.customerId === null) return { customerId: null, customer: null };
+    const entry = await kv.get<Customer>(keys.customer(cid, refs.customerId));
+    if (entry.value === null) throw new NotFoundError(`Customer "${refs.customerId}" not found`, "customer_id");
+    return { customerId: refs.customerId, customer: entry as Deno.KvEntry<Customer> };
+  }
+  if (refs.customerExternalId === undefined) return { customer: null };
+  if (refs.customerExternalId === null) return { customerId: null, customer: null };
+  const index = await kv.get<number>(keys.customerByExternalId(cid, refs.customerExternalId));
+  const entry = index.value === null ? null : await kv.get<Customer>(keys.customer(cid, index.value));
+  if (!entry || entry.value === null) {
+    throw new NotFoundError(
+      `Customer with external_id "${refs.customerExternalId}" not found`,
+      "customer_external_id",
+    );
+  }
+  return { customerId: entry.value.id, customer: entry as Deno.KvEntry<Customer> };
+}
+
+/** Reads the type and customer in parallel; an unknown customer is reported before an unknown type. */
+async function resolveRefs(kv: Deno.Kv, cid: string, request: SaveCard): Promise<Resolved> {
+  const [customer, type] = await Promise.allSettled([
+    resolveCustomer(kv, cid, request.refs),
+    resolveType(kv, cid, request.refs, request.now),
+  ]);
+  if (customer.status === "rejected") throw customer.reason;
+  if (type.status === "rejected") throw type.reason;
+  return { ...customer.value, ...type.value };
+}
+
+/** Adds what attaching, moving or detaching a card writes: the owner index, and a check that the new owner exists. */
+function addOwner(write: Write, cid: string, before: Card | null, after: Card, resolved: Resolved): void {
+  const old = before?.customer_id ?? null;
+  if (old !== null && old !== after.customer_id) write.delete(cardKeys.ofCustomerEntry(cid, old, after.id));
+  if (after.customer_id !== null && after.customer_id !== old) {
+    write.set(cardKeys.ofCustomerEntry(cid, after.customer_id, after.id), null);
+  }
+  if (resolved.customer && after.customer_id !== null) write.check(resolved.customer);
+}
+
+async function tryUpdate(
+  kv: Deno.Kv,
+  cid: string,
+  request: SaveCard,
+  entry: Deno.KvEntry<Card>,
+): Promise<SaveCardResult | typeof RETRY> {
+  const existing = entry.value;
+  const resolved = await resolveRefs(kv, cid, request);
+  const next = applyCardChange(existing, request.change, {
+    id: existing.id,
+    uid: existing.uid,
+    externalId: existing.external_id,
+    typeId: resolved.typeId,
+    customerId: resolved.customerId,
+    now: request.now,
+    userId: request.userId,
+  });
+  const before = cardUniqueKeys(existing);
+  const after = cardUniqueKeys(next);
+  const claimed = UNIQUE_FIELDS.filter((f) => after[f] !== null && after[f] !== before[f]);
+  const current = await kv.getMany<number[]>(claimed.map((f) => UNIQUE[f](cid, after[f]!)));
+
+  const write = new Write().check(entry);
+  claimed.forEach((field, i) => {
+    const index = current[i]!;
+    if (index.value !== null && index.value !== existing.id) throw cardClash(field, after[field]!, false);
+    write.check(index).set(UNIQUE[field](cid, after[field]!), existing.id);
+  });
+  for (const field of UNIQUE_FIELDS) {
+    const old = before[field];
+    if (old !== null && old !== after[field]) write.delete(UNIQUE[field](cid, old));
+  }
+  addOwner(write, cid, existing, next, resolved);
+  write.createType(resolved.pendingType);
+  write.set(cardKeys.card(cid, next.id), next);
+  return await write.commit(kv, cid) ? { card: next, isNew: false } : RETRY;
+}
+
+/**
+ * Finds the first candidate whose unique index key is free, reading the keys in getMany batches; returns it with
+ * the empty index entry read, to be checked at commit.
+ */
+async function firstFree<T extends { value: string }>(
+  kv: Deno.Kv,
+  candidates: Iterator<T>,
+  indexKey: (value: string) => Deno.KvKey,
+): Promise<{ candidate: T; index: Deno.KvEntryMaybe<number> }> {
+  while (true) {
+    const batch: T[] = [];
+    while (batch.length < MAX_GET_MANY) {
+      const next = candidates.next();
+      if (next.done) break;
+      batch.push(next.value);
+    }
+    if (batch.length === 0) throw new ConflictError("Cannot create card: no free number left");
+    const read = await kv.getMany<number[]>(batch.map((c) => indexKey(c.value)));
+    const i = read.findIndex((e) => e.value === null);
+    if (i >= 0) return { candidate: batch[i]!, index: read[i]! };
+  }
+}
+
+async function tryCreate(kv: Deno.Kv, cid: string, request: SaveCard): Promise<SaveCardResult | typeof RETRY> {
+  const { change, lookup } = request;
+  const uid = lookup.uid ?? null;
+  const externalId = lookup.external_id ?? null;
+  const barcode = change.barcode ?? null;
+  // A clash on a lookup key while updateCard creates means the card was created concurrently: find it again.
+  const lookupClash = (field: UniqueField, value: string): typeof RETRY => {
+    if (request.mode === "update" && field !== "barcode") return RETRY;
+    throw cardClash(field, value, true);
+  };
+
+  const [resolved, read] = await Promise.all([
+    resolveRefs(kv, cid, request),
+    kv.getMany<(number | null)[]>([
+      cardKeys.idSequence(cid),
+      cardKeys.numberSequence(cid),
+      cardKeys.barcodeSequence(cid),
+      ...(uid !== null ? [cardKeys.byUid(cid, uid)] : []),
+      ...(externalId !== null ? [cardKeys.byExternalId(cid, externalId)] : []),
+      ...(barcode !== null ? [cardKeys.byBarcode(cid, barcode)] : []),
+    ]),
+  ]);
+  const [idSeq, numberSeq, barcodeSeq, ...given] = read as Deno.KvEntryMaybe<number>[];
+  const write = new Write();
+  const id = (idSeq!.value ?? 0) + 1;
+  write.check(idSeq!, { key: cardKeys.card(cid, id), versionstamp: null }).set(cardKeys.idSequence(cid), id);
+
+  // Unique values given by the client: taken is a 409 (or a re-read, see lookupClash).
+  const givenFields: [UniqueField, string][] = [];
+  if (uid !== null) givenFields.push(["uid", uid]);
+  if (externalId !== null) givenFields.push(["external_id", externalId]);
+  if (barcode !== null) givenFields.push(["barcode", barcode]);
+  for (const [i, [field, value]] of givenFields.entries()) {
+    const index = given[i]!;
+    if (index.value !== null) return lookupClash(field, value);
+    write.check(index).set(UNIQUE[field](cid, value), id);
+  }
+
+  // No uid given: the next free number of the sequence, skipping numbers some card holds as its uid.
+  let cardUid = uid;
+  if (cardUid === null) {
+    const free = await firstFree(kv, uidCandidates(numberSeq!.value ?? 0), (v) => cardKeys.byUid(cid, v));
+    cardUid = free.candidate.value;
+    write.check(numberSeq!, free.index)
+      .set(cardKeys.numberSequence(cid), free.candidate.position)
+      .set(cardKeys.byUid(cid, cardUid), id);
+  }
+
+  const card = applyCardChange(null, change, {
+    id,
+    uid: cardUid,
+    externalId,
+    typeId: resolved.typeId,
+    customerId: resolved.customerId,
+    now: request.now,
+    userId: request.userId,
+  });
+
+  // No barcode given: the uid_ean13 when free, else the next free in-store EAN-13.
+  if (wantsGeneratedBarcode(change)) {
+    const candidates = barcodeCandidates(card.uid_ean13, barcodeSeq!.value ?? 0);
+    const free = await firstFree(kv, candidates, (v) => cardKeys.byBarcode(cid, v));
+    card.barcode = free.candidate.value;
+    write.check(free.index).set(cardKeys.byBarcode(cid, card.barcode), id);
+    const position = free.candidate.position;
+    if (position !== null) write.check(barcodeSeq!).set(cardKeys.barcodeSequence(cid), position);
+  }
+
+  addOwner(write, cid, null, card, resolved);
+  write.createType(resolved.pendingType);
+  write.set(cardKeys.card(cid, id), card);
+  return await write.commit(kv, cid) ? { card, isNew: true } : RETRY;
+}
+
+/**
+ * Groups ascending customer ids into runs whose neighbours are at most MAX_RUN_GAP apart, so the owner index of a
+ * run is read with one range list: a page of consecutive customers costs one list, scattered ones one list each.
+ */
+function runsOf(ids: number[]): { from: number; to: number }[] {
+  const runs: { from: number; to: number }[] = [];
+  for (const id of [...ids].sort((a, b) => a - b)) {
+    const last = runs.at(-1);
+    if (last && id - last.to <= MAX_RUN_GAP) last.to = id;
+    else runs.push({ from: id, to: id });
+  }
+  return runs;
+}
+
+/**
+ * Reads the cards of many customers without a round trip per customer: the owner index is read as parallel range
+ * lists (one per run of nearby ids), then the records in parallel getMany batches. Cards come in card id order.
+ */
+export async function cardsOfCustomers(
+  kv: Deno.Kv,
+  cid: string,
+  customerIds: number[],
+): Promise<Map<number, Card[]>> {
+  const out = new Map<number, Card[]>(customerIds.map((id) => [id, []]));
+  const runs = runsOf([...out.keys()]);
+  const cardIds: number[] = [];
+  for (let i = 0; i < runs.length; i += PARALLEL_LISTS) {
+    const lists = await Promise.all(
+      runs.slice(i, i + PARALLEL_LISTS).map(async ({ from, to }) => {
+        const found: number[] = [];
+        const selector = { start: cardKeys.ofCustomer(cid, from), end: cardKeys.ofCustomer(cid, to + 1) };
+        for await (const e of kv.list(selector, { batchSize: 1000 })) {
+          // Inside a run, customers between the wanted ones are skipped.
+          if (out.has(e.key.at(-2) as number)) found.push(e.key.at(-1) as number);
+        }
+        return found;
+      }),
+    );
+    for (const list of lists) cardIds.push(...list);
+  }
+  const batches: Promise<Deno.KvEntryMaybe<Card>[]>[] = [];
+  for (let i = 0; i < cardIds.length; i += MAX_GET_MANY) {
+    batches.push(kv.getMany<Card[]>(cardIds.slice(i, i + MAX_GET_MANY).map((id) => cardKeys.card(cid, id))));
+  }
+  const cards = (await Promise.all(batches)).flat().flatMap((e) => e.value ? [e.value] : []);
+  cards.sort((a, b) => a.id - b.id);
+  for (const card of cards) if (card.customer_id !== null) out.get(card.customer_id)?.push(card);
+  return out;
+}

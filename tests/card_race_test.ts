@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import { ConflictError, NotFoundError } from "../domain/errors.ts";
+import { cardKeys, deleteCard, getCard, type SaveCard, saveCard } from "../storage/cards.ts";
+import { keys } from "../storage/keys.ts";
+import { KeyedMutex } from "../storage/mutex.ts";
+
+const CID = "acme";
+const NOW = Date.UTC(2024, 4, 17, 9, 30, 0);
+
+/** A store whose next atomic commits first run the queued hooks: another writer slipping in between read and commit. */
+function racyKv(kv: Deno.Kv) {
+  const hooks: (() => Promise<unknown>)[] = [];
+  let commits = 0;
+  const proxy = new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = async () => {
+            commits++;
+            const hook = hooks.shift();
+            if (hook) await hook();
+            return await commit();
+          };
+          return op;
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { kv: proxy, before: (hook: () => Promise<unknown>) => hooks.push(hook), commits: () => commits };
+}
+
+function save(kv: Deno.Kv, request: Partial<SaveCard>) {
+  return saveCard(kv, CID, {
+    mode: "update",
+    lookup: {},
+    change: {},
+    refs: {},
+    now: NOW,
+    userId: 2,
+    mutex: new KeyedMutex(),
+    ...request,
+  });
+}
+
+Deno.test("a customer removed between read and commit: the card is not attached to nothing", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await kv.set(keys.customer(CID, 1), { id: 1, external_id: null });
+  const racy = racyKv(kv);
+  racy.before(() => kv.delete(keys.customer(CID, 1)));
+  await assert.rejects(
+    save(racy.kv, { mode: "insert", lookup: { uid: "A" }, refs: { customerId: 1 } }),
+    (e) => e instanceof NotFoundError && e.message === 'Customer "1" not found',
+  );
+  assert.equal(racy.commits(), 1, "the first commit failed its check; the retry found no customer");
+  assert.equal(await getCard(kv, CID, 1), null);
+  assert.equal((await kv.get(cardKeys.byUid(CID, "A"))).value, null);
+});
+
+Deno.test("a barcode taken between read and commit: retried, then 409 naming the field", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const card = await save(kv, { mode: "insert", lookup: { uid: "A" } });
+  const racy = racyKv(kv);
+  racy.before(() => save(kv, { mode: "insert", lookup: { uid: "B" }, change: { barcode: "555" } }));
+  await assert.rejects(
+    save(racy.kv, { lookup: { uid: "A" }, change: { barcode: "555" } }),
+    (e) =>
+      e instanceof ConflictError && e.field === "barcode" &&
+      e.message === 'Cannot update card: barcode "555" is already taken',
+  );
+  assert.equal((await getCard(kv, CID, card.card.id))!.barcode, card.card.barcode);
+});
+
+Deno.test("a card changed between read and commit: the change is re-applied on top, nothing is lost", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await save(kv, { mode: "insert", lookup: { uid: "A" } });
+  const racy = racyKv(kv);
+  racy.before(() => save(kv, { lookup: { uid: "A" }, change: { medium: "APP" } }));
+  const result = await save(racy.kv, { lookup: { uid: "A" }, change: { status: "BLOCKED" } });
+  assert.equal(result.isNew, false);
+  const card = (await getCard(kv, CID, 1))!;
+  assert.equal(card.medium, "APP");
+  assert.equal(card.status, "BLOCKED");
+  assert.equal(card.block_date, NOW);
+});
+
+Deno.test("a card deleted between read and commit of a delete: deleted once, then 404", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await save(kv, { mode: "insert", lookup: { uid: "A" } });
+  const racy = racyKv(kv);
+  racy.before(() => deleteCard(kv, CID, { uid: "A" }));
+  await assert.rejects(
+    deleteCard(racy.kv, CID, { uid: "A" }),
+    (e) => e instanceof NotFoundError && e.message === 'Card with uid "A" not found',
+  );
+});
+
+Deno.test("a writer that always loses gives up with 409 after bounded retries", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await save(kv, { mode: "insert", lookup: { uid: "A" } });
+  const racy = racyKv(kv);
+  let n = 0;
+  for (let i = 0; i < 50; i++) racy.before(() => save(kv, { lookup: { uid: "A" }, change: { barcode: String(++n) } }));
+  await assert.rejects(
+    save(racy.kv, { lookup: { uid: "A" }, change: { medium: "APP" } }),
+    (e) => e instanceof ConflictError && e.message === "Cannot save card: it was changed concurrently, try again",
+  );
+  assert.equal(racy.commits(), 8);
+  assert.equal((await getCard(kv, CID, 1))!.medium, null);
+});
+
+Deno.test("an updateCard create that loses its uid to a concurrent create updates that card instead", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const racy = racyKv(kv);
+  racy.before(() => save(kv, { mode: "insert", lookup: { uid: "A" } }));
+  const result = await save(racy.kv, { lookup: { uid: "A" }, create: true, change: { medium: "MAGNET" } });
+  assert.deepEqual([result.card.id, result.isNew], [1, false]);
+  assert.equal((await getCard(kv, CID, 1))!.medium, "MAGNET");
+  assert.equal(await getCard(kv, CID, 2), null);
+});
