@@ -1,5 +1,7 @@
 import { type Customer, customerLists, customerUniqueKeys } from "../domain/customer.ts";
 import { ledgerEntry } from "../domain/bonus.ts";
+import type { Card } from "../domain/card.ts";
+import { cardKeys } from "./cards.ts";
 import { type BalanceRecord, bonusKeys } from "./bonuses.ts";
 import { keys } from "./keys.ts";
 import { BUCKET_SIZE, MAX_MUTATIONS } from "./limits.ts";
@@ -81,5 +83,26 @@ export async function rawInsertBalances(
         .set(bonusKeys.ledgerEntry(cid, b.customerId, b.bonusId, 1), entry);
     }
     if (!(await op.commit()).ok) throw new Error("Raw balance insert failed");
+  }
+}
+
+/**
+ * Writes new cards with their unique and owner indexes, many per atomic operation and unchecked, and moves
+ * the card id and card number sequences past them: for seeding a store where these cards do not exist yet.
+ */
+export async function rawInsertCards(kv: Deno.Kv, cid: string, cards: Card[]): Promise<void> {
+  const perOp = Math.floor((MAX_MUTATIONS - 2) / 5);
+  for (let i = 0; i < cards.length; i += perOp) {
+    const batch = cards.slice(i, i + perOp);
+    const op = kv.atomic();
+    for (const card of batch) {
+      op.set(cardKeys.card(cid, card.id), card).set(cardKeys.byUid(cid, card.uid), card.id);
+      if (card.barcode !== null) op.set(cardKeys.byBarcode(cid, card.barcode), card.id);
+      if (card.external_id !== null) op.set(cardKeys.byExternalId(cid, card.external_id), card.id);
+      if (card.customer_id !== null) op.set(cardKeys.ofCustomerEntry(cid, card.customer_id, card.id), null);
+    }
+    const last = Math.max(...batch.map((c) => c.id));
+    op.set(cardKeys.idSequence(cid), last).set(cardKeys.numberSequence(cid), last);
+    if (!(await op.commit()).ok) throw new Error("Raw card insert failed");
   }
 }
