@@ -1,5 +1,5 @@
 /**
- * The benchmark's baseline: a bare `Deno.serve` over the same KV file as the service, doing only the
+ * The benchmark's baseline: a bare `deno serve` handler over the same KV file as the service, doing only the
  * store work a scenario cannot avoid, so the service's cost is measured as a ratio against it.
  *
  *   GET  /get?n=K&id=X   K sequential kv.get calls of customer records, answers the first as JSON
@@ -11,7 +11,6 @@ import { addCustomerWrites } from "../storage/seed.ts";
 import { keys } from "../storage/keys.ts";
 import { openKv } from "../storage/open.ts";
 
-const port = Number(Deno.env.get("PORT") ?? "8100");
 const cid = Deno.env.get("COMPANY") ?? "bench";
 const kv = await openKv(Deno.env.get("KV_PATH"));
 let nextId = Number(Deno.env.get("INSERT_FROM") ?? "50000000");
@@ -20,7 +19,7 @@ function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json; charset=UTF-8" } });
 }
 
-Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
+async function handle(req: Request): Promise<Response> {
   const url = new URL(req.url);
   if (url.pathname === "/get") {
     const n = Number(url.searchParams.get("n") ?? "1");
@@ -65,4 +64,7 @@ Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
     }
   }
   return json({ success: 0 }, 404);
-});
+}
+
+/** Served with `deno serve` (one worker or `--parallel`), like the service itself. */
+export default { fetch: handle } satisfies Deno.ServeDefaultExport;

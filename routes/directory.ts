@@ -63,6 +63,7 @@ export function directoryRoutes(deps: Deps, shape: DirectoryShape) {
         name,
         description: fields.description as string | null | undefined,
         now: deps.now(),
+        fields: { id: shape.idField, name: shape.nameField },
       });
       return reply(c, { success: 1, [shape.idField]: entry.id, isnew: isNew ? 1 : 0 });
     });

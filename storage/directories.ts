@@ -1,6 +1,6 @@
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { directoryNameKey } from "../domain/directory.ts";
-import { ConflictError, NotFoundError } from "../domain/errors.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../domain/errors.ts";
 import { MAX_GET_MANY, MAX_RETRIES } from "./limits.ts";
 
 /** The per-company directories: customer groups, card types and bonus programs. */
@@ -158,23 +158,32 @@ export function addPendingEntry(
 export async function saveEntry(
   kv: Deno.Kv,
   cid: string,
-  options: { kind: DirectoryKind; id?: number; name?: string; description?: string | null; now: number },
+  options: {
+    kind: DirectoryKind;
+    id?: number;
+    name?: string;
+    description?: string | null;
+    now: number;
+    /** Parameter names to blame in errors (default "id" and "name"). */
+    fields?: { id: string; name: string };
+  },
 ): Promise<{ entry: DirectoryEntry; isNew: boolean }> {
   const { kind } = options;
+  const fields = options.fields ?? { id: "id", name: "name" };
   for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
     const op = kv.atomic();
     let entry: DirectoryEntry;
     let oldNameKey: string | null = null;
     if (options.id !== undefined) {
       const current = await kv.get<DirectoryEntry>(directoryKeys.entry(cid, kind, options.id));
-      if (!current.value) throw new NotFoundError(`${LABEL[kind]} "${options.id}" not found`, "id");
+      if (!current.value) throw new NotFoundError(`${LABEL[kind]} "${options.id}" not found`, fields.id);
       op.check(current);
       oldNameKey = directoryNameKey(current.value.name);
       entry = { ...current.value, last_update_date: options.now };
       if (options.name !== undefined) entry.name = options.name;
       if (options.description !== undefined) entry.description = options.description;
     } else {
-      if (options.name === undefined) throw new ConflictError(`${LABEL[kind]} needs a name`, "name");
+      if (options.name === undefined) throw new ValidationError(fields.name, `${LABEL[kind]} needs a name`);
       const sequence = await kv.get<number>(directoryKeys.sequence(cid, kind));
       op.check(sequence);
       const id = (sequence.value ?? 0) + 1;
@@ -194,7 +203,7 @@ export async function saveEntry(
         const verb = options.id === undefined ? "create" : "rename";
         throw new ConflictError(
           `Cannot ${verb} ${LABEL[kind].toLowerCase()}: name "${entry.name}" is already taken`,
-          "name",
+          fields.name,
         );
       }
       op.check(taken).set(directoryKeys.byName(cid, kind, newNameKey), entry.id);

@@ -212,7 +212,11 @@ const { key } = await seed(kvPath);
 console.log(`  seeded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
 const env = { KV_PATH: kvPath, LOG_REQUESTS: "0", COMPANY, INSERT_FROM: String(N * 10 + 1) };
-const baseline = await start(["run", "-A", "--unstable-kv", "bench/baseline_server.ts"], env, freePort());
+const baseline = await start(
+  ["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "bench/baseline_server.ts"],
+  env,
+  freePort(),
+);
 const app = await start(["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"], env, freePort());
 const results = new Map<string, Result>();
 const k = `"&apikey=${key}"`;
@@ -221,6 +225,12 @@ const deepPage = quick ? Math.max(2, Math.floor((N * 0.9 * 0.8) / 200)) : 400;
 try {
   const parallel = await start(
     ["serve", "--parallel", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"],
+    { ...env, DENO_JOBS: "2" },
+    freePort(),
+  );
+  // The bare baseline on two workers too: how far this machine lets any server scale while wrk shares its cores.
+  const parallelBaseline = await start(
+    ["serve", "--parallel", "-A", "--unstable-kv", "--host", "127.0.0.1", "bench/baseline_server.ts"],
     { ...env, DENO_JOBS: "2" },
     freePort(),
   );
@@ -295,6 +305,7 @@ try {
       name: "customer by id, 2 workers",
       options: { url: parallel.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) },
     },
+    { name: "baseline: 1 kv.get, 2 workers", options: { url: parallelBaseline.url, lua: get(`"/get?n=1&id=" .. id`) } },
   ];
   /** The balance of customer 1 in program 1 (kopecks) and the number of its ledger entries. */
   const ledgerOf = async () => {
@@ -309,11 +320,7 @@ try {
     for (const { name, options } of scenarios) {
       // Let writes still queued from the previous scenario finish first.
       await new Promise((r) => setTimeout(r, 500));
-      const pid = options.url === app.url
-        ? app.process.pid
-        : options.url === parallel.url
-        ? parallel.process.pid
-        : baseline.process.pid;
+      const pid = [app, parallel, parallelBaseline, baseline].find((s) => s.url === options.url)!.process.pid;
       const r = await wrk(name, { ...options, base: round * 10_000_000, pid });
       rounds.set(name, [...(rounds.get(name) ?? []), r]);
     }
@@ -340,14 +347,14 @@ try {
   const lost = applied - moved + Math.max(0, granted - applied);
   console.log(`updateBonus: ${granted} accepted, ${applied} applied, balance moved by ${moved} kopecks: lost ${lost}`);
   const rss = peakRssMb(app.process.pid);
-  for (const s of [app, parallel]) {
+  for (const s of [app, parallel, parallelBaseline]) {
     s.process.kill();
     await s.process.status;
   }
 
   // Targets: [name, measured ratio (or value), target, how it is measured].
   const r = (name: string) => results.get(name)!;
-  const rows: { scenario: string; value: number; target: number; lower: boolean; unit: string }[] = [
+  const rows: { scenario: string; value: number; target: number; lower: boolean; unit: string; gate?: false }[] = [
     {
       scenario: "by id (json) / 1 get",
       value: r("customer by id (json)").rps / r("baseline: 1 kv.get").rps,
@@ -417,6 +424,24 @@ try {
       target: 1.5,
       lower: false,
       unit: "x",
+      // Not a gate: with wrk on the same two cores, even the bare baseline cannot scale this far (next rows).
+      gate: false,
+    },
+    {
+      scenario: "bare baseline: 2 workers / 1 worker",
+      value: r("baseline: 1 kv.get, 2 workers").rps / r("baseline: 1 kv.get").rps,
+      target: 1.5,
+      lower: false,
+      unit: "x",
+      gate: false,
+    },
+    {
+      scenario: "service scaling / bare baseline scaling",
+      value: (r("customer by id, 2 workers").rps / r("customer by id (json)").rps) /
+        (r("baseline: 1 kv.get, 2 workers").rps / r("baseline: 1 kv.get").rps),
+      target: 1,
+      lower: false,
+      unit: "x",
     },
     { scenario: "peak RSS of the service", value: rss, target: 200, lower: true, unit: "MB" },
     { scenario: "updateBonus lost updates", value: Math.abs(lost), target: 0, lower: true, unit: "" },
@@ -442,7 +467,7 @@ try {
     `|---|---:|---:|:---:|`,
     ...rows.map((x) =>
       `| ${x.scenario} | ${x.value.toFixed(2)} ${x.unit} | ${x.lower ? "≤" : "≥"} ${x.target} ${x.unit} | ${
-        (x.lower ? x.value <= x.target : x.value >= x.target) ? "yes" : "**no**"
+        (x.lower ? x.value <= x.target : x.value >= x.target) ? "yes" : x.gate === false ? "no (see note)" : "**no**"
       } |`
     ),
     ``,
@@ -453,8 +478,7 @@ try {
   console.log(`Done in ${((performance.now() - started) / 1000).toFixed(0)} s.`);
   if (quick) {
     // CI gate: fail when a ratio falls below half its target (or a bound above twice its target).
-    const bad = rows.filter((x) => x.lower ? x.value > x.target * 2 : x.value < x.target / 2);
-    if (lost !== 0) bad.push(rows.at(-1)!);
+    const bad = rows.filter((x) => x.gate !== false && (x.lower ? x.value > x.target * 2 : x.value < x.target / 2));
     if (errors.length) console.log(`Errors in: ${errors.map((x) => x.name).join(", ")}`);
     if (bad.length || errors.length) {
       console.log(`Quick bench FAILED: ${bad.map((x) => x.scenario).join(", ")}`);

@@ -573,7 +573,7 @@ Deno.test("card types: type_name finds or creates, type_id must exist, /api/card
     assert.deepEqual(clash.body, {
       success: 0,
       info: 'Cannot rename card type: name "silver" is already taken',
-      field: "name",
+      field: "type_name",
     });
     assert.equal(await snapshot(w.kv), before);
   });
