@@ -27,6 +27,8 @@ const N = Number(values.customers ?? (quick ? 5_000 : 100_000));
 const DURATION = Number(values.duration ?? (quick ? 2 : 3));
 /** Every scenario runs this many times, interleaved with its baseline; the table shows medians. */
 const ROUNDS = Number(values.rounds ?? (quick ? 1 : 3));
+/** Seconds of unmeasured load before each measured run (0 in the quick run). */
+const WARMUP = quick ? 0 : 1;
 const OUT = values.out ?? (quick ? null : new URL("../bench/results.md", import.meta.url).pathname);
 const ROOT = new URL("..", import.meta.url).pathname;
 const COMPANY = "bench";
@@ -318,8 +320,10 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     console.log(`Round ${round + 1} of ${ROUNDS}:`);
     for (const { name, options } of scenarios) {
-      // Let writes still queued from the previous scenario finish first.
+      // Let writes still queued from the previous scenario finish first, then warm the server up on this very
+      // scenario (JIT, SQLite page cache) without measuring, so that rounds measure steady state.
       await new Promise((r) => setTimeout(r, 500));
+      if (WARMUP) await wrk(`(warm-up) ${name}`, { ...options, seconds: WARMUP, base: round * 10_000_000 + 5_000_000 });
       const pid = [app, parallel, parallelBaseline, baseline].find((s) => s.url === options.url)!.process.pid;
       const r = await wrk(name, { ...options, base: round * 10_000_000, pid });
       rounds.set(name, [...(rounds.get(name) ?? []), r]);

@@ -100,7 +100,7 @@ Deno.test("deno task start: first start prints a key once, serves JSON and XML, 
   }
 });
 
-Deno.test("deno serve --parallel: uniqueness and ids hold across workers sharing one KV file", async () => {
+Deno.test("deno serve --parallel: uniqueness, ids and balances hold across workers sharing one KV file", async () => {
   const dir = await Deno.makeTempDir();
   const kvPath = `${dir}/loyalty.kv`;
   const kv = await Deno.openKv(kvPath);
@@ -143,6 +143,41 @@ Deno.test("deno serve --parallel: uniqueness and ids hold across workers sharing
     const page = await request(base, "GET", "/api/customer", { key, query: { page: 1, page_size: 1000 } });
     assert.equal(page.body.total_count, 61);
     assert.equal(page.body.count, 61);
+
+    // Balances: 200 concurrent changes of one balance through both workers lose nothing.
+    await request(base, "POST", "/api/bonusprogram/update", { key, form: { name: "Points" } });
+    const customerId = distinct[0]!.body.id;
+    const opening = await request(base, "POST", "/api/customer/updateBonus", {
+      key,
+      form: { customer_id: customerId, bonus_id: 1, amount: "100" },
+    });
+    assert.equal(opening.status, 200);
+    const amounts = Array.from({ length: 200 }, (_, i) => (i % 4 === 3 ? "-0.07" : "1.10"));
+    const changes = await Promise.all(
+      amounts.map((amount, i) =>
+        request(base, "POST", "/api/customer/updateBonus", {
+          key,
+          form: { customer_id: customerId, bonus_id: 1, amount, idempotency_key: `k${i}` },
+        })
+      ),
+    );
+    assert.deepEqual(changes.filter((r) => r.status !== 200).map((r) => r.text), []);
+    const history = await request(base, "GET", "/api/customer/bonusHistory", {
+      key,
+      query: { customer_id: customerId, bonus_id: 1, page_size: 1000 },
+    });
+    const expected = amounts.reduce((sum, a) => sum + Math.round(Number(a) * 100), 10_000);
+    assert.equal(Math.round(history.body.balance * 100), expected);
+    assert.equal(history.body.total_count, 201);
+    const deltas = history.body.transactions.reduce(
+      (sum: number, t: { amount: number }) => sum + Math.round(t.amount * 100),
+      0,
+    );
+    assert.equal(deltas, expected);
+    assert.deepEqual(
+      history.body.transactions.map((t: { transaction_id: number }) => t.transaction_id),
+      Array.from({ length: 201 }, (_, i) => 201 - i),
+    );
   } finally {
     server.kill("SIGTERM");
     await server.status;
