@@ -32,6 +32,11 @@ const WARMUP = quick ? 0 : 1;
 const OUT = values.out ?? (quick ? null : new URL("../bench/results.md", import.meta.url).pathname);
 const ROOT = new URL("..", import.meta.url).pathname;
 const COMPANY = "bench";
+/** Written under the table: why the 1.5x multi-core row is reported, not gated. */
+const NOTE = "Note: with wrk on the same two cores, one worker already keeps about 1.4 cores busy, so even the bare " +
+  "baseline scales about 1.0x on two workers here; the 1.5x multi-core target needs more cores than the load " +
+  "generator takes away (README, Speed and scale). The service's scaling relative to the bare server's is gated " +
+  "in CI at half its target.";
 
 async function ensureWrk(): Promise<string> {
   for (const path of ["/usr/bin/wrk", "/usr/local/bin/wrk"]) {
@@ -490,6 +495,8 @@ try {
         (x.lower ? x.value <= x.target : x.value >= x.target) ? "yes" : x.gate === false ? "no (see note)" : "**no**"
       } |`
     ),
+    ``,
+    NOTE,
     ``,
   ];
   const table = lines.join("\n");
