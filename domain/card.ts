@@ -6,7 +6,7 @@ import { formatDateTime, parseDateTime } from "./dates.ts";
 import { checkDirectoryName } from "./directory.ts";
 import { ean13CheckDigit, inStoreEan13, isValidEan13, uidToEan13 } from "./ean13.ts";
 import { ConflictError, NotFoundError, quote, ValidationError } from "./errors.ts";
-import { bool, type FieldParser, id, invalid, oneOf, type Parsed, refused, text } from "./fields.ts";
+import { AUDIT_FIELDS, bool, type FieldParser, id, invalid, oneOf, type Parsed, text } from "./fields.ts";
 
 /** Card media (what the card is physically). */
 export const CARD_MEDIA = ["PLASTIC", "MAGNET", "APP"] as const;
@@ -121,12 +121,7 @@ export function cardFieldParsers(settings: { timeZone: string }) {
 }
 
 /** Card fields a client may not set, with the reason told back. */
-export const READ_ONLY_CARD_FIELDS = {
-  created_date: refused("it is set by the service"),
-  created_by: refused("it is set by the service"),
-  last_update_date: refused("it is set by the service"),
-  last_update_by: refused("it is set by the service"),
-} satisfies Record<string, FieldParser<never>>;
+export const READ_ONLY_CARD_FIELDS = AUDIT_FIELDS;
 
 /** Parsed writable fields of a request: absent keys stay as they are, null clears. */
 export type CardFields = Parsed<ReturnType<typeof cardFieldParsers>>;

@@ -1,7 +1,7 @@
 import { checkBirthDate, computeAge, formatDateTime, parseDateTime } from "./dates.ts";
 import { emailKey, normalizeEmail } from "./email.ts";
 import { ConflictError, ValidationError } from "./errors.ts";
-import { bool, type FieldParser, id, int, oneOf, type Parsed, refused, text } from "./fields.ts";
+import { AUDIT_FIELDS, bool, type FieldParser, id, int, oneOf, type Parsed, refused, text } from "./fields.ts";
 import { moneyToNumber, parseMoney } from "./money.ts";
 import { normalizePhone } from "./phone.ts";
 
@@ -71,10 +71,7 @@ export function customerFieldParsers(settings: CustomerSettings) {
 /** Fields a client may not set, with the reason told back. */
 export const READ_ONLY_CUSTOMER_FIELDS = {
   age: refused("age is computed from birth_day, birth_month and birth_year"),
-  created_date: refused("it is set by the service"),
-  created_by: refused("it is set by the service"),
-  last_update_date: refused("it is set by the service"),
-  last_update_by: refused("it is set by the service"),
+  ...AUDIT_FIELDS,
 } satisfies Record<string, FieldParser<never>>;
 
 /** A parsed change to a customer: absent keys stay as they are, null clears. */

@@ -79,6 +79,14 @@ export function refused(reason: string): FieldParser<never> {
   };
 }
 
+/** The audit fields every record carries; set by the service, refused as input. */
+export const AUDIT_FIELDS = {
+  created_date: refused("it is set by the service"),
+  created_by: refused("it is set by the service"),
+  last_update_date: refused("it is set by the service"),
+  last_update_by: refused("it is set by the service"),
+} satisfies Record<string, FieldParser<never>>;
+
 /** The parsed shape of a parameter map: each key optional, typed by its parser. */
 export type Parsed<P extends Record<string, FieldParser<unknown>>> = {
   [K in keyof P]?: ReturnType<P[K]>;
