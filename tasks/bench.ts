@@ -172,6 +172,9 @@ async function wrk(
       `-c${options.connections ?? 50}`,
       `-d${options.seconds ?? DURATION}s`,
       "--latency",
+      // The naive retry loop's tail runs past wrk's 2 s default; count it as latency, not as an error.
+      "--timeout",
+      "10s",
       "-s",
       script,
       options.url,
@@ -471,7 +474,8 @@ try {
     { scenario: "peak RSS of the service", value: rss, target: 200, lower: true, unit: "MB" },
     { scenario: "updateBonus lost updates", value: Math.abs(lost), target: 0, lower: true, unit: "" },
   ];
-  const errors = [...results.values()].filter((x) => x.errors > 0);
+  // Errors of the service fail the quick run; a baseline's do not (the naive loop is meant to struggle).
+  const errors = [...results.values()].filter((x) => x.errors > 0 && !x.name.startsWith("baseline"));
   const cpu = /model name\s*:\s*(.+)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ?? "unknown CPU";
   const lines = [
     `# Benchmark results`,
