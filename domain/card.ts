@@ -6,7 +6,7 @@ import { formatDateTime, parseDateTime } from "./dates.ts";
 import { checkDirectoryName } from "./directory.ts";
 import { ean13CheckDigit, inStoreEan13, isValidEan13, uidToEan13 } from "./ean13.ts";
 import { ConflictError, NotFoundError, quote, ValidationError } from "./errors.ts";
-import { AUDIT_FIELDS, bool, type FieldParser, id, invalid, oneOf, type Parsed, text } from "./fields.ts";
+import { AUDIT_FIELDS, bool, type FieldParser, id, invalid, nonEmpty, oneOf, type Parsed, text } from "./fields.ts";
 
 /** Card media (what the card is physically). */
 export const CARD_MEDIA = ["PLASTIC", "MAGNET", "APP"] as const;
@@ -94,10 +94,10 @@ function parseTypeName(raw: string, field: string): string | null {
 
 /** Parsers of the lookup keys of updateCard and deleteCard, all read from the query string alone. */
 export const CARD_LOOKUP_PARSERS = {
-  card_id: id,
-  uid: parseUid,
-  external_id: text(MAX_CARD_EXTERNAL_ID),
-  card_barcode: parseBarcode,
+  card_id: nonEmpty(id),
+  uid: nonEmpty(parseUid),
+  external_id: nonEmpty(text(MAX_CARD_EXTERNAL_ID)),
+  card_barcode: nonEmpty(parseBarcode),
 } satisfies Record<string, FieldParser<unknown>>;
 
 /** The `create_if_not_exist` switch of updateCard. */

@@ -1,5 +1,6 @@
 import { checkBirthDate, computeAge, formatDateTime, parseDateTime } from "./dates.ts";
 import { emailKey, normalizeEmail } from "./email.ts";
+import { checkDirectoryName } from "./directory.ts";
 import { ConflictError, ValidationError } from "./errors.ts";
 import { AUDIT_FIELDS, bool, type FieldParser, id, int, oneOf, type Parsed, refused, text } from "./fields.ts";
 import { moneyToNumber, parseMoney } from "./money.ts";
@@ -64,7 +65,7 @@ export function customerFieldParsers(settings: CustomerSettings) {
     send_email: bool,
     send_sms: bool,
     group_id: id,
-    group_name: text(100),
+    group_name: (raw: string, field: string) => raw.trim() === "" ? null : checkDirectoryName(raw, field),
   } satisfies Record<string, FieldParser<unknown>>;
 }
 

@@ -21,6 +21,10 @@ export function directoryNameKey(name: string): string {
 export function checkDirectoryName(raw: string, field: string): string {
   const name = raw.trim().replace(/\s+/g, " ");
   if (name === "") throw new ValidationError(field, `Invalid ${field} "": must not be empty`);
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) {
+    throw new ValidationError(field, `Invalid ${field} "${name.slice(0, 40)}": control characters are not allowed`);
+  }
   if (name.length > MAX_DIRECTORY_NAME) {
     throw new ValidationError(
       field,

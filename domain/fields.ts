@@ -42,6 +42,18 @@ export function int(min: number, max: number): FieldParser<number | null> {
 /** Parses an id: a positive whole number; empty means null. */
 export const id: FieldParser<number | null> = int(1, Number.MAX_SAFE_INTEGER);
 
+/**
+ * Makes a lookup parameter refuse an empty value: `?id=` must not mean "no id given" (which would list every
+ * customer, or create one) when a client's variable happened to be empty.
+ */
+export function nonEmpty<T>(parse: FieldParser<T | null>): FieldParser<T> {
+  return (raw, field) => {
+    const value = raw.trim() === "" ? null : parse(raw, field);
+    if (value === null) throw invalid(field, raw, "must not be empty");
+    return value;
+  };
+}
+
 /** Parses a required id: a positive whole number. */
 export const requiredId: FieldParser<number> = (raw, field) => {
   const value = id(raw, field);

@@ -64,7 +64,10 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     c.set("format", format === "xml" ? "xml" : "json");
     try {
       if (format !== undefined && format !== "json" && format !== "xml") {
-        throw new ValidationError("format", `Invalid format "${format}": must be json or xml`);
+        // Answered here rather than thrown, so that the log line below sees the real status.
+        const error = new ValidationError("format", `Invalid format "${format}": must be json or xml`);
+        c.res = render("json", errorBody(error), error.status);
+        return;
       }
       await next();
     } finally {

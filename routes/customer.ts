@@ -10,7 +10,8 @@ import {
 } from "../domain/customer.ts";
 import { localDate } from "../domain/dates.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
-import { bool, id, invalid, text } from "../domain/fields.ts";
+import { ValidationError } from "../domain/errors.ts";
+import { bool, id, invalid, nonEmpty, text } from "../domain/fields.ts";
 import { normalizePhone } from "../domain/phone.ts";
 import { DEFAULT_PAGE_SIZE, encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
 import {
@@ -48,10 +49,10 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
 
   const readInput = input({
     query: {
-      id,
-      external_id: text(100),
-      phone,
-      email: (raw: string, field: string) => emailKey(normalizeEmail(raw, field)),
+      id: nonEmpty(id),
+      external_id: nonEmpty(text(100)),
+      phone: nonEmpty(phone),
+      email: nonEmpty((raw: string, field: string) => emailKey(normalizeEmail(raw, field))),
       with_phone: bool,
       with_email: bool,
       ...PAGING_PARSERS,
@@ -61,7 +62,7 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
   });
 
   const updateInput = input({
-    query: { id, external_id: text(100), create_if_not_exist: bool },
+    query: { id: nonEmpty(id), external_id: nonEmpty(text(100)), create_if_not_exist: bool },
     fields: { ...customerFieldParsers(config), ...READ_ONLY_CUSTOMER_FIELDS },
   });
 
@@ -167,12 +168,19 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
     .on(["GET", "POST"], "/update", requireWrite, updateInput, async (c) => {
       const { query, fields } = c.var.input;
       const { group_id, group_name, ...patch } = fields;
+      if (query.id != null && query.external_id != null) {
+        // Found by id, so the query's external_id is not a lookup: it sets the field, as GET-only clients expect.
+        if (patch.external_id !== undefined) {
+          throw new ValidationError("external_id", 'Parameter "external_id" is given more than once');
+        }
+        patch.external_id = query.external_id;
+      }
       const now = deps.now();
       const userId = c.var.caller.userId;
       const today = localDate(now, config.timeZone);
       const result = await upsertCustomer(kv, c.var.caller.companyId, {
         id: query.id ?? undefined,
-        externalId: query.external_id ?? undefined,
+        externalId: query.id == null ? query.external_id ?? undefined : undefined,
         create: query.create_if_not_exist ?? true,
         groupId: group_id,
         groupName: group_id !== undefined ? undefined : group_name,

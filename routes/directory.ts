@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { checkDirectoryName, type DirectoryEntry } from "../domain/directory.ts";
 import { formatDateTime } from "../domain/dates.ts";
 import { ValidationError } from "../domain/errors.ts";
-import { id, text } from "../domain/fields.ts";
+import { id, nonEmpty, text } from "../domain/fields.ts";
 import { type DirectoryKind, listEntries, saveEntry } from "../storage/directories.ts";
 import { requireWrite } from "./auth.ts";
 import type { AppEnv, Deps } from "./context.ts";
@@ -38,7 +38,7 @@ export function directoryView(entry: DirectoryEntry, shape: DirectoryShape, time
 export function directoryRoutes(deps: Deps, shape: DirectoryShape) {
   const listKey = `${shape.type}s`;
   const updateInput = input({
-    query: { [shape.idField]: id },
+    query: { [shape.idField]: nonEmpty(id) },
     fields: {
       [shape.nameField]: (raw: string, field: string) => checkDirectoryName(raw, field),
       description: text(1000),

@@ -27,12 +27,17 @@ function itemName(list: string): string {
 }
 
 const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
-const NEEDS_ESCAPE = /[&<>]/;
-const ESCAPE_ALL = /[&<>]/g;
+// deno-lint-ignore no-control-regex
+const NEEDS_ESCAPE = /[&<>\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/;
+// deno-lint-ignore no-control-regex
+const ESCAPE_ALL = /[&<>\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g;
 
-/** Escapes element text (attributes are never written, so quotes need no escaping). */
+/**
+ * Escapes element text (attributes are never written, so quotes need no escaping). Characters XML 1.0 forbids
+ * (input refuses them, but older data might hold them) become U+FFFD, so a reply is always well-formed.
+ */
 function escapeText(text: string): string {
-  return NEEDS_ESCAPE.test(text) ? text.replace(ESCAPE_ALL, (ch) => ESCAPES[ch]!) : text;
+  return NEEDS_ESCAPE.test(text) ? text.replace(ESCAPE_ALL, (ch) => ESCAPES[ch] ?? "\ufffd") : text;
 }
 
 /**

@@ -9,7 +9,13 @@ const GLOBAL_PARAMS = new Set(["format", "apikey"]);
 function scalar(key: string, value: unknown): string {
   if (value === null || value === undefined) return "";
   if (typeof value === "string") return value;
-  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  if (typeof value === "number" && Number.isFinite(value)) {
+    // Beyond 2^53 a JSON number has already lost digits (12345678901234567890 reads as ...7000): refuse it.
+    if (Math.abs(value) > Number.MAX_SAFE_INTEGER) {
+      throw new ValidationError(key, `Invalid ${key}: the number is too large to be exact; send it as a string`);
+    }
+    return String(value);
+  }
   if (typeof value === "boolean") return value ? "1" : "0";
   throw new ValidationError(key, `Invalid ${key}: must be a single text, number or boolean value`);
 }
@@ -68,10 +74,11 @@ export async function readRaw(c: Context): Promise<RawRequest> {
     if (apikey !== undefined) throw new ValidationError("apikey", `Parameter "apikey" is given more than once`);
     apikey = body.apikey;
   }
-  for (const k of GLOBAL_PARAMS) {
-    delete query[k];
-    delete body[k];
+  if (body.format !== undefined) {
+    throw new ValidationError("format", 'Parameter "format" must be passed in the query string');
   }
+  for (const k of GLOBAL_PARAMS) delete query[k];
+  delete body.apikey;
   return { query, body, apikey };
 }
 
