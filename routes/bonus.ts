@@ -136,7 +136,7 @@ export function bonusRoutes(deps: Deps) {
         change: request,
         comment: request.comment,
         orderId: request.orderId,
-        now: deps.now(),
+        now: deps.now,
         userId: c.var.caller.userId,
         idempotency,
         mutex: deps.mutex,

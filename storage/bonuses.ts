@@ -85,8 +85,11 @@ export interface BonusUpdate {
   change: BonusChange;
   comment: string | null;
   orderId: string | null;
-  /** Time of the change, epoch ms. */
-  now: number;
+  /**
+   * Time of the change, epoch ms; a clock is read when the change is applied (after the in-process queue), so
+   * ledger times of one balance never run backwards.
+   */
+  now: number | (() => number);
   /** User id of the API key making the change. */
   userId: number;
   /** When given, the change is applied at most once per key. */
@@ -153,6 +156,7 @@ async function applyWithRetries(kv: Deno.Kv, cid: string, update: BonusUpdate): 
     }
     if (earlier?.value) return { reply: replayOf(earlier.value, idempotency!), replayed: true, attempts: attempt };
 
+    const now = typeof update.now === "function" ? update.now() : update.now;
     const record = current.value ?? ZERO;
     const outcome = nextBalance(record.balance, update.change);
     const transactionId = record.last_transaction_id + 1;
@@ -163,7 +167,7 @@ async function applyWithRetries(kv: Deno.Kv, cid: string, update: BonusUpdate): 
         customerId,
         bonusId,
         outcome,
-        now: update.now,
+        now,
         userId: update.userId,
         idempotencyKey: idempotency?.key ?? null,
         requestId,
@@ -177,7 +181,7 @@ async function applyWithRetries(kv: Deno.Kv, cid: string, update: BonusUpdate): 
       .set(balanceKey, { balance: outcome.balance, last_transaction_id: transactionId } satisfies BalanceRecord)
       .set(entryKey, entry);
     if (idempotencyKey) {
-      const saved: IdempotencyRecord = { fingerprint: idempotency!.fingerprint, reply, created_date: update.now };
+      const saved: IdempotencyRecord = { fingerprint: idempotency!.fingerprint, reply, created_date: now };
       op.check({ key: idempotencyKey, versionstamp: null }).set(idempotencyKey, saved, {
         expireIn: IDEMPOTENCY_TTL_MS,
       });
