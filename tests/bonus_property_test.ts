@@ -45,6 +45,19 @@ const CUSTOMER = 1;
 const PROGRAM = 1;
 
 function expected(model: Model, sent: Sent): { status: number; body: Record<string, unknown> } {
+  const points = (m: number) => `${m < 0 ? "-" : ""}${spell(Math.abs(m), 0)}`;
+  // A request that is invalid in itself is refused before its idempotency key is looked at: no accepted
+  // request can have had these parameters, so there is no first reply to give.
+  if (sent.overwrite && sent.minor < 0) {
+    return {
+      status: 400,
+      body: {
+        success: 0,
+        info: `Invalid amount "${points(sent.minor)}": overwrite sets the balance, which cannot be negative`,
+        field: "amount",
+      },
+    };
+  }
   const earlier = sent.key === null ? undefined : model.keys.get(sent.key);
   if (earlier) {
     if (earlier.minor === sent.minor && earlier.overwrite === sent.overwrite) {
@@ -56,17 +69,6 @@ function expected(model: Model, sent: Sent): { status: number; body: Record<stri
         success: 0,
         info: `Cannot update bonus: idempotency key "${sent.key}" was already used with different parameters`,
         field: "idempotency_key",
-      },
-    };
-  }
-  const points = (m: number) => `${m < 0 ? "-" : ""}${spell(Math.abs(m), 0)}`;
-  if (sent.overwrite && sent.minor < 0) {
-    return {
-      status: 400,
-      body: {
-        success: 0,
-        info: `Invalid amount "${points(sent.minor)}": overwrite sets the balance, which cannot be negative`,
-        field: "amount",
       },
     };
   }
