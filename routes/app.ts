@@ -10,7 +10,6 @@ import { cardRoutes, cardsExtra } from "./card.ts";
 import { customerRoutes } from "./customer.ts";
 import { directoryRoutes, type DirectoryShape } from "./directory.ts";
 import { render, type ReplyBody } from "./reply.ts";
-import { readRaw } from "./request.ts";
 
 /** Customer groups on the wire: `GET /api/customergroup`. */
 const GROUPS: DirectoryShape = { kind: "groups", type: "group", idField: "group_id", nameField: "group_name" };
@@ -83,10 +82,6 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
       throw new PayloadTooLargeError(`Request body is too large: at most ${options.config.maxBodyBytes} bytes`);
     },
   }));
-  app.use("/api/*", async (c, next) => {
-    c.set("raw", await readRaw(c));
-    await next();
-  });
   app.use("/api/*", authenticate(deps));
 
   app.route("/api/customer", customerRoutes(deps, { cards: cardsExtra, bonuses: bonusesExtra }));

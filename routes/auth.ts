@@ -3,6 +3,7 @@ import { type ApiKeyRecord, hashApiKey } from "../domain/api_key.ts";
 import { AuthError, ForbiddenError, ValidationError } from "../domain/errors.ts";
 import { findApiKey } from "../storage/api_keys.ts";
 import type { AppEnv, Deps } from "./context.ts";
+import { rawOf } from "./request.ts";
 
 /** Most key lookups (hits and misses) kept in memory at once. */
 const CACHE_LIMIT = 10_000;
@@ -25,7 +26,12 @@ function presentedKey(header: (name: string) => string | undefined, param: strin
 export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
   const cache = new Map<string, { record: ApiKeyRecord | null; expires: number }>();
   return async (c, next) => {
-    const key = presentedKey((n) => c.req.header(n), c.get("raw").apikey);
+    // The body is read only when the key is in neither a header nor the query string, so an unknown caller
+    // with a key there is refused before any body is parsed.
+    const header = (n: string) => c.req.header(n);
+    const inQuery = c.req.query("apikey");
+    const fromHeader = c.req.header("x-api-key") !== undefined || c.req.header("authorization") !== undefined;
+    const key = presentedKey(header, inQuery ?? (fromHeader ? undefined : (await rawOf(c)).apikey));
     if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
     // Cached by the presented key itself (in memory only: the store holds hashes alone), so a hit costs
     // neither a store read nor a hash.

@@ -61,8 +61,17 @@ async function readBody(c: Context): Promise<Record<string, string>> {
   );
 }
 
-/** Reads query and body into plain string maps, once per request, and takes out `format` and `apikey`. */
-export async function readRaw(c: Context): Promise<RawRequest> {
+/** The request's raw parameters, read (query and body) on first use and kept for the rest of the request. */
+export async function rawOf<E extends AppEnv>(c: Context<E>): Promise<RawRequest> {
+  const known = (c.var as Partial<AppEnv["Variables"]>).raw;
+  if (known) return known;
+  const raw = await readRaw(c);
+  (c as unknown as Context<AppEnv>).set("raw", raw);
+  return raw;
+}
+
+/** Reads query and body into plain string maps and takes out `format` and `apikey`. */
+async function readRaw(c: Context): Promise<RawRequest> {
   const query: Record<string, string> = Object.create(null);
   for (const [k, values] of Object.entries(c.req.queries())) {
     if (values.length > 1) throw new ValidationError(k, `Parameter "${k}" is given more than once`);
@@ -104,7 +113,7 @@ export function input<Q extends Parsers, F extends Parsers>(
   const fieldSchema = paramSchema(spec.fields);
   const inFields = new Set(Object.keys(spec.fields));
   return async (c, next) => {
-    const raw = c.get("raw");
+    const raw = await rawOf(c);
     const query: RawParams = {};
     const fields: RawParams = {};
     for (const [k, v] of Object.entries(raw.query)) {

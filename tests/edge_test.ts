@@ -124,3 +124,19 @@ Deno.test("a revoked key keeps working only until its cache entry expires", asyn
   assert.equal(after.status, 401);
   assert.equal(after.body.info, `API key "${read.id}" is revoked`);
 });
+
+Deno.test("a key sent in a header or the query is checked before the body is read", async () => {
+  await using w = await world();
+  const malformed = { method: "POST", headers: { "content-type": "application/json" }, body: "{nope" };
+  const header = await w.app.request("/api/customer/update", {
+    ...malformed,
+    headers: { ...malformed.headers, "x-api-key": "lk_nope" },
+  });
+  assert.equal(header.status, 401);
+  const wrongKey = await w.app.request("/api/customer/update?apikey=lk_nope", malformed);
+  assert.equal(wrongKey.status, 401);
+  const known = await w.app.request(`/api/customer/update?apikey=${w.key}`, malformed);
+  assert.equal(known.status, 400);
+  const inBody = await w.call("POST", "/api/customer/update", { key: null, form: { apikey: w.key, fname: "B" } });
+  assert.equal(inBody.status, 200);
+});
