@@ -15,6 +15,7 @@ import {
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { ConflictError } from "../domain/errors.ts";
 import { listEntries } from "./directories.ts";
+import { getManyInBatches } from "./batch.ts";
 import { MAX_GET_MANY } from "./limits.ts";
 import type { KeyedMutex } from "./mutex.ts";
 
@@ -24,8 +25,6 @@ export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 export const MAX_BONUS_ATTEMPTS = 16;
 /** Longest pause between two attempts, ms; the pause is random up to min(this, 2^attempt) to spread writers. */
 const MAX_BACKOFF_MS = 64;
-/** getMany calls in flight at once when reading the balances of many customers. */
-const PARALLEL_READS = 32;
 
 /** Key builders of the bonus collections; these are the only keys this module writes. */
 export const bonusKeys = {
@@ -286,24 +285,12 @@ export async function customerBalances(
   if (programs.length === 0) return out;
 
   const pairs = ids.flatMap((customerId) => programs.map((program) => ({ customerId, program })));
-  const batches: (typeof pairs)[] = [];
-  for (let i = 0; i < pairs.length; i += MAX_GET_MANY) batches.push(pairs.slice(i, i + MAX_GET_MANY));
-  const results: Deno.KvEntryMaybe<BalanceRecord>[][] = new Array(batches.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < batches.length) {
-      const i = next++;
-      const batch = batches[i]!;
-      results[i] = await kv.getMany<BalanceRecord[]>(
-        batch.map((p) => bonusKeys.balance(cid, p.customerId, p.program.id)),
-      );
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(PARALLEL_READS, batches.length) }, worker));
-  batches.forEach((batch, i) => {
-    batch.forEach((p, j) => {
-      out.get(p.customerId)!.push({ program: p.program, balance: results[i]![j]!.value?.balance ?? 0 });
-    });
+  const entries = await getManyInBatches<BalanceRecord>(
+    kv,
+    pairs.map((p) => bonusKeys.balance(cid, p.customerId, p.program.id)),
+  );
+  pairs.forEach((p, i) => {
+    out.get(p.customerId)!.push({ program: p.program, balance: entries[i]!.value?.balance ?? 0 });
   });
   return out;
 }

@@ -25,6 +25,7 @@ import type { Customer } from "../domain/customer.ts";
 import { ConflictError, NotFoundError } from "../domain/errors.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { keys } from "./keys.ts";
+import { getManyInBatches } from "./batch.ts";
 import { MAX_CHECKS, MAX_GET_MANY, MAX_MUTATIONS, MAX_RETRIES } from "./limits.ts";
 import type { KeyedMutex } from "./mutex.ts";
 
@@ -466,11 +467,8 @@ export async function cardsOfCustomers(
     );
     for (const list of lists) cardIds.push(...list);
   }
-  const batches: Promise<Deno.KvEntryMaybe<Card>[]>[] = [];
-  for (let i = 0; i < cardIds.length; i += MAX_GET_MANY) {
-    batches.push(kv.getMany<Card[]>(cardIds.slice(i, i + MAX_GET_MANY).map((id) => cardKeys.card(cid, id))));
-  }
-  const cards = (await Promise.all(batches)).flat().flatMap((e) => e.value ? [e.value] : []);
+  const entries = await getManyInBatches<Card>(kv, cardIds.map((id) => cardKeys.card(cid, id)));
+  const cards = entries.flatMap((e) => e.value ? [e.value] : []);
   cards.sort((a, b) => a.id - b.id);
   for (const card of cards) if (card.customer_id !== null) out.get(card.customer_id)?.push(card);
   return out;

@@ -2,7 +2,8 @@ import { type Customer, customerLists, customerUniqueKeys, uniqueClash } from ".
 import { ConflictError, NotFoundError, ValidationError } from "../domain/errors.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { keys } from "./keys.ts";
-import { BUCKET_SIZE, MAX_GET_MANY, MAX_RETRIES } from "./limits.ts";
+import { getManyInBatches } from "./batch.ts";
+import { BUCKET_SIZE, MAX_RETRIES } from "./limits.ts";
 import type { KeyedMutex } from "./mutex.ts";
 
 /** The unique customer fields and the index each one lives in. */
@@ -223,13 +224,8 @@ export async function findCustomerId(
 
 /** Reads customers by id, keeping the given order and dropping ids that do not exist. */
 export async function getCustomers(kv: Deno.Kv, cid: string, ids: number[]): Promise<Customer[]> {
-  const batches: Promise<Deno.KvEntryMaybe<Customer>[]>[] = [];
-  for (let i = 0; i < ids.length; i += MAX_GET_MANY) {
-    batches.push(kv.getMany<Customer[]>(ids.slice(i, i + MAX_GET_MANY).map((id) => keys.customer(cid, id))));
-  }
-  const out: Customer[] = [];
-  for (const batch of await Promise.all(batches)) for (const e of batch) if (e.value) out.push(e.value);
-  return out;
+  const entries = await getManyInBatches<Customer>(kv, ids.map((id) => keys.customer(cid, id)));
+  return entries.flatMap((e) => e.value ? [e.value] : []);
 }
 
 /** Number of customers in a list, from its two grow-only counters: no scan. */

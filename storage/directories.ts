@@ -1,7 +1,8 @@
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { directoryNameKey } from "../domain/directory.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../domain/errors.ts";
-import { MAX_GET_MANY, MAX_RETRIES } from "./limits.ts";
+import { getManyInBatches } from "./batch.ts";
+import { MAX_RETRIES } from "./limits.ts";
 
 /** The per-company directories: customer groups, card types and bonus programs. */
 export type DirectoryKind = "groups" | "card_types" | "bonus_programs";
@@ -59,18 +60,9 @@ export async function getEntries(
   ids: Iterable<number>,
 ): Promise<Map<number, DirectoryEntry>> {
   const unique = [...new Set(ids)];
+  const entries = await getManyInBatches<DirectoryEntry>(kv, unique.map((id) => directoryKeys.entry(cid, kind, id)));
   const out = new Map<number, DirectoryEntry>();
-  const batches: Promise<Deno.KvEntryMaybe<DirectoryEntry>[]>[] = [];
-  for (let i = 0; i < unique.length; i += MAX_GET_MANY) {
-    batches.push(
-      kv.getMany<DirectoryEntry[]>(
-        unique.slice(i, i + MAX_GET_MANY).map((id) => directoryKeys.entry(cid, kind, id)),
-      ),
-    );
-  }
-  for (const batch of await Promise.all(batches)) {
-    for (const e of batch) if (e.value) out.set(e.value.id, e.value);
-  }
+  for (const e of entries) if (e.value) out.set(e.value.id, e.value);
   return out;
 }
 
