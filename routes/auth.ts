@@ -8,14 +8,11 @@ import { rawOf } from "./request.ts";
 /** Most key lookups (hits and misses) kept in memory at once. */
 const CACHE_LIMIT = 10_000;
 
-function presentedKey(header: (name: string) => string | undefined, param: string | undefined): string | undefined {
+/** The key of an `X-API-Key` or `Authorization: Bearer` header, if one was sent. */
+function headerKey(header: (name: string) => string | undefined): string | undefined {
   const bearer = header("authorization");
-  const fromHeader = header("x-api-key") ??
+  return header("x-api-key") ??
     (bearer && /^bearer\s+/i.test(bearer) ? bearer.replace(/^bearer\s+/i, "").trim() : undefined);
-  if (fromHeader !== undefined && param !== undefined && fromHeader !== param) {
-    throw new ValidationError("apikey", "Two different API keys were sent: send one");
-  }
-  return fromHeader ?? param;
 }
 
 /**
@@ -28,10 +25,12 @@ export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     // The body is read only when the key is in neither a header nor the query string, so an unknown caller
     // with a key there is refused before any body is parsed.
-    const header = (n: string) => c.req.header(n);
-    const inQuery = c.req.query("apikey");
-    const fromHeader = c.req.header("x-api-key") !== undefined || c.req.header("authorization") !== undefined;
-    const key = presentedKey(header, inQuery ?? (fromHeader ? undefined : (await rawOf(c)).apikey));
+    const fromHeader = headerKey((n) => c.req.header(n));
+    const param = c.req.query("apikey") ?? (fromHeader === undefined ? (await rawOf(c)).apikey : undefined);
+    if (fromHeader !== undefined && param !== undefined && fromHeader !== param) {
+      throw new ValidationError("apikey", "Two different API keys were sent: send one");
+    }
+    const key = fromHeader ?? param;
     if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
     // Cached by the presented key itself (in memory only: the store holds hashes alone), so a hit costs
     // neither a store read nor a hash.
