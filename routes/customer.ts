@@ -102,17 +102,15 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
 
       // Point lookups: at most one customer, found through a unique index.
       if (q.id != null || q.external_id != null || q.phone != null || q.email != null) {
-        const ids = new Set<number>();
-        const candidates = await Promise.all([
-          q.id ?? null,
-          q.external_id != null ? findCustomerId(kv, companyId, "external_id", q.external_id) : null,
-          q.phone != null ? findCustomerId(kv, companyId, "phone", q.phone) : null,
-          q.email != null ? findCustomerId(kv, companyId, "email", q.email) : null,
-        ]);
-        const given = [q.id, q.external_id, q.phone, q.email].map((v) => v != null);
-        candidates.forEach((v, i) => given[i] && ids.add(v ?? -1));
-        const onlyId = ids.size === 1 ? [...ids][0]! : -1;
-        const found = onlyId > 0 ? await getCustomer(kv, companyId, onlyId) : null;
+        // Every given key must name the same customer (AND); null stands for "no such customer".
+        const lookups: (number | Promise<number | null>)[] = [];
+        if (q.id != null) lookups.push(q.id);
+        if (q.external_id != null) lookups.push(findCustomerId(kv, companyId, "external_id", q.external_id));
+        if (q.phone != null) lookups.push(findCustomerId(kv, companyId, "phone", q.phone));
+        if (q.email != null) lookups.push(findCustomerId(kv, companyId, "email", q.email));
+        const ids = new Set(await Promise.all(lookups));
+        const onlyId = ids.size === 1 ? [...ids][0] : null;
+        const found = onlyId != null ? await getCustomer(kv, companyId, onlyId) : null;
         const all = found && matchesPresence(found, q.with_phone, q.with_email) ? [found] : [];
         const shown = paged ? all.slice((page - 1) * pageSize, page * pageSize) : all;
         const customers = await views(companyId, shown, wanted);
