@@ -16,6 +16,7 @@ import type { DirectoryEntry } from "../domain/directory.ts";
 import { ConflictError } from "../domain/errors.ts";
 import { listEntries } from "./directories.ts";
 import { getManyInBatches } from "./batch.ts";
+import { bonusKeys } from "./keys.ts";
 import { MAX_GET_MANY } from "./limits.ts";
 import type { KeyedMutex } from "./mutex.ts";
 
@@ -26,37 +27,8 @@ export const MAX_BONUS_ATTEMPTS = 16;
 /** Longest pause between two attempts, ms; the pause is random up to min(this, 2^attempt) to spread writers. */
 const MAX_BACKOFF_MS = 64;
 
-/** Key builders of the bonus collections; these are the only keys this module writes. */
-export const bonusKeys = {
-  /** A customer's balance in one program: { balance, last_transaction_id }. */
-  balance: (cid: string, customerId: number, bonusId: number): Deno.KvKey => [
-    "company",
-    cid,
-    "balances",
-    customerId,
-    bonusId,
-  ],
-  /** The ledger of one balance, ordered by transaction id. */
-  ledger: (cid: string, customerId: number, bonusId: number): Deno.KvKey => [
-    "company",
-    cid,
-    "ledger",
-    customerId,
-    bonusId,
-  ],
-  ledgerEntry: (cid: string, customerId: number, bonusId: number, transactionId: number): Deno.KvKey => [
-    "company",
-    cid,
-    "ledger",
-    customerId,
-    bonusId,
-    transactionId,
-  ],
-  /** Every balance of a company, for audits and tests. */
-  balances: (cid: string): Deno.KvKey => ["company", cid, "balances"],
-  /** The first reply given under an idempotency key, with the fingerprint of its request. */
-  idempotency: (cid: string, key: string): Deno.KvKey => ["company", cid, "idempotency", key],
-};
+/** Key builders of the bonus collections (defined with every other key in keys.ts). */
+export { bonusKeys };
 
 /** A stored balance: minor units, and the id of its newest ledger entry (= number of entries). */
 export interface BalanceRecord {

@@ -24,7 +24,7 @@ import {
 import type { Customer } from "../domain/customer.ts";
 import { ConflictError, NotFoundError } from "../domain/errors.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
-import { keys } from "./keys.ts";
+import { cardKeys, keys } from "./keys.ts";
 import { getManyInBatches } from "./batch.ts";
 import { MAX_CHECKS, MAX_GET_MANY, MAX_MUTATIONS, MAX_RETRIES } from "./limits.ts";
 import type { KeyedMutex } from "./mutex.ts";
@@ -34,29 +34,8 @@ const PARALLEL_LISTS = 256;
 /** Largest id gap between two customers whose cards are read with one range list (the gap's cards are skipped). */
 const MAX_RUN_GAP = 4;
 
-/** Key builders of the card collections; these are the only keys this module writes (besides new card types). */
-export const cardKeys = {
-  card: (cid: string, id: number): Deno.KvKey => ["company", cid, "cards", id],
-  cards: (cid: string): Deno.KvKey => ["company", cid, "cards"],
-  byUid: (cid: string, uid: string): Deno.KvKey => ["company", cid, "cards_by_uid", uid],
-  byBarcode: (cid: string, barcode: string): Deno.KvKey => ["company", cid, "cards_by_barcode", barcode],
-  byExternalId: (cid: string, externalId: string): Deno.KvKey => ["company", cid, "cards_by_external_id", externalId],
-  /** The cards of one customer: keys end with the card id and hold nothing. */
-  ofCustomer: (cid: string, customerId: number): Deno.KvKey => ["company", cid, "cards_by_customer", customerId],
-  ofCustomerEntry: (cid: string, customerId: number, cardId: number): Deno.KvKey => [
-    "company",
-    cid,
-    "cards_by_customer",
-    customerId,
-    cardId,
-  ],
-  /** Last card id given out. */
-  idSequence: (cid: string): Deno.KvKey => ["company", cid, "sequences", "cards"],
-  /** Last position of the card-number sequence given out as a uid; never goes back, not even after a delete. */
-  numberSequence: (cid: string): Deno.KvKey => ["company", cid, "sequences", "card_numbers"],
-  /** Last position of the in-store (prefix 2) barcode sequence given out. */
-  barcodeSequence: (cid: string): Deno.KvKey => ["company", cid, "sequences", "card_barcodes"],
-};
+/** Key builders of the card collections (defined with every other key in keys.ts). */
+export { cardKeys };
 
 /** The unique card fields and the index each one lives in. */
 const UNIQUE = {

@@ -4,8 +4,9 @@ import { ConflictError, NotFoundError, ValidationError } from "../domain/errors.
 import { getManyInBatches } from "./batch.ts";
 import { MAX_RETRIES } from "./limits.ts";
 
-/** The per-company directories: customer groups, card types and bonus programs. */
-export type DirectoryKind = "groups" | "card_types" | "bonus_programs";
+import { directoryKeys, type DirectoryKind } from "./keys.ts";
+
+export type { DirectoryKind };
 
 const LABEL: Record<DirectoryKind, string> = {
   groups: "Customer group",
@@ -13,18 +14,8 @@ const LABEL: Record<DirectoryKind, string> = {
   bonus_programs: "Bonus program",
 };
 
-/** Key builders of a directory; these are the only keys directories use. */
-export const directoryKeys = {
-  entry: (cid: string, kind: DirectoryKind, id: number): Deno.KvKey => ["company", cid, kind, id],
-  entries: (cid: string, kind: DirectoryKind): Deno.KvKey => ["company", cid, kind],
-  byName: (cid: string, kind: DirectoryKind, nameKey: string): Deno.KvKey => [
-    "company",
-    cid,
-    `${kind}_by_name`,
-    nameKey,
-  ],
-  sequence: (cid: string, kind: DirectoryKind): Deno.KvKey => ["company", cid, "sequences", kind],
-};
+/** Key builders of a directory (defined with every other key in keys.ts). */
+export { directoryKeys };
 
 /** What a writer must add to its own atomic operation to create a directory entry found missing by name. */
 export interface PendingEntry {

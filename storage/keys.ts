@@ -52,3 +52,75 @@ export const keys = {
     dir,
   ],
 };
+
+/** Key builders of the card collections; written by cards.ts. */
+export const cardKeys = {
+  card: (cid: string, id: number): Deno.KvKey => ["company", cid, "cards", id],
+  cards: (cid: string): Deno.KvKey => ["company", cid, "cards"],
+  byUid: (cid: string, uid: string): Deno.KvKey => ["company", cid, "cards_by_uid", uid],
+  byBarcode: (cid: string, barcode: string): Deno.KvKey => ["company", cid, "cards_by_barcode", barcode],
+  byExternalId: (cid: string, externalId: string): Deno.KvKey => ["company", cid, "cards_by_external_id", externalId],
+  /** The cards of one customer: keys end with the card id and hold nothing. */
+  ofCustomer: (cid: string, customerId: number): Deno.KvKey => ["company", cid, "cards_by_customer", customerId],
+  ofCustomerEntry: (cid: string, customerId: number, cardId: number): Deno.KvKey => [
+    "company",
+    cid,
+    "cards_by_customer",
+    customerId,
+    cardId,
+  ],
+  /** Last card id given out. */
+  idSequence: (cid: string): Deno.KvKey => ["company", cid, "sequences", "cards"],
+  /** Last position of the card-number sequence given out as a uid; never goes back, not even after a delete. */
+  numberSequence: (cid: string): Deno.KvKey => ["company", cid, "sequences", "card_numbers"],
+  /** Last position of the in-store (prefix 2) barcode sequence given out. */
+  barcodeSequence: (cid: string): Deno.KvKey => ["company", cid, "sequences", "card_barcodes"],
+};
+
+/** Key builders of the bonus collections; written by bonuses.ts. */
+export const bonusKeys = {
+  /** A customer's balance in one program: { balance, last_transaction_id }. */
+  balance: (cid: string, customerId: number, bonusId: number): Deno.KvKey => [
+    "company",
+    cid,
+    "balances",
+    customerId,
+    bonusId,
+  ],
+  /** The ledger of one balance, ordered by transaction id. */
+  ledger: (cid: string, customerId: number, bonusId: number): Deno.KvKey => [
+    "company",
+    cid,
+    "ledger",
+    customerId,
+    bonusId,
+  ],
+  ledgerEntry: (cid: string, customerId: number, bonusId: number, transactionId: number): Deno.KvKey => [
+    "company",
+    cid,
+    "ledger",
+    customerId,
+    bonusId,
+    transactionId,
+  ],
+  /** Every balance of a company, for audits and tests. */
+  balances: (cid: string): Deno.KvKey => ["company", cid, "balances"],
+  /** The first reply given under an idempotency key, with the fingerprint of its request. */
+  idempotency: (cid: string, key: string): Deno.KvKey => ["company", cid, "idempotency", key],
+};
+
+/** The per-company directories: customer groups, card types and bonus programs. */
+export type DirectoryKind = "groups" | "card_types" | "bonus_programs";
+
+/** Key builders of a directory; written by directories.ts. */
+export const directoryKeys = {
+  entry: (cid: string, kind: DirectoryKind, id: number): Deno.KvKey => ["company", cid, kind, id],
+  entries: (cid: string, kind: DirectoryKind): Deno.KvKey => ["company", cid, kind],
+  byName: (cid: string, kind: DirectoryKind, nameKey: string): Deno.KvKey => [
+    "company",
+    cid,
+    `${kind}_by_name`,
+    nameKey,
+  ],
+  sequence: (cid: string, kind: DirectoryKind): Deno.KvKey => ["company", cid, "sequences", kind],
+};

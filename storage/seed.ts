@@ -1,9 +1,8 @@
 import { type Customer, customerLists, customerUniqueKeys } from "../domain/customer.ts";
 import { ledgerEntry } from "../domain/bonus.ts";
 import type { Card } from "../domain/card.ts";
-import { cardKeys } from "./cards.ts";
-import { type BalanceRecord, bonusKeys } from "./bonuses.ts";
-import { keys } from "./keys.ts";
+import type { BalanceRecord } from "./bonuses.ts";
+import { bonusKeys, cardKeys, keys } from "./keys.ts";
 import { BUCKET_SIZE, MAX_MUTATIONS } from "./limits.ts";
 
 /** Mutations one customer adds to a raw insert: record, 3 unique indexes, 4 list entries, 8 counter sums. */
