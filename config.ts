@@ -21,6 +21,8 @@ export interface Config {
   maxBodyBytes: number;
   /** Whether to log one line per request (LOG_REQUESTS, default 1). */
   logRequests: boolean;
+  /** How long audit entries are kept, days (AUDIT_RETENTION_DAYS, default 365). */
+  auditRetentionDays: number;
 }
 
 /** Default settings: also what tests start from. */
@@ -34,12 +36,19 @@ export const DEFAULT_CONFIG: Config = {
   directoryCacheMs: 5000,
   maxBodyBytes: 1024 * 1024,
   logRequests: true,
+  auditRetentionDays: 365,
 };
 
 function intSetting(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined || raw === "") return fallback;
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`Invalid ${name} "${raw}": must be a whole number`);
+  return n;
+}
+
+function positiveSetting(name: string, raw: string | undefined, fallback: number): number {
+  const n = intSetting(name, raw, fallback);
+  if (n < 1) throw new Error(`Invalid ${name} "${raw}": must be at least 1`);
   return n;
 }
 
@@ -60,5 +69,6 @@ export function loadConfig(env: (name: string) => string | undefined, onDeploy =
     directoryCacheMs: intSetting("DIRECTORY_CACHE_MS", env("DIRECTORY_CACHE_MS"), DEFAULT_CONFIG.directoryCacheMs),
     maxBodyBytes: intSetting("MAX_BODY_BYTES", env("MAX_BODY_BYTES"), DEFAULT_CONFIG.maxBodyBytes),
     logRequests: log === undefined ? true : !["0", "false", "no"].includes(log.toLowerCase()),
+    auditRetentionDays: positiveSetting("AUDIT_RETENTION_DAYS", env("AUDIT_RETENTION_DAYS"), 365),
   };
 }

@@ -6,6 +6,7 @@ import { loadConfig } from "./config.ts";
 import { createApp } from "./routes/app.ts";
 import { bootstrapApiKey } from "./storage/api_keys.ts";
 import { openKv } from "./storage/open.ts";
+import { createStore } from "./storage/store.ts";
 
 const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined || Deno.env.get("DENO_DEPLOY") !== undefined;
 const config = loadConfig((name) => Deno.env.get(name), onDeploy);
@@ -13,13 +14,14 @@ const kv = await openKv(config.kvPath);
 
 // deno-lint-ignore no-console
 const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
-const firstKey = await bootstrapApiKey(kv, Date.now());
+const store = createStore(kv, { auditRetentionDays: config.auditRetentionDays });
+const firstKey = await bootstrapApiKey(store);
 if (firstKey) {
   log(`First start on an empty store: made company "default" and its write API key (shown only now):`);
   log(`  ${firstKey}`);
 }
 
 /** The app, exported for `deno serve --parallel main.ts` and for Deno Deploy. */
-export const app = createApp({ kv, config, log });
+export const app = createApp({ kv, store, config, log });
 
 export default { fetch: app.fetch } satisfies Deno.ServeDefaultExport;

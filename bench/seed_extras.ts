@@ -1,12 +1,17 @@
 import { uidToEan13 } from "../domain/ean13.ts";
-import { saveEntry } from "../storage/directories.ts";
+import { createStore } from "../storage/store.ts";
+import { saveDirectoryEntry } from "../usecases/mod.ts";
 import { rawInsertBalances, rawInsertCards } from "../storage/seed.ts";
 
 /** Seeds the benchmark's cards (one per customer, in 3 card types) and balances in 2 bonus programs. */
 export async function seedExtras(kv: Deno.Kv, cid: string, options: { customers: number; now: number }): Promise<void> {
   const { now } = options;
-  for (const name of ["Points", "Miles"]) await saveEntry(kv, cid, { kind: "bonus_programs", name, now });
-  for (const name of ["Silver", "Gold", "Platinum"]) await saveEntry(kv, cid, { kind: "card_types", name, now });
+  const store = createStore(kv, { clock: () => now });
+  const actor = { companyId: cid, name: "task:bench", userId: 1 };
+  for (const name of ["Points", "Miles"]) await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name });
+  for (const name of ["Silver", "Gold", "Platinum"]) {
+    await saveDirectoryEntry(store, actor, { kind: "card_types", name });
+  }
   const cards = [];
   const balances = [];
   for (let id = 1; id <= options.customers; id++) {

@@ -2,13 +2,14 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Config } from "../config.ts";
 import { AppError, PayloadTooLargeError, ValidationError } from "../domain/errors.ts";
-import { KeyedMutex } from "../storage/mutex.ts";
+import { createStore, type Store } from "../storage/store.ts";
 import { authenticate } from "./auth.ts";
 import type { AppEnv, Deps, Format } from "./context.ts";
 import { bonusesExtra, bonusRoutes } from "./bonus.ts";
 import { cardRoutes, cardsExtra } from "./card.ts";
 import { customerRoutes } from "./customer.ts";
 import { directoryRoutes, type DirectoryShape } from "./directory.ts";
+import { historyRoutes } from "./history.ts";
 import { render, type ReplyBody } from "./reply.ts";
 
 /** Customer groups on the wire: `GET /api/customergroup`. */
@@ -32,6 +33,8 @@ const BONUS_PROGRAMS: DirectoryShape = {
 export interface AppOptions {
   /** The store; the app never opens or closes it. */
   kv: Deno.Kv;
+  /** The store object over `kv` (default: made here with `now` as its clock); share one per process. */
+  store?: Store;
   /** Settings (see config.ts). */
   config: Config;
   /** Clock, epoch ms; defaults to Date.now. */
@@ -48,12 +51,11 @@ function errorBody(error: AppError): ReplyBody {
 
 /** Builds the HTTP app over a store: routes, authentication, the error envelope and request logging. */
 export function createApp(options: AppOptions): Hono<AppEnv> {
-  const deps: Deps = {
-    kv: options.kv,
-    config: options.config,
-    now: options.now ?? Date.now,
-    mutex: new KeyedMutex(),
-  };
+  const store = options.store ?? createStore(options.kv, {
+    clock: options.now ?? Date.now,
+    auditRetentionDays: options.config.auditRetentionDays,
+  });
+  const deps: Deps = { store, config: options.config, kv: store.kv, now: store.clock };
   const app = new Hono<AppEnv>();
   const log = options.log;
 
@@ -87,6 +89,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/api/customer", customerRoutes(deps, { cards: cardsExtra, bonuses: bonusesExtra }));
   app.route("/api/customer", cardRoutes(deps));
   app.route("/api/customer", bonusRoutes(deps));
+  app.route("/api", historyRoutes(deps));
   app.route("/api/customergroup", directoryRoutes(deps, GROUPS));
   app.route("/api/cardtype", directoryRoutes(deps, CARD_TYPES));
   app.route("/api/bonusprogram", directoryRoutes(deps, BONUS_PROGRAMS));

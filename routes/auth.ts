@@ -34,7 +34,7 @@ export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
     if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
     // Cached by the presented key itself (in memory only: the store holds hashes alone), so a hit costs
     // neither a store read nor a hash.
-    const now = Date.now();
+    const now = deps.now();
     let hit = cache.get(key);
     if (!hit || hit.expires <= now) {
       hit = { record: await findApiKey(deps.kv, await hashApiKey(key)), expires: now + deps.config.authCacheMs };
@@ -45,7 +45,12 @@ export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
     const record = hit.record;
     if (!record) throw new AuthError("Invalid API key");
     if (record.revoked_date !== null) throw new AuthError(`API key "${record.id}" is revoked`);
-    c.set("caller", { companyId: record.company_id, userId: record.user_id, access: record.access });
+    c.set("caller", {
+      companyId: record.company_id,
+      userId: record.user_id,
+      access: record.access,
+      keyId: record.id,
+    });
     await next();
   };
 }

@@ -19,11 +19,10 @@ import { NotFoundError, ValidationError } from "../domain/errors.ts";
 import { bool, id, invalid, text } from "../domain/fields.ts";
 import { moneyToNumber } from "../domain/money.ts";
 import { encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
-import { customerBalances, findReplay, getBalance, listLedger, updateBonus } from "../storage/bonuses.ts";
-import { findCustomerId, getCustomer } from "../storage/customers.ts";
-import { requireEntry } from "../storage/directories.ts";
+import type { Actor } from "../domain/audit.ts";
+import { balancesOf, bonusHistory, changeBonus } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
-import type { AppEnv, Deps } from "./context.ts";
+import { actorOf, type AppEnv, type Deps } from "./context.ts";
 import { reply, type ReplyValue } from "./reply.ts";
 import { input } from "./request.ts";
 
@@ -47,34 +46,9 @@ function customerRef(params: { customer_id?: number | null; customer_external_id
   );
 }
 
-async function resolveCustomer(kv: Deno.Kv, cid: string, ref: CustomerRef): Promise<number> {
-  if ("id" in ref) {
-    if (await getCustomer(kv, cid, ref.id)) return ref.id;
-    throw new NotFoundError(`Customer "${ref.id}" not found`, "customer_id");
-  }
-  const found = await findCustomerId(kv, cid, "external_id", ref.externalId);
-  if (found !== null && await getCustomer(kv, cid, found)) return found;
-  throw new NotFoundError(`Customer with external_id "${ref.externalId}" not found`, "customer_external_id");
-}
-
-/** Finds the customer and the bonus program together; an unknown customer is reported before an unknown program. */
-async function resolveTargets(
-  deps: Deps,
-  cid: string,
-  options: { customer: CustomerRef; bonusId: number },
-): Promise<number> {
-  const [customer, program] = await Promise.allSettled([
-    resolveCustomer(deps.kv, cid, options.customer),
-    requireEntry(deps.kv, cid, { kind: "bonus_programs", id: options.bonusId, field: "bonus_id" }),
-  ]);
-  if (customer.status === "rejected") throw customer.reason;
-  if (program.status === "rejected") throw program.reason;
-  return customer.value;
-}
-
 /** Bonus endpoints under /api/customer: `GET|POST /updateBonus` changes a balance, `GET /bonusHistory` pages its ledger. */
 export function bonusRoutes(deps: Deps) {
-  const { kv } = deps;
+  const { store } = deps;
 
   const updateInput = input({
     query: {},
@@ -103,7 +77,6 @@ export function bonusRoutes(deps: Deps) {
   return new Hono<AppEnv>()
     .on(["GET", "POST"], "/updateBonus", requireWrite, updateInput, async (c) => {
       const f = c.var.input.fields;
-      const cid = c.var.caller.companyId;
       const customer = customerRef(f);
       if (f.bonus_id == null) throw required("bonus_id");
       if (f.amount === undefined) throw required("amount");
@@ -117,64 +90,38 @@ export function bonusRoutes(deps: Deps) {
       };
       checkChange(request);
       const key = pickIdempotencyKey(c.req.header("idempotency-key"), f.idempotency_key);
-      const idempotency = key === null ? null : { key, fingerprint: bonusFingerprint(request) };
-      const answer = (body: BonusReply, replayed: boolean) => {
-        const res = reply(c, bonusReplyView(body));
-        if (replayed) res.headers.set(REPLAYED_HEADER, "true");
-        return res;
-      };
-
-      // A retry is answered from its first reply before anything else is looked up, so it gets the same
-      // answer even when the customer or the program changed since.
-      const earlier = idempotency ? await findReplay(kv, cid, idempotency) : null;
-      if (earlier) return answer(earlier, true);
-
-      const customerId = await resolveTargets(deps, cid, { customer, bonusId: request.bonusId });
-      const result = await updateBonus(kv, cid, {
-        customerId,
-        bonusId: request.bonusId,
-        change: request,
-        comment: request.comment,
-        orderId: request.orderId,
-        now: deps.now,
-        userId: c.var.caller.userId,
-        idempotency,
-        mutex: deps.mutex,
-      });
-      return answer(result.reply, result.replayed);
+      const result = await changeBonus(store, actorOf(c.var.caller), { ...request, idempotencyKey: key });
+      const res = reply(c, bonusReplyView(result.reply));
+      if (result.replayed) res.headers.set(REPLAYED_HEADER, "true");
+      return res;
     })
     .get("/bonusHistory", historyInput, async (c) => {
       const q = c.var.input.query;
-      const cid = c.var.caller.companyId;
       const customer = customerRef(q);
       if (q.bonus_id == null) throw required("bonus_id");
       if (q.cursor != null && q.page != null) throw invalid("cursor", "", "use either page or cursor, not both");
-      const bonusId = q.bonus_id;
-      const customerId = await resolveTargets(deps, cid, { customer, bonusId });
-
-      // The balance names the newest transaction id; ids run 1..n without gaps, so a page is a key range.
-      const balance = await getBalance(kv, cid, { customerId, bonusId });
-      const total = balance.last_transaction_id;
-      const pageSize = q.page_size ?? DEFAULT_HISTORY_PAGE_SIZE;
       const page = q.cursor != null ? null : q.page ?? 1;
-      const beforeId = page === null ? q.cursor! : total - (page - 1) * pageSize + 1;
-      const rows = await listLedger(kv, cid, { customerId, bonusId, beforeId, limit: pageSize });
-      const last = rows.at(-1);
-      const transactions = rows.map((e) => transactionView(e, deps.config.timeZone));
+      const pageSize = q.page_size ?? DEFAULT_HISTORY_PAGE_SIZE;
+      const ledger = await bonusHistory(store, actorOf(c.var.caller), {
+        customer,
+        bonusId: q.bonus_id,
+        page,
+        beforeId: q.cursor ?? undefined,
+        pageSize,
+      });
+      const transactions = ledger.entries.map((e) => transactionView(e, deps.config.timeZone));
       return reply(c, {
         success: 1,
         type: "transaction",
-        customer_id: customerId,
-        bonus_id: bonusId,
-        balance: moneyToNumber(balance.balance),
+        customer_id: ledger.customerId,
+        bonus_id: ledger.bonusId,
+        balance: moneyToNumber(ledger.balance),
         count: transactions.length,
         transactions,
         ...(page === null ? {} : { page }),
         page_size: pageSize,
-        total_count: total,
-        next_cursor: rows.length === pageSize && last && last.transaction_id > 1
-          ? encodeCursor(last.transaction_id)
-          : null,
+        total_count: ledger.total,
+        next_cursor: ledger.nextBefore === null ? null : encodeCursor(ledger.nextBefore),
       });
     });
 }
@@ -182,9 +129,9 @@ export function bonusRoutes(deps: Deps) {
 /** The `bonuses` element of customer replies: every bonus program with the customer's balance in it. */
 export async function bonusesExtra(
   deps: Deps,
-  options: { companyId: string; customers: Customer[] },
+  options: { actor: Actor; customers: Customer[] },
 ): Promise<Map<number, ReplyValue>> {
-  const balances = await customerBalances(deps.kv, options.companyId, {
+  const balances = await balancesOf(deps.store, options.actor, {
     customerIds: options.customers.map((c) => c.id),
   });
   const out = new Map<number, ReplyValue>();

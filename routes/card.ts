@@ -9,10 +9,10 @@ import {
 } from "../domain/card.ts";
 import type { Customer } from "../domain/customer.ts";
 import { refused } from "../domain/fields.ts";
-import { cardsOfCustomers, deleteCard, saveCard } from "../storage/cards.ts";
-import { getEntriesCached } from "../storage/directories.ts";
+import type { Actor } from "../domain/audit.ts";
+import { cardsOf, deleteCard, saveCard } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
-import type { AppEnv, Deps } from "./context.ts";
+import { actorOf, type AppEnv, type Deps } from "./context.ts";
 import { reply, type ReplyValue } from "./reply.ts";
 import { input } from "./request.ts";
 
@@ -24,7 +24,7 @@ const INSERT_ONLY_CREATES = "insertCard always creates a new card; use updateCar
  * order) and changes it, or creates it with create_if_not_exist=1; `insertCard` always creates; `deleteCard` deletes.
  */
 export function cardRoutes(deps: Deps) {
-  const { kv } = deps;
+  const { store } = deps;
   const fields = { ...cardFieldParsers(deps.config), ...READ_ONLY_CARD_FIELDS };
 
   const updateInput = input({ query: { ...CARD_LOOKUP_PARSERS, ...CREATE_SWITCH }, fields });
@@ -44,31 +44,25 @@ export function cardRoutes(deps: Deps) {
     .on(["GET", "POST"], "/updateCard", requireWrite, updateInput, async (c) => {
       const { query, fields } = c.var.input;
       const { create_if_not_exist, ...lookup } = query;
-      const result = await saveCard(kv, c.var.caller.companyId, {
+      const result = await saveCard(store, actorOf(c.var.caller), {
         mode: "update",
         lookup,
         create: create_if_not_exist === true,
         ...splitCardFields(fields),
-        now: deps.now(),
-        userId: c.var.caller.userId,
-        mutex: deps.mutex,
       });
       return reply(c, { success: 1, card_id: result.card.id, isnew: result.isNew ? 1 : 0 });
     })
     .on(["GET", "POST"], "/insertCard", requireWrite, insertInput, async (c) => {
       const { query, fields } = c.var.input;
-      const result = await saveCard(kv, c.var.caller.companyId, {
+      const result = await saveCard(store, actorOf(c.var.caller), {
         mode: "insert",
         lookup: { uid: query.uid, external_id: query.external_id },
         ...splitCardFields(fields),
-        now: deps.now(),
-        userId: c.var.caller.userId,
-        mutex: deps.mutex,
       });
       return reply(c, { success: 1, card_id: result.card.id, isnew: 1 });
     })
     .on(["GET", "POST"], "/deleteCard", requireWrite, deleteInput, async (c) => {
-      const card = await deleteCard(kv, c.var.caller.companyId, c.var.input.query);
+      const card = await deleteCard(store, actorOf(c.var.caller), c.var.input.query);
       return reply(c, { success: 1, card_id: card.id });
     });
 }
@@ -76,17 +70,11 @@ export function cardRoutes(deps: Deps) {
 /** The `cards` element of customer replies: every card of each customer, its type named, in card id order. */
 export async function cardsExtra(
   deps: Deps,
-  options: { companyId: string; customers: Customer[] },
+  options: { actor: Actor; customers: Customer[] },
 ): Promise<Map<number, ReplyValue>> {
-  const { companyId, customers } = options;
-  const byCustomer = await cardsOfCustomers(deps.kv, companyId, customers.map((c) => c.id));
-  const typeIds = new Set<number>();
-  for (const cards of byCustomer.values()) {
-    for (const card of cards) if (card.type_id !== null) typeIds.add(card.type_id);
-  }
-  const types = await getEntriesCached(deps.kv, companyId, {
-    kind: "card_types",
-    ids: typeIds,
+  const { customers } = options;
+  const byCustomer = await cardsOf(deps.store, options.actor, {
+    customerIds: customers.map((c) => c.id),
     maxAgeMs: deps.config.directoryCacheMs,
   });
   const out = new Map<number, ReplyValue>();
@@ -94,9 +82,9 @@ export async function cardsExtra(
     const cards = byCustomer.get(customer.id) ?? [];
     out.set(
       customer.id,
-      cards.map((card) =>
+      cards.map(({ card, typeName }) =>
         cardView(card, {
-          typeName: card.type_id === null ? null : types.get(card.type_id)?.name ?? null,
+          typeName,
           customerExternalId: customer.external_id,
           timeZone: deps.config.timeZone,
         })

@@ -1,6 +1,7 @@
 import type { Config } from "../config.ts";
 import type { Access } from "../domain/api_key.ts";
-import type { KeyedMutex } from "../storage/mutex.ts";
+import type { Actor } from "../domain/audit.ts";
+import type { Store } from "../storage/store.ts";
 
 /** Reply format chosen by the `format` parameter. */
 export type Format = "json" | "xml";
@@ -17,16 +18,23 @@ export interface Caller {
   companyId: string;
   userId: number;
   access: Access;
+  /** Public id of the key (never the key itself). */
+  keyId: string;
 }
 
-/** What every route handler is given: the store, the settings and the clock. */
+/** The actor of the audit trail for an API caller: `key:<key id>`. */
+export function actorOf(caller: Caller): Actor {
+  return { companyId: caller.companyId, name: `key:${caller.keyId}`, userId: caller.userId };
+}
+
+/** What every route handler is given: the store (with its clock) and the settings. */
 export interface Deps {
-  kv: Deno.Kv;
+  store: Store;
   config: Config;
-  /** Current time, epoch ms; tests may fix it. */
+  /** The store's KV handle, for middleware that checks the store itself (health); handlers call use cases. */
+  kv: Deno.Kv;
+  /** Current time, epoch ms: the store's clock. */
   now: () => number;
-  /** Queues writers of one hot key inside this process. */
-  mutex: KeyedMutex;
 }
 
 /** Hono environment shared by every route. */

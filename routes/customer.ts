@@ -1,41 +1,22 @@
 import { Hono } from "hono";
-import {
-  applyCustomerPatch,
-  type Customer,
-  customerFieldParsers,
-  customerView,
-  listForFilter,
-  matchesPresence,
-  READ_ONLY_CUSTOMER_FIELDS,
-} from "../domain/customer.ts";
+import { type Customer, customerFieldParsers, customerView, READ_ONLY_CUSTOMER_FIELDS } from "../domain/customer.ts";
 import { localDate } from "../domain/dates.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
 import { ValidationError } from "../domain/errors.ts";
 import { bool, id, invalid, nonEmpty, text } from "../domain/fields.ts";
 import { normalizePhone } from "../domain/phone.ts";
 import { DEFAULT_PAGE_SIZE, encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
-import {
-  countList,
-  findCustomerId,
-  getCustomer,
-  pageAfter,
-  pageList,
-  streamList,
-  upsertCustomer,
-} from "../storage/customers.ts";
-import { getEntriesCached } from "../storage/directories.ts";
+import { findCustomers, groupNames, saveCustomer } from "../usecases/customers.ts";
+import type { Actor } from "../domain/audit.ts";
 import { requireWrite } from "./auth.ts";
-import type { AppEnv, Deps } from "./context.ts";
+import { actorOf, type AppEnv, type Deps } from "./context.ts";
 import { reply, type ReplyBody, type ReplyValue, streamReply } from "./reply.ts";
 import { input } from "./request.ts";
-
-/** Lists up to this long are answered in one piece; longer unpaged lists are streamed. */
-const STREAM_THRESHOLD = 1000;
 
 /** Adds extra elements (cards, bonuses) to customers of a reply, keyed by customer id. */
 export type CustomerExtra = (
   deps: Deps,
-  options: { companyId: string; customers: Customer[] },
+  options: { actor: Actor; customers: Customer[] },
 ) => Promise<Map<number, ReplyValue>>;
 
 /** Optional parts of a customer reply, each switched on by a boolean query parameter. */
@@ -43,7 +24,7 @@ export type CustomerExtras = Record<string, CustomerExtra>;
 
 /** The customer sub-app: reading (`GET /`) and adding or changing (`/update`). */
 export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
-  const { kv, config } = deps;
+  const { store, config } = deps;
   const phone = (raw: string, field: string) => normalizePhone(raw, field, config.defaultCountryCode);
   const extraSwitches = Object.fromEntries(Object.keys(extras).map((k) => [k, bool]));
 
@@ -67,13 +48,12 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
   });
 
   /** Renders customers with their group names and the extras asked for. */
-  async function views(companyId: string, customers: Customer[], wanted: string[]): Promise<ReplyBody[]> {
-    const groupIds = customers.flatMap((c) => c.group_id === null ? [] : [c.group_id]);
+  async function views(actor: Actor, customers: Customer[], wanted: string[]): Promise<ReplyBody[]> {
     const [groups, ...extraMaps] = await Promise.all([
-      getEntriesCached(kv, companyId, { kind: "groups", ids: groupIds, maxAgeMs: config.directoryCacheMs }),
-      ...wanted.map((name) => extras[name]!(deps, { companyId, customers })),
+      groupNames(store, actor, { customers, maxAgeMs: config.directoryCacheMs }),
+      ...wanted.map((name) => extras[name]!(deps, { actor, customers })),
     ]);
-    const today = localDate(deps.now(), config.timeZone);
+    const today = localDate(store.clock(), config.timeZone);
     return customers.map((c) => {
       const view: ReplyBody = customerView(c, {
         groupName: c.group_id === null ? null : groups.get(c.group_id)?.name ?? null,
@@ -90,7 +70,7 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
   return new Hono<AppEnv>()
     .get("/", readInput, async (c) => {
       const q = c.var.input.query;
-      const companyId = c.var.caller.companyId;
+      const actor = actorOf(c.var.caller);
       const wanted = Object.keys(extras).filter((name) => (q as Record<string, unknown>)[name] === true);
       const paged = q.page != null || q.page_size != null;
       if (q.cursor != null && q.page != null) {
@@ -99,69 +79,53 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
       const pageSize = q.page_size ?? DEFAULT_PAGE_SIZE;
       const page = q.page ?? 1;
       const head = { success: 1, type: "customer" };
+      const lookup = q.id != null || q.external_id != null || q.phone != null || q.email != null;
+      const found = await findCustomers(store, actor, {
+        id: q.id ?? undefined,
+        externalId: q.external_id ?? undefined,
+        phone: q.phone ?? undefined,
+        email: q.email ?? undefined,
+        withPhone: q.with_phone,
+        withEmail: q.with_email,
+        pageSize,
+        afterId: lookup ? undefined : q.cursor ?? undefined,
+        page: lookup || q.cursor != null || !paged ? undefined : page,
+      });
 
-      // Point lookups: at most one customer, found through a unique index.
-      if (q.id != null || q.external_id != null || q.phone != null || q.email != null) {
-        // Every given key must name the same customer (AND); null stands for "no such customer".
-        const lookups: (number | Promise<number | null>)[] = [];
-        if (q.id != null) lookups.push(q.id);
-        if (q.external_id != null) lookups.push(findCustomerId(kv, companyId, "external_id", q.external_id));
-        if (q.phone != null) lookups.push(findCustomerId(kv, companyId, "phone", q.phone));
-        if (q.email != null) lookups.push(findCustomerId(kv, companyId, "email", q.email));
-        const ids = new Set(await Promise.all(lookups));
-        const onlyId = ids.size === 1 ? [...ids][0] : null;
-        const found = onlyId != null ? await getCustomer(kv, companyId, onlyId) : null;
-        const all = found && matchesPresence(found, q.with_phone, q.with_email) ? [found] : [];
+      if (found.kind === "stream") {
+        const batches = async function* () {
+          for await (const rows of found.batches) yield await views(actor, rows, wanted);
+        };
+        return streamReply(c.var.format, {
+          head: { ...head, count: found.total },
+          list: "customers",
+          items: batches(),
+        });
+      }
+      if (lookup) {
+        // Point lookups: at most one customer, found through a unique index.
+        const all = found.customers;
         const shown = paged ? all.slice((page - 1) * pageSize, page * pageSize) : all;
-        const customers = await views(companyId, shown, wanted);
+        const customers = await views(actor, shown, wanted);
         const tail: ReplyBody = paged ? { page, page_size: pageSize, total_count: all.length } : {};
         return reply(c, { ...head, count: customers.length, customers, ...tail });
       }
-
-      const list = listForFilter(q.with_phone, q.with_email);
-      const total = await countList(kv, companyId, list);
-      const keep = (cs: Customer[]) =>
-        list === "all" ? cs : cs.filter((cu) => matchesPresence(cu, q.with_phone, q.with_email));
-
-      if (q.cursor != null) {
-        const rows = keep(await pageAfter(kv, companyId, { list, afterId: q.cursor, limit: pageSize }));
-        const customers = await views(companyId, rows, wanted);
-        const last = rows.at(-1);
-        return reply(c, {
-          ...head,
-          count: customers.length,
-          customers,
-          page_size: pageSize,
-          total_count: total,
-          next_cursor: rows.length === pageSize && last ? encodeCursor(last.id) : null,
-        });
-      }
-      if (paged) {
-        const offset = (page - 1) * pageSize;
-        const rows = offset >= total ? [] : keep(await pageList(kv, companyId, { list, offset, limit: pageSize }));
-        const customers = await views(companyId, rows, wanted);
-        const last = rows.at(-1);
-        return reply(c, {
-          ...head,
-          count: customers.length,
-          customers,
-          page,
-          page_size: pageSize,
-          total_count: total,
-          next_cursor: rows.length === pageSize && last && offset + pageSize < total ? encodeCursor(last.id) : null,
-        });
-      }
-      if (total <= STREAM_THRESHOLD) {
-        const rows = keep(await pageList(kv, companyId, { list, offset: 0, limit: total }));
-        const customers = await views(companyId, rows, wanted);
+      if (found.kind === "lookup") {
+        const customers = await views(actor, found.customers, wanted);
         return reply(c, { ...head, count: customers.length, customers });
       }
-      const batches = async function* () {
-        for await (const rows of streamList(kv, companyId, { list, limit: total })) {
-          yield await views(companyId, keep(rows), wanted);
-        }
-      };
-      return streamReply(c.var.format, { head: { ...head, count: total }, list: "customers", items: batches() });
+      const rows = found.customers;
+      const customers = await views(actor, rows, wanted);
+      const last = rows.at(-1);
+      return reply(c, {
+        ...head,
+        count: customers.length,
+        customers,
+        ...(q.cursor != null ? {} : { page }),
+        page_size: pageSize,
+        total_count: found.total,
+        next_cursor: found.more && last ? encodeCursor(last.id) : null,
+      });
     })
     .on(["GET", "POST"], "/update", requireWrite, updateInput, async (c) => {
       const { query, fields } = c.var.input;
@@ -173,18 +137,14 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
         }
         patch.external_id = query.external_id;
       }
-      const now = deps.now();
-      const userId = c.var.caller.userId;
-      const today = localDate(now, config.timeZone);
-      const result = await upsertCustomer(kv, c.var.caller.companyId, {
+      const result = await saveCustomer(store, actorOf(c.var.caller), {
         id: query.id ?? undefined,
         externalId: query.id == null ? query.external_id ?? undefined : undefined,
         create: query.create_if_not_exist ?? true,
         groupId: group_id,
-        groupName: group_id !== undefined ? undefined : group_name,
-        now,
-        mutex: deps.mutex,
-        decide: (existing, context) => applyCustomerPatch(existing, patch, { ...context, now, userId, today }),
+        groupName: group_name,
+        patch,
+        timeZone: config.timeZone,
       });
       return reply(c, { success: 1, id: result.customer.id, isnew: result.isNew ? 1 : 0 });
     });

@@ -3,9 +3,9 @@ import { checkDirectoryName, type DirectoryEntry } from "../domain/directory.ts"
 import { formatDateTime } from "../domain/dates.ts";
 import { ValidationError } from "../domain/errors.ts";
 import { id, nonEmpty, text } from "../domain/fields.ts";
-import { type DirectoryKind, listEntries, saveEntry } from "../storage/directories.ts";
+import { type DirectoryKind, listDirectory, saveDirectoryEntry } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
-import type { AppEnv, Deps } from "./context.ts";
+import { actorOf, type AppEnv, type Deps } from "./context.ts";
 import { reply, type ReplyBody } from "./reply.ts";
 import { input } from "./request.ts";
 
@@ -46,7 +46,7 @@ export function directoryRoutes(deps: Deps, shape: DirectoryShape) {
   });
   return new Hono<AppEnv>()
     .get("/", input({ query: {}, fields: {} }), async (c) => {
-      const entries = await listEntries(deps.kv, c.var.caller.companyId, shape.kind);
+      const entries = await listDirectory(deps.store, actorOf(c.var.caller), shape.kind);
       const items = entries.map((e) => directoryView(e, shape, deps.config.timeZone));
       return reply(c, { success: 1, type: shape.type, count: items.length, [listKey]: items });
     })
@@ -57,12 +57,11 @@ export function directoryRoutes(deps: Deps, shape: DirectoryShape) {
       if (entryId == null && name === undefined) {
         throw new ValidationError(shape.nameField, `Parameter "${shape.nameField}" is required to create an entry`);
       }
-      const { entry, isNew } = await saveEntry(deps.kv, c.var.caller.companyId, {
+      const { entry, isNew } = await saveDirectoryEntry(deps.store, actorOf(c.var.caller), {
         kind: shape.kind,
         id: entryId ?? undefined,
         name,
         description: fields.description as string | null | undefined,
-        now: deps.now(),
         fields: { id: shape.idField, name: shape.nameField },
       });
       return reply(c, { success: 1, [shape.idField]: entry.id, isnew: isNew ? 1 : 0 });

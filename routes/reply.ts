@@ -16,6 +16,8 @@ const ITEM_NAMES: Record<string, string> = {
   card_types: "card_type",
   bonus_programs: "bonus_program",
   transactions: "transaction",
+  history: "entry",
+  changes: "change",
 };
 
 const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n';

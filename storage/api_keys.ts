@@ -7,7 +7,9 @@ import {
   hashApiKey,
 } from "../domain/api_key.ts";
 import { ConflictError } from "../domain/errors.ts";
+import { RETRY, withRetry, Write } from "./commit.ts";
 import { keys } from "./keys.ts";
+import { type Store, storeOf } from "./store.ts";
 
 /** A new key: the plain key (shown once) and what is stored of it. */
 export interface CreatedKey {
@@ -16,11 +18,32 @@ export interface CreatedKey {
   companyCreated: boolean;
 }
 
-/** Creates an API key for a company, creating the company in the same atomic operation when it is new. */
+/** What an API key record shows in the audit trail: never its hash. */
+function auditedKey(record: ApiKeyRecord): Omit<ApiKeyRecord, "hash"> {
+  const { hash: _, ...rest } = record;
+  return rest;
+}
+
+/**
+ * Creates an API key for a company, creating the company in the same atomic operation when it is new; audited in
+ * that company as made by `actorName` (default "task:apikey").
+ */
 export async function createApiKey(
-  kv: Deno.Kv,
-  options: { companyId: string; companyName?: string; userId: number; access: Access; label?: string; now: number },
+  kvOrStore: Deno.Kv | Store,
+  options: {
+    companyId: string;
+    companyName?: string;
+    userId: number;
+    access: Access;
+    label?: string;
+    actorName?: string;
+    /** Time of creation, epoch ms (default: the store's clock). */
+    now?: number;
+  },
 ): Promise<CreatedKey> {
+  const store = storeOf(kvOrStore);
+  const { kv } = store;
+  const now = options.now ?? store.clock();
   const key = generateApiKey();
   const hash = await hashApiKey(key);
   const record: ApiKeyRecord = {
@@ -30,23 +53,28 @@ export async function createApiKey(
     user_id: options.userId,
     access: options.access,
     label: options.label ?? null,
-    created_date: options.now,
+    created_date: now,
     revoked_date: null,
   };
   const company = await kv.get<Company>(keys.company(options.companyId));
-  const op = kv.atomic().check({ key: keys.apiKey(hash), versionstamp: null }).set(keys.apiKey(hash), record);
+  const actor = { companyId: options.companyId, name: options.actorName ?? "task:apikey", userId: options.userId };
+  const write = new Write(store, actor)
+    .check({ key: keys.apiKey(hash), versionstamp: null })
+    .set(keys.apiKey(hash), record);
+  write.audit({ entity: "api_key", entityId: record.id, before: null, after: auditedKey(record) });
   if (company.value === null) {
-    op.check(company).set(
+    write.check(company).set(
       keys.company(options.companyId),
       {
         id: options.companyId,
         name: options.companyName ?? options.companyId,
-        created_date: options.now,
+        created_date: now,
       } satisfies Company,
     );
   }
-  const res = await op.commit();
-  if (!res.ok) throw new ConflictError("Cannot create API key: the company was created concurrently, try again");
+  if (!await write.commit("create API key")) {
+    throw new ConflictError("Cannot create API key: the company was created concurrently, try again");
+  }
   return { key, record, companyCreated: company.value === null };
 }
 
@@ -72,23 +100,44 @@ export async function listCompanies(kv: Deno.Kv): Promise<Company[]> {
   return out;
 }
 
-/** Revokes the key with this public id; returns it, or null when no key has that id. */
-export async function revokeApiKey(kv: Deno.Kv, id: string, now: number): Promise<ApiKeyRecord | null> {
-  for await (const e of kv.list<ApiKeyRecord>({ prefix: keys.apiKeys() })) {
-    if (e.value.id !== id) continue;
-    if (e.value.revoked_date !== null) return e.value;
-    const revoked = { ...e.value, revoked_date: now };
-    const res = await kv.atomic().check(e).set(e.key, revoked).commit();
-    return res.ok ? revoked : await revokeApiKey(kv, id, now);
-  }
-  return null;
+/** Revokes the key with this public id (audited as `actorName`); returns it, or null when no key has that id. */
+export async function revokeApiKey(
+  kvOrStore: Deno.Kv | Store,
+  id: string,
+  options: { actorName?: string } = {},
+): Promise<ApiKeyRecord | null> {
+  const store = storeOf(kvOrStore);
+  return await withRetry(async () => {
+    for await (const e of store.kv.list<ApiKeyRecord>({ prefix: keys.apiKeys() })) {
+      if (e.value.id !== id) continue;
+      if (e.value.revoked_date !== null) return e.value;
+      const revoked = { ...e.value, revoked_date: store.clock() };
+      const actor = {
+        companyId: e.value.company_id,
+        name: options.actorName ?? "task:apikey",
+        userId: e.value.user_id,
+      };
+      const write = new Write(store, actor).check(e).set(e.key, revoked);
+      write.audit({
+        entity: "api_key",
+        entityId: id,
+        before: auditedKey(e.value),
+        after: auditedKey(revoked),
+        order: e.versionstamp,
+      });
+      return await write.commit("revoke API key") ? revoked : RETRY;
+    }
+    return null;
+  }, { message: "Cannot revoke API key: it was changed concurrently, try again" });
 }
 
 /**
  * On a store that never had a key, creates company "default" with a write key for user 1 and returns the
  * plain key; returns null on every later start. Safe when many processes start at once: one wins.
  */
-export async function bootstrapApiKey(kv: Deno.Kv, now: number): Promise<string | null> {
+export async function bootstrapApiKey(store: Store): Promise<string | null> {
+  const { kv } = store;
+  const now = store.clock();
   const marker = await kv.get(keys.bootstrap());
   if (marker.value !== null) return null;
   for await (const _ of kv.list({ prefix: keys.apiKeys() }, { limit: 1 })) return null;
@@ -105,10 +154,13 @@ export async function bootstrapApiKey(kv: Deno.Kv, now: number): Promise<string 
     revoked_date: null,
   };
   const company = await kv.get<Company>(keys.company("default"));
-  const op = kv.atomic().check(marker).set(keys.bootstrap(), { created_date: now }).set(keys.apiKey(hash), record);
+  const write = new Write(store, { companyId: "default", name: "system:first-start", userId: 1 })
+    .check(marker)
+    .set(keys.bootstrap(), { created_date: now })
+    .set(keys.apiKey(hash), record);
+  write.audit({ entity: "api_key", entityId: record.id, before: null, after: auditedKey(record) });
   if (company.value === null) {
-    op.check(company).set(keys.company("default"), { id: "default", name: "default", created_date: now });
+    write.check(company).set(keys.company("default"), { id: "default", name: "default", created_date: now });
   }
-  const res = await op.commit();
-  return res.ok ? key : null;
+  return await write.commit("create the first API key") ? key : null;
 }

@@ -13,19 +13,19 @@ import {
   nextBalance,
 } from "../domain/bonus.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
-import { ConflictError } from "../domain/errors.ts";
+import type { Actor } from "../domain/audit.ts";
+import { AppError, ConflictError } from "../domain/errors.ts";
 import { listEntries } from "./directories.ts";
 import { getManyInBatches } from "./batch.ts";
 import { bonusKeys } from "./keys.ts";
 import { MAX_GET_MANY } from "./limits.ts";
-import type { KeyedMutex } from "./mutex.ts";
+import { RETRY, withRetry, Write } from "./commit.ts";
+import type { Store } from "./store.ts";
 
 /** How long an idempotency key and its first reply are kept: KV never deletes a value before its expiry. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /** Most optimistic attempts of one change before it gives up with 409 (only contention across processes). */
 export const MAX_BONUS_ATTEMPTS = 16;
-/** Longest pause between two attempts, ms; the pause is random up to min(this, 2^attempt) to spread writers. */
-const MAX_BACKOFF_MS = 64;
 
 /** Key builders of the bonus collections (defined with every other key in keys.ts). */
 export { bonusKeys };
@@ -56,17 +56,10 @@ export interface BonusUpdate {
   change: BonusChange;
   comment: string | null;
   orderId: string | null;
-  /**
-   * Time of the change, epoch ms; a clock is read when the change is applied (after the in-process queue), so
-   * ledger times of one balance never run backwards.
-   */
-  now: number | (() => number);
-  /** User id of the API key making the change. */
-  userId: number;
   /** When given, the change is applied at most once per key. */
   idempotency: Idempotency | null;
-  /** Queues changes of one balance inside this process; correctness never depends on it. */
-  mutex?: KeyedMutex;
+  /** Whether changes of one balance queue in this process (default true); correctness never depends on it. */
+  queued?: boolean;
 }
 
 /** The result of a change: the reply, whether it was replayed from an earlier request, and the attempts used. */
@@ -90,17 +83,22 @@ function replayOf(record: IdempotencyRecord, idempotency: Idempotency): BonusRep
 }
 
 /**
- * Applies one change to a balance with its ledger entry and idempotency record in one atomic operation.
- * Changes of one balance queue in this process; a lost race with another process is re-read and retried, up
- * to MAX_BONUS_ATTEMPTS times with a random pause, then answered 409.
+ * Applies one change to a balance with its ledger entry, idempotency record and audit entry in one atomic
+ * operation. Changes of one balance queue in this process; a lost race with another process is re-read and
+ * retried, up to MAX_BONUS_ATTEMPTS times with a random pause, then answered 409. The time of the change is read
+ * from the store's clock when it is applied (after the queue), so ledger times of one balance never run backwards.
  */
-export async function updateBonus(kv: Deno.Kv, cid: string, update: BonusUpdate): Promise<BonusUpdateResult> {
-  const run = () => applyWithRetries(kv, cid, update);
-  if (!update.mutex) return await run();
-  return await update.mutex.run(`bonus:${cid}:${update.customerId}:${update.bonusId}`, run);
+export async function updateBonus(store: Store, actor: Actor, update: BonusUpdate): Promise<BonusUpdateResult> {
+  if (update.queued === false) return await applyWithRetries(store, actor, update);
+  return await store.mutex.run(
+    `bonus:${actor.companyId}:${update.customerId}:${update.bonusId}`,
+    () => applyWithRetries(store, actor, update),
+  );
 }
 
-async function applyWithRetries(kv: Deno.Kv, cid: string, update: BonusUpdate): Promise<BonusUpdateResult> {
+async function applyWithRetries(store: Store, actor: Actor, update: BonusUpdate): Promise<BonusUpdateResult> {
+  const { kv } = store;
+  const cid = actor.companyId;
   const { customerId, bonusId, idempotency } = update;
   const balanceKey = bonusKeys.balance(cid, customerId, bonusId);
   const idempotencyKey = idempotency ? bonusKeys.idempotency(cid, idempotency.key) : null;
@@ -109,25 +107,24 @@ async function applyWithRetries(kv: Deno.Kv, cid: string, update: BonusUpdate): 
   const unsure: Deno.KvKey[] = [];
   let failure: unknown = null;
 
-  for (let attempt = 1; attempt <= MAX_BONUS_ATTEMPTS; attempt++) {
-    if (attempt > 1) await pause(Math.random() * Math.min(MAX_BACKOFF_MS, 2 ** attempt));
+  const attempt = async (n: number): Promise<BonusUpdateResult | typeof RETRY> => {
     failure = null;
     let current: Deno.KvEntryMaybe<BalanceRecord>;
     let earlier: Deno.KvEntryMaybe<IdempotencyRecord> | null;
     try {
       const landed = await findOwnEntry(kv, unsure, requestId);
-      if (landed) return { reply: replyOfEntry(landed), replayed: false, attempts: attempt - 1 };
+      if (landed) return { reply: replyOfEntry(landed), replayed: false, attempts: n - 1 };
       [current, earlier] = idempotencyKey
         ? await kv.getMany<[BalanceRecord, IdempotencyRecord]>([balanceKey, idempotencyKey])
         : [await kv.get<BalanceRecord>(balanceKey), null];
     } catch (error) {
       if (!isStoreBusy(error)) throw error;
       failure = error;
-      continue;
+      return RETRY;
     }
-    if (earlier?.value) return { reply: replayOf(earlier.value, idempotency!), replayed: true, attempts: attempt };
+    if (earlier?.value) return { reply: replayOf(earlier.value, idempotency!), replayed: true, attempts: n };
 
-    const now = typeof update.now === "function" ? update.now() : update.now;
+    const now = store.clock();
     const record = current.value ?? ZERO;
     const outcome = nextBalance(record.balance, update.change);
     const transactionId = record.last_transaction_id + 1;
@@ -139,43 +136,62 @@ async function applyWithRetries(kv: Deno.Kv, cid: string, update: BonusUpdate): 
         bonusId,
         outcome,
         now,
-        userId: update.userId,
+        userId: actor.userId,
         idempotencyKey: idempotency?.key ?? null,
         requestId,
       },
     );
     const reply = replyOfEntry(entry);
     const entryKey = bonusKeys.ledgerEntry(cid, customerId, bonusId, transactionId);
-    const op = kv.atomic()
-      .check(current)
-      .check({ key: entryKey, versionstamp: null })
-      .set(balanceKey, { balance: outcome.balance, last_transaction_id: transactionId } satisfies BalanceRecord)
+    const next: BalanceRecord = { balance: outcome.balance, last_transaction_id: transactionId };
+    const write = new Write(store, actor)
+      .check(current, { key: entryKey, versionstamp: null })
+      .set(balanceKey, next)
       .set(entryKey, entry);
+    write.audit({
+      entity: "balance",
+      entityId: `${customerId}:${bonusId}`,
+      before: { bonus_id: bonusId, balance: record.balance },
+      after: { bonus_id: bonusId, balance: outcome.balance, transaction_id: transactionId },
+      order: current.versionstamp,
+      filedUnder: { entity: "customer", entityId: customerId },
+    });
     if (idempotencyKey) {
       const saved: IdempotencyRecord = { fingerprint: idempotency!.fingerprint, reply, created_date: now };
-      op.check({ key: idempotencyKey, versionstamp: null }).set(idempotencyKey, saved, {
+      write.check({ key: idempotencyKey, versionstamp: null }).set(idempotencyKey, saved, {
         expireIn: IDEMPOTENCY_TTL_MS,
       });
     }
     try {
-      if ((await op.commit()).ok) return { reply, replayed: false, attempts: attempt };
+      if (await write.commit("update bonus balance")) return { reply, replayed: false, attempts: n };
     } catch (error) {
+      if (error instanceof AppError) throw error;
       // "database is locked" from a second process, or a lost connection to remote KV: the write may or may
       // not have landed. Later attempts read its ledger key first; its versionstamp checks make sure that at
       // most one of our attempts can ever land.
       unsure.push(entryKey);
       failure = error;
     }
-  }
+    return RETRY;
+  };
+
   try {
-    const landed = await findOwnEntry(kv, unsure, requestId);
-    if (landed) return { reply: replyOfEntry(landed), replayed: false, attempts: MAX_BONUS_ATTEMPTS };
+    return await withRetry(attempt, {
+      attempts: MAX_BONUS_ATTEMPTS,
+      message: "Cannot update bonus balance: it was changed concurrently too often, try again",
+    });
   } catch (error) {
-    throw failure ?? error;
+    if (!(error instanceof ConflictError)) throw error;
+    try {
+      const landed = await findOwnEntry(kv, unsure, requestId);
+      if (landed) return { reply: replyOfEntry(landed), replayed: false, attempts: MAX_BONUS_ATTEMPTS };
+    } catch (readError) {
+      throw failure ?? readError;
+    }
+    // The last attempt failed in the store itself (not a lost race): report it as the internal error it is.
+    if (failure !== null) throw failure;
+    throw error;
   }
-  // The last attempt failed in the store itself (not a lost race): report it as the internal error it is.
-  if (failure !== null) throw failure;
-  throw new ConflictError("Cannot update bonus balance: it was changed concurrently too often, try again");
 }
 
 /** The reply an accepted change gives, read off its ledger entry. */
@@ -200,10 +216,6 @@ async function findOwnEntry(kv: Deno.Kv, unsure: Deno.KvKey[], requestId: string
 /** Whether a store error is SQLite refusing a transaction because another process holds the lock. */
 function isStoreBusy(error: unknown): boolean {
   return error instanceof Error && /database is (locked|busy)/i.test(error.message);
-}
-
-function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Reads one balance; a balance never changed reads as zero with no transactions. */

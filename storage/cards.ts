@@ -23,11 +23,13 @@ import {
 } from "../domain/card.ts";
 import type { Customer } from "../domain/customer.ts";
 import { ConflictError, NotFoundError } from "../domain/errors.ts";
+import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { cardKeys, keys } from "./keys.ts";
 import { getManyInBatches } from "./batch.ts";
-import { MAX_CHECKS, MAX_GET_MANY, MAX_MUTATIONS, MAX_RETRIES } from "./limits.ts";
-import type { KeyedMutex } from "./mutex.ts";
+import { addIndexDiff, diffIndexes, type IndexKeys, readClaims, RETRY, withRetry, Write } from "./commit.ts";
+import { MAX_GET_MANY } from "./limits.ts";
+import type { Store } from "./store.ts";
 
 /** Range lists of the owner index in flight at once when the cards of many customers are read. */
 const PARALLEL_LISTS = 256;
@@ -44,7 +46,6 @@ const UNIQUE = {
   external_id: cardKeys.byExternalId,
 } as const;
 type UniqueField = keyof typeof UNIQUE;
-const UNIQUE_FIELDS = Object.keys(UNIQUE) as UniqueField[];
 
 /** The index a lookup key is answered from. */
 function lookupKey(cid: string, step: LookupStep): Deno.KvKey {
@@ -79,12 +80,17 @@ async function locate(kv: Deno.Kv, cid: string, steps: LookupStep[]): Promise<De
   return firstFound(steps, found)?.card ?? null;
 }
 
+/** Finds a card by a lookup (card_id, uid, external_id, card_barcode in that order); null when none is found. */
+export async function findCard(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<Card | null> {
+  return (await locate(kv, cid, lookupSteps(lookup)))?.value ?? null;
+}
+
 /** Reads one card by id. */
 export async function getCard(kv: Deno.Kv, cid: string, id: number): Promise<Card | null> {
   return (await kv.get<Card>(cardKeys.card(cid, id))).value;
 }
 
-/** What to save: how to find the card, what to change, and who changes it when. */
+/** What to save: how to find the card and what to change. */
 export interface SaveCard {
   /** "update" finds the card by `lookup` (creating it when allowed); "insert" always creates from `lookup`'s uid and external_id. */
   mode: "update" | "insert";
@@ -96,12 +102,6 @@ export interface SaveCard {
   change: CardChange;
   /** The card type and customer to point at. */
   refs: CardRefs;
-  /** Time of the change, epoch ms. */
-  now: number;
-  /** User making the change (created_by / last_update_by). */
-  userId: number;
-  /** Queues this process's card creates of one company, so they take sequence numbers without retry storms. */
-  mutex: KeyedMutex;
 }
 
 /** Result of a save: the stored card and whether it was created. */
@@ -110,95 +110,50 @@ export interface SaveCardResult {
   isNew: boolean;
 }
 
-/** A lost race: read again and retry. */
-const RETRY = Symbol("retry");
+/** The index keys of one version of a card: its unique values and its owner's list. */
+function cardIndexKeys(cid: string, card: Card): IndexKeys {
+  const unique = cardUniqueKeys(card);
+  return {
+    unique: {
+      uid: UNIQUE.uid(cid, unique.uid),
+      barcode: unique.barcode === null ? null : UNIQUE.barcode(cid, unique.barcode),
+      external_id: unique.external_id === null ? null : UNIQUE.external_id(cid, unique.external_id),
+    },
+    lists: card.customer_id === null ? [] : [cardKeys.ofCustomerEntry(cid, card.customer_id, card.id)],
+  };
+}
 
-/** Creates or updates a card with its indexes in one atomic operation; lost races are re-read and retried. */
-export async function saveCard(kv: Deno.Kv, cid: string, request: SaveCard): Promise<SaveCardResult> {
+/**
+ * Creates or updates a card with its indexes and audit entry in one atomic operation; lost races are re-read and
+ * retried. Creates hold this process's per-company queue only around taking sequence numbers and committing.
+ */
+export async function saveCard(store: Store, actor: Actor, request: SaveCard): Promise<SaveCardResult> {
   const steps = lookupSteps(request.lookup);
-  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-    let result: SaveCardResult | typeof RETRY;
-    if (request.mode === "insert") {
-      result = await request.mutex.run(`cards:${cid}`, () => tryCreate(kv, cid, request));
-    } else {
-      if (steps.length === 0 && !request.create) throw cardNotIdentified("update");
-      const entry = await locate(kv, cid, steps);
-      if (entry) result = await tryUpdate(kv, cid, request, entry);
-      else if (!request.create) throw cardNotFound(steps);
-      else result = await request.mutex.run(`cards:${cid}`, () => tryCreate(kv, cid, request));
-    }
-    if (result !== RETRY) return result;
-    await backoff(attempt);
-  }
-  throw new ConflictError("Cannot save card: it was changed concurrently, try again");
+  const cid = actor.companyId;
+  return await withRetry(async () => {
+    if (request.mode === "insert") return await tryCreate(store, actor, request);
+    if (steps.length === 0 && !request.create) throw cardNotIdentified("update");
+    const entry = await locate(store.kv, cid, steps);
+    if (entry) return await tryUpdate(store, actor, request, entry);
+    if (!request.create) throw cardNotFound(steps);
+    return await tryCreate(store, actor, request);
+  }, { message: "Cannot save card: it was changed concurrently, try again" });
 }
 
 /** Deletes the card a lookup finds, with all its index keys, in one atomic operation; sequences are kept. */
-export async function deleteCard(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<Card> {
+export async function deleteCard(store: Store, actor: Actor, lookup: CardLookup): Promise<Card> {
   const steps = lookupSteps(lookup);
   if (steps.length === 0) throw cardNotIdentified("delete");
-  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-    const entry = await locate(kv, cid, steps);
+  const cid = actor.companyId;
+  return await withRetry(async () => {
+    const entry = await locate(store.kv, cid, steps);
     if (!entry) throw cardNotFound(steps);
     const card = entry.value;
-    const write = new Write();
-    write.check(entry);
-    write.delete(cardKeys.card(cid, card.id));
-    const unique = cardUniqueKeys(card);
-    for (const field of UNIQUE_FIELDS) {
-      const value = unique[field];
-      if (value !== null) write.delete(UNIQUE[field](cid, value));
-    }
-    if (card.customer_id !== null) write.delete(cardKeys.ofCustomerEntry(cid, card.customer_id, card.id));
-    if (await write.commit(kv, cid)) return card;
-    await backoff(attempt);
-  }
-  throw new ConflictError("Cannot delete card: it was changed concurrently, try again");
-}
-
-/** A short random pause before a retry, so writers that collided do not collide again at once. */
-function backoff(attempt: number): Promise<void> {
-  const ms = Math.random() * Math.min(32, 2 ** attempt);
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** The checks and mutations of one atomic operation, counted against the remote KV limits before commit. */
-class Write {
-  #checks: Deno.AtomicCheck[] = [];
-  #sets: [Deno.KvKey, unknown][] = [];
-  #deletes: Deno.KvKey[] = [];
-  #pendingType: NameResolution["pending"] = null;
-
-  check(...checks: Deno.AtomicCheck[]): this {
-    this.#checks.push(...checks);
-    return this;
-  }
-  set(key: Deno.KvKey, value: unknown): this {
-    this.#sets.push([key, value]);
-    return this;
-  }
-  delete(key: Deno.KvKey): this {
-    this.#deletes.push(key);
-    return this;
-  }
-  /** Creates a card type found missing by name (2 checks, 3 sets; see addPendingEntry). */
-  createType(pending: NameResolution["pending"]): this {
-    this.#pendingType = pending;
-    return this;
-  }
-  /** Commits; false means a versionstamp check failed. Throws when over the limits, which would be a bug. */
-  async commit(kv: Deno.Kv, cid: string): Promise<boolean> {
-    const checks = this.#checks.length + (this.#pendingType ? 2 : 0);
-    const mutations = this.#sets.length + this.#deletes.length + (this.#pendingType ? 3 : 0);
-    if (checks > MAX_CHECKS || mutations > MAX_MUTATIONS) {
-      throw new Error(`Card write exceeds KV limits: ${checks} checks, ${mutations} mutations`);
-    }
-    const op = kv.atomic().check(...this.#checks);
-    for (const key of this.#deletes) op.delete(key);
-    for (const [key, value] of this.#sets) op.set(key, value);
-    if (this.#pendingType) addPendingEntry(op, cid, "card_types", this.#pendingType);
-    return (await op.commit()).ok;
-  }
+    const write = new Write(store, actor).check(entry).delete(cardKeys.card(cid, card.id));
+    addIndexDiff(write, diffIndexes(cardIndexKeys(cid, card), null), { claims: [], id: card.id });
+    write.audit({ entity: "card", entityId: card.id, before: card, after: null, order: entry.versionstamp });
+    return await write.commit("delete card") ? card : RETRY;
+  }, { message: "Cannot delete card: it was changed concurrently, try again" });
 }
 
 /** The card type and customer a request points at, read and checked. */
@@ -251,62 +206,56 @@ async function resolveCustomer(
 }
 
 /** Reads the type and customer in parallel; an unknown customer is reported before an unknown type. */
-async function resolveRefs(kv: Deno.Kv, cid: string, request: SaveCard): Promise<Resolved> {
+async function resolveRefs(kv: Deno.Kv, cid: string, refs: CardRefs, now: number): Promise<Resolved> {
   const [customer, type] = await Promise.allSettled([
-    resolveCustomer(kv, cid, request.refs),
-    resolveType(kv, cid, request.refs, request.now),
+    resolveCustomer(kv, cid, refs),
+    resolveType(kv, cid, refs, now),
   ]);
   if (customer.status === "rejected") throw customer.reason;
   if (type.status === "rejected") throw type.reason;
   return { ...customer.value, ...type.value };
 }
 
-/** Adds what attaching, moving or detaching a card writes: the owner index, and a check that the new owner exists. */
-function addOwner(write: Write, cid: string, before: Card | null, after: Card, resolved: Resolved): void {
-  const old = before?.customer_id ?? null;
-  if (old !== null && old !== after.customer_id) write.delete(cardKeys.ofCustomerEntry(cid, old, after.id));
-  if (after.customer_id !== null && after.customer_id !== old) {
-    write.set(cardKeys.ofCustomerEntry(cid, after.customer_id, after.id), null);
-  }
-  if (resolved.customer && after.customer_id !== null) write.check(resolved.customer);
+/** Adds what the refs need at commit: the new owner checked unchanged (so it exists), a new card type created. */
+function addRefs(write: Write, cid: string, card: Card, resolved: Resolved): void {
+  if (resolved.customer && card.customer_id !== null) write.check(resolved.customer);
+  if (resolved.pendingType) addPendingEntry(write, cid, "card_types", resolved.pendingType);
 }
 
 async function tryUpdate(
-  kv: Deno.Kv,
-  cid: string,
+  store: Store,
+  actor: Actor,
   request: SaveCard,
   entry: Deno.KvEntry<Card>,
 ): Promise<SaveCardResult | typeof RETRY> {
+  const cid = actor.companyId;
   const existing = entry.value;
-  const resolved = await resolveRefs(kv, cid, request);
+  const now = store.clock();
+  const resolved = await resolveRefs(store.kv, cid, request.refs, now);
   const next = applyCardChange(existing, request.change, {
     id: existing.id,
     uid: existing.uid,
     externalId: existing.external_id,
     typeId: resolved.typeId,
     customerId: resolved.customerId,
-    now: request.now,
-    userId: request.userId,
+    now,
+    userId: actor.userId,
   });
-  const before = cardUniqueKeys(existing);
+  const diff = diffIndexes(cardIndexKeys(cid, existing), cardIndexKeys(cid, next));
   const after = cardUniqueKeys(next);
-  const claimed = UNIQUE_FIELDS.filter((f) => after[f] !== null && after[f] !== before[f]);
-  const current = await kv.getMany<number[]>(claimed.map((f) => UNIQUE[f](cid, after[f]!)));
-
-  const write = new Write().check(entry);
-  claimed.forEach((field, i) => {
-    const index = current[i]!;
-    if (index.value !== null && index.value !== existing.id) throw cardClash(field, after[field]!, false);
-    write.check(index).set(UNIQUE[field](cid, after[field]!), existing.id);
+  const claims = await readClaims(store.kv, diff, {
+    id: existing.id,
+    clash: (field) => {
+      throw cardClash(field, after[field as UniqueField]!, false);
+    },
   });
-  for (const field of UNIQUE_FIELDS) {
-    const old = before[field];
-    if (old !== null && old !== after[field]) write.delete(UNIQUE[field](cid, old));
-  }
-  addOwner(write, cid, existing, next, resolved);
-  write.createType(resolved.pendingType);
+  if (claims === RETRY) return RETRY;
+  const write = new Write(store, actor).check(entry);
+  addIndexDiff(write, diff, { claims, id: existing.id });
+  addRefs(write, cid, next, resolved);
   write.set(cardKeys.card(cid, next.id), next);
-  return await write.commit(kv, cid) ? { card: next, isNew: false } : RETRY;
+  write.audit({ entity: "card", entityId: next.id, before: existing, after: next, order: entry.versionstamp });
+  return await write.commit("save card") ? { card: next, isNew: false } : RETRY;
 }
 
 /**
@@ -332,7 +281,14 @@ async function firstFree<T extends { value: string }>(
   }
 }
 
-async function tryCreate(kv: Deno.Kv, cid: string, request: SaveCard): Promise<SaveCardResult | typeof RETRY> {
+/**
+ * Creates a card. What does not depend on sequences (the customer, the type, the given unique values) is read
+ * first, outside any queue; only taking the id, number and barcode from their sequences and the commit run in this
+ * process's per-company queue, so card creates do not hold each other up for their reads.
+ */
+async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise<SaveCardResult | typeof RETRY> {
+  const { kv } = store;
+  const cid = actor.companyId;
   const { change, lookup } = request;
   const uid = lookup.uid ?? null;
   const externalId = lookup.external_id ?? null;
@@ -343,67 +299,66 @@ async function tryCreate(kv: Deno.Kv, cid: string, request: SaveCard): Promise<S
     throw cardClash(field, value, true);
   };
 
-  const [resolved, read] = await Promise.all([
-    resolveRefs(kv, cid, request),
-    kv.getMany<(number | null)[]>([
-      cardKeys.idSequence(cid),
-      cardKeys.numberSequence(cid),
-      cardKeys.barcodeSequence(cid),
-      ...(uid !== null ? [cardKeys.byUid(cid, uid)] : []),
-      ...(externalId !== null ? [cardKeys.byExternalId(cid, externalId)] : []),
-      ...(barcode !== null ? [cardKeys.byBarcode(cid, barcode)] : []),
-    ]),
-  ]);
-  const [idSeq, numberSeq, barcodeSeq, ...given] = read as Deno.KvEntryMaybe<number>[];
-  const write = new Write();
-  const id = (idSeq!.value ?? 0) + 1;
-  write.check(idSeq!, { key: cardKeys.card(cid, id), versionstamp: null }).set(cardKeys.idSequence(cid), id);
-
-  // Unique values given by the client: taken is a 409 (or a re-read, see lookupClash).
   const givenFields: [UniqueField, string][] = [];
   if (uid !== null) givenFields.push(["uid", uid]);
   if (externalId !== null) givenFields.push(["external_id", externalId]);
   if (barcode !== null) givenFields.push(["barcode", barcode]);
+  const [resolved, given] = await Promise.all([
+    resolveRefs(kv, cid, request.refs, store.clock()),
+    kv.getMany<(number | null)[]>(givenFields.map(([field, value]) => UNIQUE[field](cid, value))),
+  ]);
   for (const [i, [field, value]] of givenFields.entries()) {
-    const index = given[i]!;
-    if (index.value !== null) return lookupClash(field, value);
-    write.check(index).set(UNIQUE[field](cid, value), id);
+    if (given[i]!.value !== null) return lookupClash(field, value);
   }
 
-  // No uid given: the next free number of the sequence, skipping numbers some card holds as its uid.
-  let cardUid = uid;
-  if (cardUid === null) {
-    const free = await firstFree(kv, uidCandidates(numberSeq!.value ?? 0), (v) => cardKeys.byUid(cid, v));
-    cardUid = free.candidate.value;
-    write.check(numberSeq!, free.index)
-      .set(cardKeys.numberSequence(cid), free.candidate.position)
-      .set(cardKeys.byUid(cid, cardUid), id);
-  }
+  return await store.mutex.run(`cards:${cid}`, async () => {
+    const [idSeq, numberSeq, barcodeSeq] = await kv.getMany<[number, number, number]>([
+      cardKeys.idSequence(cid),
+      cardKeys.numberSequence(cid),
+      cardKeys.barcodeSequence(cid),
+    ]);
+    const write = new Write(store, actor);
+    const id = (idSeq.value ?? 0) + 1;
+    write.check(idSeq, { key: cardKeys.card(cid, id), versionstamp: null }).set(cardKeys.idSequence(cid), id);
+    for (const [i, [field, value]] of givenFields.entries()) write.check(given[i]!).set(UNIQUE[field](cid, value), id);
 
-  const card = applyCardChange(null, change, {
-    id,
-    uid: cardUid,
-    externalId,
-    typeId: resolved.typeId,
-    customerId: resolved.customerId,
-    now: request.now,
-    userId: request.userId,
+    // No uid given: the next free number of the sequence, skipping numbers some card holds as its uid.
+    let cardUid = uid;
+    if (cardUid === null) {
+      const free = await firstFree(kv, uidCandidates(numberSeq.value ?? 0), (v) => cardKeys.byUid(cid, v));
+      cardUid = free.candidate.value;
+      write.check(numberSeq, free.index)
+        .set(cardKeys.numberSequence(cid), free.candidate.position)
+        .set(cardKeys.byUid(cid, cardUid), id);
+    }
+
+    const now = store.clock();
+    const card = applyCardChange(null, change, {
+      id,
+      uid: cardUid,
+      externalId,
+      typeId: resolved.typeId,
+      customerId: resolved.customerId,
+      now,
+      userId: actor.userId,
+    });
+
+    // No barcode given: the uid_ean13 when free, else the next free in-store EAN-13.
+    if (wantsGeneratedBarcode(change)) {
+      const candidates = barcodeCandidates(card.uid_ean13, barcodeSeq.value ?? 0);
+      const free = await firstFree(kv, candidates, (v) => cardKeys.byBarcode(cid, v));
+      card.barcode = free.candidate.value;
+      write.check(free.index).set(cardKeys.byBarcode(cid, card.barcode), id);
+      const position = free.candidate.position;
+      if (position !== null) write.check(barcodeSeq).set(cardKeys.barcodeSequence(cid), position);
+    }
+
+    if (card.customer_id !== null) write.set(cardKeys.ofCustomerEntry(cid, card.customer_id, id), null);
+    addRefs(write, cid, card, resolved);
+    write.set(cardKeys.card(cid, id), card);
+    write.audit({ entity: "card", entityId: id, before: null, after: card });
+    return await write.commit("create card") ? { card, isNew: true } : RETRY;
   });
-
-  // No barcode given: the uid_ean13 when free, else the next free in-store EAN-13.
-  if (wantsGeneratedBarcode(change)) {
-    const candidates = barcodeCandidates(card.uid_ean13, barcodeSeq!.value ?? 0);
-    const free = await firstFree(kv, candidates, (v) => cardKeys.byBarcode(cid, v));
-    card.barcode = free.candidate.value;
-    write.check(free.index).set(cardKeys.byBarcode(cid, card.barcode), id);
-    const position = free.candidate.position;
-    if (position !== null) write.check(barcodeSeq!).set(cardKeys.barcodeSequence(cid), position);
-  }
-
-  addOwner(write, cid, null, card, resolved);
-  write.createType(resolved.pendingType);
-  write.set(cardKeys.card(cid, id), card);
-  return await write.commit(kv, cid) ? { card, isNew: true } : RETRY;
 }
 
 /**

@@ -1,10 +1,12 @@
 import { type Customer, customerLists, customerUniqueKeys, uniqueClash } from "../domain/customer.ts";
-import { ConflictError, NotFoundError, ValidationError } from "../domain/errors.ts";
+import { NotFoundError, ValidationError } from "../domain/errors.ts";
+import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { keys } from "./keys.ts";
 import { getManyInBatches } from "./batch.ts";
-import { BUCKET_SIZE, MAX_RETRIES } from "./limits.ts";
-import type { KeyedMutex } from "./mutex.ts";
+import { addIndexDiff, diffIndexes, type IndexKeys, readClaims, RETRY, withRetry, Write } from "./commit.ts";
+import { BUCKET_SIZE } from "./limits.ts";
+import type { Store } from "./store.ts";
 
 /** The unique customer fields and the index each one lives in. */
 const UNIQUE = {
@@ -15,8 +17,18 @@ const UNIQUE = {
 
 type UniqueField = keyof typeof UNIQUE;
 
-const FIELDS = Object.keys(UNIQUE) as UniqueField[];
-const NO_KEYS = { phone: null, email: null, external_id: null };
+/** The index keys of one version of a customer: its unique values and the lists it is in. */
+function customerIndexKeys(cid: string, c: Customer): IndexKeys {
+  const unique = customerUniqueKeys(c);
+  return {
+    unique: {
+      phone: unique.phone === null ? null : UNIQUE.phone(cid, unique.phone),
+      email: unique.email === null ? null : UNIQUE.email(cid, unique.email),
+      external_id: unique.external_id === null ? null : UNIQUE.external_id(cid, unique.external_id),
+    },
+    lists: customerLists(c).map((list) => keys.customerListEntry(cid, list, c.id)),
+  };
+}
 
 /** What to change: how to find the customer, what group to put them in, and the pure rule that decides. */
 export interface UpsertCustomer {
@@ -30,10 +42,11 @@ export interface UpsertCustomer {
   groupId?: number | null;
   /** Put the customer in the group of this name (case-insensitive), creating the group when new. */
   groupName?: string | null;
-  /** Time of the change, epoch ms. */
-  now: number;
   /** Computes the customer to store from the current one (null for a new one). */
-  decide: (existing: Customer | null, context: { id: number; groupId: number | null | undefined }) => Customer;
+  decide: (
+    existing: Customer | null,
+    context: { id: number; groupId: number | null | undefined; now: number },
+  ) => Customer;
 }
 
 /** Result of an upsert: the stored customer and whether it was created. */
@@ -42,30 +55,23 @@ export interface UpsertResult {
   isNew: boolean;
 }
 
-/** The last id this process took from each company's customer sequence, with its versionstamp. */
-const sequences = new WeakMap<Deno.Kv, Map<string, { value: number; versionstamp: string }>>();
-
 /**
- * Creates or updates a customer with its unique indexes, list indexes and counters in one atomic
- * operation; lost races are re-read and retried. Creates take their id inside a per-company queue of
- * this process that holds only the commit (the sequence is known from the last commit), so concurrent
- * creates neither retry-storm nor serialise their reads.
+ * Creates or updates a customer with its unique indexes, list indexes, counters and audit entry in one atomic
+ * operation; lost races are re-read and retried. Creates take their id inside a per-company queue of this process
+ * that holds only the commit (the sequence is known from the last commit), so concurrent creates neither
+ * retry-storm nor serialise their reads.
  */
-export async function upsertCustomer(
-  kv: Deno.Kv,
-  cid: string,
-  request: UpsertCustomer & { mutex: KeyedMutex },
-): Promise<UpsertResult> {
-  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-    const { entry } = await locate(kv, cid, request);
-    const plan = await prepare(kv, cid, request, entry);
-    const result = entry ? await commit(kv, cid, plan, null) : await request.mutex.run(
-      `customers:${cid}`,
-      () => commitCreate(kv, cid, plan),
-    );
-    if (result) return result;
-  }
-  throw new ConflictError("Cannot save customer: it was changed concurrently, try again");
+export async function upsertCustomer(store: Store, actor: Actor, request: UpsertCustomer): Promise<UpsertResult> {
+  const cid = actor.companyId;
+  return await withRetry(async () => {
+    const { entry } = await locate(store.kv, cid, request);
+    const plan = await prepare(store, actor, request, entry);
+    if (plan === RETRY) return RETRY;
+    const result = entry
+      ? await commit(new Write(store, actor), plan)
+      : await store.mutex.run(`customers:${cid}`, () => commitCreate(store, actor, plan));
+    return result ?? RETRY;
+  }, { message: "Cannot save customer: it was changed concurrently, try again" });
 }
 
 async function locate(
@@ -100,16 +106,19 @@ interface Plan {
   entry: Deno.KvEntry<Customer> | null;
   next: Customer;
   group: NameResolution | null;
-  /** Unique index entries the new customer claims, as read (checked unchanged at commit). */
-  claims: { field: UniqueField; entry: Deno.KvEntryMaybe<number> }[];
+  /** Unique index entries the new version claims, as read (checked unchanged at commit). */
+  claims: Deno.KvEntryMaybe<unknown>[];
 }
 
 async function prepare(
-  kv: Deno.Kv,
-  cid: string,
+  store: Store,
+  actor: Actor,
   request: UpsertCustomer,
   entry: Deno.KvEntry<Customer> | null,
-): Promise<Plan> {
+): Promise<Plan | typeof RETRY> {
+  const { kv } = store;
+  const cid = actor.companyId;
+  const now = store.clock();
   const existing = entry?.value ?? null;
   let groupId: number | null | undefined = undefined;
   let group: NameResolution | null = null;
@@ -121,90 +130,76 @@ async function prepare(
   } else if (request.groupName !== undefined) {
     if (request.groupName === null) groupId = null;
     else {
-      group = await resolveName(kv, cid, { kind: "groups", name: request.groupName, now: request.now });
+      group = await resolveName(kv, cid, { kind: "groups", name: request.groupName, now });
       groupId = group.id;
     }
   }
   const id = existing?.id ?? 0;
-  const next = request.decide(existing, { id, groupId });
+  const next = request.decide(existing, { id, groupId, now });
   if (!existing && request.externalId !== undefined && next.external_id === null) {
     next.external_id = request.externalId;
   }
-  const before = existing ? customerUniqueKeys(existing) : NO_KEYS;
-  const after = customerUniqueKeys(next);
-  const claimed = FIELDS.filter((f) => after[f] !== null && after[f] !== before[f]);
-  const current = await kv.getMany<number[]>(claimed.map((f) => UNIQUE[f](cid, after[f]!)));
-  const claims = claimed.map((field, i) => {
-    const index = current[i]!;
-    if (index.value !== null && index.value !== id) {
-      throw uniqueClash(field, field === "email" ? next.email! : after[field]!, !existing);
-    }
-    return { field, entry: index };
+  // Unique keys do not depend on the id, so a new customer's claims are read before its id is taken.
+  const unique = customerUniqueKeys(next);
+  const claims = await readClaims(kv, indexDiff(cid, existing, next), {
+    id,
+    clash: (field) => {
+      throw uniqueClash(field, field === "email" ? next.email! : unique[field as UniqueField]!, !existing);
+    },
   });
+  if (claims === RETRY) return RETRY;
   return { entry, next, group, claims };
 }
 
+function indexDiff(cid: string, before: Customer | null, after: Customer) {
+  return diffIndexes(before ? customerIndexKeys(cid, before) : null, customerIndexKeys(cid, after));
+}
+
 /** Takes the next id from the sequence (cached from this process's last commit) and commits a create. */
-async function commitCreate(kv: Deno.Kv, cid: string, plan: Plan): Promise<UpsertResult | null> {
-  let cache = sequences.get(kv);
-  if (!cache) sequences.set(kv, cache = new Map());
-  let seq = cache.get(cid);
+async function commitCreate(store: Store, actor: Actor, plan: Plan): Promise<UpsertResult | null> {
+  const cid = actor.companyId;
+  const seqKey = keys.sequence(cid, "customers");
+  const cacheKey = `${cid}/customers`;
+  let seq = store.sequences.get(cacheKey);
   if (!seq) {
-    const read = await kv.get<number>(keys.sequence(cid, "customers"));
+    const read = await store.kv.get<number>(seqKey);
     seq = { value: read.value ?? 0, versionstamp: read.versionstamp ?? "" };
   }
   const id = seq.value + 1;
-  const result = await commit(kv, cid, { ...plan, next: { ...plan.next, id } }, {
-    key: keys.sequence(cid, "customers"),
-    versionstamp: seq.versionstamp || null,
-  });
-  if (result) cache.set(cid, { value: id, versionstamp: result.versionstamp });
-  else cache.delete(cid);
+  const write = new Write(store, actor);
+  write.check({ key: seqKey, versionstamp: seq.versionstamp || null }).set(seqKey, id);
+  const result = await commit(write, { ...plan, next: { ...plan.next, id } });
+  if (result) store.sequences.set(cacheKey, { value: id, versionstamp: result.versionstamp });
+  else store.sequences.delete(cacheKey);
   return result;
 }
 
 /** One optimistic commit; null means a versionstamp check failed and the caller should try again. */
-async function commit(
-  kv: Deno.Kv,
-  cid: string,
-  plan: Plan,
-  sequence: { key: Deno.KvKey; versionstamp: string | null } | null,
-): Promise<(UpsertResult & { versionstamp: string }) | null> {
+async function commit(write: Write, plan: Plan): Promise<(UpsertResult & { versionstamp: string }) | null> {
+  const cid = write.actor!.companyId;
   const { entry, next } = plan;
   const existing = entry?.value ?? null;
   const id = next.id;
-  const op = kv.atomic();
   const recordKey = keys.customer(cid, id);
-  op.check({ key: recordKey, versionstamp: entry?.versionstamp ?? null });
-  if (sequence) op.check(sequence).set(sequence.key, id);
-
-  const before = existing ? customerUniqueKeys(existing) : NO_KEYS;
-  const after = customerUniqueKeys(next);
-  for (const { field, entry: index } of plan.claims) op.check(index).set(UNIQUE[field](cid, after[field]!), id);
-  for (const field of FIELDS) {
-    const old = before[field];
-    if (old !== null && old !== after[field]) op.delete(UNIQUE[field](cid, old));
-  }
-
+  write.check({ key: recordKey, versionstamp: entry?.versionstamp ?? null });
+  addIndexDiff(write, indexDiff(cid, existing, next), { claims: plan.claims, id });
+  // Every list a customer enters or leaves is counted, whole and per bucket, by grow-only counters.
   const oldLists = existing ? customerLists(existing) : [];
   const newLists = customerLists(next);
   const bucket = Math.floor(id / BUCKET_SIZE);
   for (const list of oldLists) {
     if (newLists.includes(list)) continue;
-    op.delete(keys.customerListEntry(cid, list, id))
-      .sum(keys.customerBucket(cid, list, bucket, "out"), 1n)
-      .sum(keys.customerTotal(cid, list, "out"), 1n);
+    write.sum(keys.customerBucket(cid, list, bucket, "out")).sum(keys.customerTotal(cid, list, "out"));
   }
   for (const list of newLists) {
     if (oldLists.includes(list)) continue;
-    op.set(keys.customerListEntry(cid, list, id), null)
-      .sum(keys.customerBucket(cid, list, bucket, "in"), 1n)
-      .sum(keys.customerTotal(cid, list, "in"), 1n);
+    write.sum(keys.customerBucket(cid, list, bucket, "in")).sum(keys.customerTotal(cid, list, "in"));
   }
-  if (plan.group?.pending) addPendingEntry(op, cid, "groups", plan.group.pending);
-  op.set(recordKey, next);
-  const res = await op.commit();
-  return res.ok ? { customer: next, isNew: !existing, versionstamp: res.versionstamp } : null;
+  if (plan.group?.pending) addPendingEntry(write, cid, "groups", plan.group.pending);
+  write.set(recordKey, next);
+  write.audit({ entity: "customer", entityId: id, before: existing, after: next, order: entry?.versionstamp });
+  const versionstamp = await write.commit("save customer");
+  return versionstamp ? { customer: next, isNew: !existing, versionstamp } : null;
 }
 
 /** Reads one customer by id. */

@@ -1,8 +1,10 @@
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { directoryNameKey } from "../domain/directory.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../domain/errors.ts";
+import type { Actor, AuditEntity } from "../domain/audit.ts";
 import { getManyInBatches } from "./batch.ts";
-import { MAX_RETRIES } from "./limits.ts";
+import { addIndexDiff, diffIndexes, readClaims, RETRY, withRetry, Write } from "./commit.ts";
+import type { Store } from "./store.ts";
 
 import { directoryKeys, type DirectoryKind } from "./keys.ts";
 
@@ -57,38 +59,33 @@ export async function getEntries(
   return out;
 }
 
-/** Directory entries read recently, per store handle: names change rarely and are read on every reply. */
-const recent = new WeakMap<Deno.Kv, Map<string, { entry: DirectoryEntry; expires: number }>>();
-
-function cacheOf(kv: Deno.Kv) {
-  let cache = recent.get(kv);
-  if (!cache) recent.set(kv, cache = new Map());
-  return cache;
-}
+/** The audit entity of each directory. */
+const ENTITY: Record<DirectoryKind, AuditEntity> = {
+  groups: "group",
+  card_types: "card_type",
+  bonus_programs: "bonus_program",
+};
 
 /**
- * Like getEntries, but serves entries read less than `maxAgeMs` ago from memory, so naming a group or
- * type on a hot read costs no store round trip. A rename in this process shows at once; one made by
- * another process shows within `maxAgeMs`.
+ * Like getEntries, but serves entries read less than `maxAgeMs` ago from the store's cache, so naming a group or
+ * type on a hot read costs no store round trip. A rename in this process shows at once; one made by another
+ * process shows within `maxAgeMs`.
  */
 export async function getEntriesCached(
-  kv: Deno.Kv,
+  store: Store,
   cid: string,
   options: { kind: DirectoryKind; ids: Iterable<number>; maxAgeMs: number },
 ): Promise<Map<number, DirectoryEntry>> {
-  const cache = cacheOf(kv);
-  const now = Date.now();
   const out = new Map<number, DirectoryEntry>();
   const missing: number[] = [];
   for (const id of options.ids) {
-    const hit = cache.get(`${cid}/${options.kind}/${id}`);
-    if (hit && hit.expires > now) out.set(id, hit.entry);
+    const hit = store.directories.get(`${cid}/${options.kind}/${id}`);
+    if (hit) out.set(id, hit);
     else missing.push(id);
   }
   if (missing.length === 0) return out;
-  if (cache.size > 10_000) cache.clear();
-  for (const [id, entry] of await getEntries(kv, cid, options.kind, missing)) {
-    cache.set(`${cid}/${options.kind}/${id}`, { entry, expires: now + options.maxAgeMs });
+  for (const [id, entry] of await getEntries(store.kv, cid, options.kind, missing)) {
+    store.directories.set(`${cid}/${options.kind}/${id}`, entry, options.maxAgeMs);
     out.set(id, entry);
   }
   return out;
@@ -124,14 +121,10 @@ export async function resolveName(
 }
 
 /** Adds the checks and writes that create a planned entry (2 checks, 3 sets) to an atomic operation. */
-export function addPendingEntry(
-  op: Deno.AtomicOperation,
-  cid: string,
-  kind: DirectoryKind,
-  pending: PendingEntry,
-): void {
+export function addPendingEntry(write: Write, cid: string, kind: DirectoryKind, pending: PendingEntry): void {
   const nameKey = directoryKeys.byName(cid, kind, directoryNameKey(pending.entry.name));
-  op.check({ key: nameKey, versionstamp: null }, pending.sequence)
+  write.audit({ entity: ENTITY[kind], entityId: pending.entry.id, before: null, after: pending.entry });
+  write.check({ key: nameKey, versionstamp: null }, pending.sequence)
     .set(directoryKeys.sequence(cid, kind), pending.entry.id)
     .set(nameKey, pending.entry.id)
     .set(directoryKeys.entry(cid, kind, pending.entry.id), pending.entry);
@@ -139,64 +132,75 @@ export function addPendingEntry(
 
 /** Creates an entry, or renames / re-describes the entry `id`; names stay unique (case-insensitive). */
 export async function saveEntry(
-  kv: Deno.Kv,
-  cid: string,
+  store: Store,
+  actor: Actor,
   options: {
     kind: DirectoryKind;
     id?: number;
     name?: string;
     description?: string | null;
-    now: number;
     /** Parameter names to blame in errors (default "id" and "name"). */
     fields?: { id: string; name: string };
   },
 ): Promise<{ entry: DirectoryEntry; isNew: boolean }> {
   const { kind } = options;
+  const { kv } = store;
+  const cid = actor.companyId;
   const fields = options.fields ?? { id: "id", name: "name" };
-  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-    const op = kv.atomic();
+  return await withRetry(async () => {
+    const now = store.clock();
+    const write = new Write(store, actor);
+    let before: Deno.KvEntry<DirectoryEntry> | null = null;
     let entry: DirectoryEntry;
-    let oldNameKey: string | null = null;
     if (options.id !== undefined) {
       const current = await kv.get<DirectoryEntry>(directoryKeys.entry(cid, kind, options.id));
       if (!current.value) throw new NotFoundError(`${LABEL[kind]} "${options.id}" not found`, fields.id);
-      op.check(current);
-      oldNameKey = directoryNameKey(current.value.name);
-      entry = { ...current.value, last_update_date: options.now };
+      before = current as Deno.KvEntry<DirectoryEntry>;
+      write.check(current);
+      entry = { ...current.value, last_update_date: now };
       if (options.name !== undefined) entry.name = options.name;
       if (options.description !== undefined) entry.description = options.description;
     } else {
       if (options.name === undefined) throw new ValidationError(fields.name, `${LABEL[kind]} needs a name`);
       const sequence = await kv.get<number>(directoryKeys.sequence(cid, kind));
-      op.check(sequence);
       const id = (sequence.value ?? 0) + 1;
-      op.set(directoryKeys.sequence(cid, kind), id);
+      write.check(sequence, { key: directoryKeys.entry(cid, kind, id), versionstamp: null });
+      write.set(directoryKeys.sequence(cid, kind), id);
       entry = {
         id,
         name: options.name,
         description: options.description ?? null,
-        created_date: options.now,
-        last_update_date: options.now,
+        created_date: now,
+        last_update_date: now,
       };
     }
-    const newNameKey = directoryNameKey(entry.name);
-    if (newNameKey !== oldNameKey) {
-      const taken = await kv.get<number>(directoryKeys.byName(cid, kind, newNameKey));
-      if (taken.value !== null && taken.value !== entry.id) {
+    const oldName = before ? directoryNameKey(before.value.name) : null;
+    const diff = diffIndexes(
+      oldName === null ? null : { unique: { name: directoryKeys.byName(cid, kind, oldName) }, lists: [] },
+      { unique: { name: directoryKeys.byName(cid, kind, directoryNameKey(entry.name)) }, lists: [] },
+    );
+    const claims = await readClaims(kv, diff, {
+      id: entry.id,
+      clash: () => {
         const verb = options.id === undefined ? "create" : "rename";
         throw new ConflictError(
           `Cannot ${verb} ${LABEL[kind].toLowerCase()}: name "${entry.name}" is already taken`,
           fields.name,
         );
-      }
-      op.check(taken).set(directoryKeys.byName(cid, kind, newNameKey), entry.id);
-      if (oldNameKey !== null) op.delete(directoryKeys.byName(cid, kind, oldNameKey));
-    }
-    op.set(directoryKeys.entry(cid, kind, entry.id), entry);
-    if ((await op.commit()).ok) {
-      cacheOf(kv).delete(`${cid}/${kind}/${entry.id}`);
-      return { entry, isNew: options.id === undefined };
-    }
-  }
-  throw new ConflictError(`Cannot save ${LABEL[kind].toLowerCase()}: it changed concurrently, try again`);
+      },
+    });
+    if (claims === RETRY) return RETRY;
+    addIndexDiff(write, diff, { claims, id: entry.id });
+    write.set(directoryKeys.entry(cid, kind, entry.id), entry);
+    write.audit({
+      entity: ENTITY[kind],
+      entityId: entry.id,
+      before: before?.value ?? null,
+      after: entry,
+      order: before?.versionstamp,
+    });
+    if (!await write.commit(`save ${LABEL[kind].toLowerCase()}`)) return RETRY;
+    store.directories.delete(`${cid}/${kind}/${entry.id}`);
+    return { entry, isNew: options.id === undefined };
+  }, { message: `Cannot save ${LABEL[kind].toLowerCase()}: it changed concurrently, try again` });
 }

@@ -124,3 +124,24 @@ export const directoryKeys = {
   ],
   sequence: (cid: string, kind: DirectoryKind): Deno.KvKey => ["company", cid, "sequences", kind],
 };
+
+/** Key builders of the audit trail: one entry per change, filed under its entity and sorted by time. */
+export const auditKeys = {
+  /** Every entry of one entity, oldest first in key order. */
+  ofEntity: (cid: string, entity: string, entityId: string): Deno.KvKey => [
+    "company",
+    cid,
+    "audit",
+    entity,
+    entityId,
+  ],
+  entry: (cid: string, entity: string, entityId: string, at: number, options: { order: string }): Deno.KvKey => [
+    "company",
+    cid,
+    "audit",
+    entity,
+    entityId,
+    at,
+    options.order,
+  ],
+};

@@ -9,7 +9,8 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { checkCompanyId } from "../domain/api_key.ts";
-import { createApiKey, listApiKeys, revokeApiKey } from "../storage/api_keys.ts";
+import { createStore } from "../storage/store.ts";
+import { createKey, listKeys, revokeKey } from "../usecases/mod.ts";
 import { openKv } from "../storage/open.ts";
 
 const USAGE = `Usage:
@@ -41,6 +42,7 @@ if (values.help) {
 
 const config = loadConfig((name) => Deno.env.get(name));
 const kv = await openKv(config.kvPath);
+const store = createStore(kv, { auditRetentionDays: config.auditRetentionDays });
 const fmt = (ms: number | null) => ms === null ? "-" : new Date(ms).toISOString().replace("T", " ").slice(0, 19);
 try {
   const [command, ...rest] = positionals;
@@ -59,19 +61,19 @@ try {
     if (values.access !== "write" && values.access !== "read") {
       fail(`Invalid --access "${values.access}": must be write or read`);
     }
-    const created = await createApiKey(kv, {
+    const created = await createKey(store, {
       companyId: company,
       companyName: values.name,
       userId: user,
       access: values.access,
       label: values.label,
-      now: Date.now(),
+      actorName: "task:apikey",
     });
     if (created.companyCreated) console.log(`Created company "${company}".`);
     console.log(`Created ${values.access} key ${created.record.id} for company "${company}", user ${user}.`);
     console.log(`Key (shown only now, store it safely): ${created.key}`);
   } else if (command === "list") {
-    const records = await listApiKeys(kv, values.company);
+    const records = await listKeys(store, values.company);
     console.log(["id", "company", "user", "access", "created", "revoked", "label"].join("\t"));
     for (const r of records) {
       console.log(
@@ -81,7 +83,7 @@ try {
   } else if (command === "revoke") {
     const id = rest[0];
     if (!id) fail("revoke needs a key id (see `deno task apikey list`)");
-    const revoked = await revokeApiKey(kv, id, Date.now());
+    const revoked = await revokeKey(store, id, { actorName: "task:apikey" });
     if (!revoked) fail(`No key with id "${id}"`);
     console.log(
       `Revoked key ${revoked.id} of company "${revoked.company_id}" (running servers stop taking it within their AUTH_CACHE_MS).`,

@@ -8,7 +8,8 @@
 import { parseArgs } from "node:util";
 import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { createApiKey } from "../storage/api_keys.ts";
-import { saveEntry } from "../storage/directories.ts";
+import { createStore } from "../storage/store.ts";
+import { saveDirectoryEntry } from "../usecases/mod.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
 import { seedExtras } from "../bench/seed_extras.ts";
 
@@ -57,7 +58,9 @@ async function seed(kvPath: string): Promise<{ key: string }> {
   const kv = await Deno.openKv(kvPath);
   const now = Date.now();
   const { key } = await createApiKey(kv, { companyId: COMPANY, userId: 1, access: "write", now });
-  for (let g = 1; g <= 10; g++) await saveEntry(kv, COMPANY, { kind: "groups", name: `Group ${g}`, now });
+  const store = createStore(kv, { clock: () => now });
+  const actor = { companyId: COMPANY, name: "task:bench", userId: 1 };
+  for (let g = 1; g <= 10; g++) await saveDirectoryEntry(store, actor, { kind: "groups", name: `Group ${g}` });
   const batch: Customer[] = [];
   const flush = async () => {
     await rawInsertCustomers(kv, COMPANY, batch);

@@ -12,7 +12,8 @@ import { loadConfig } from "../config.ts";
 import { checkCompanyId } from "../domain/api_key.ts";
 import { checkDirectoryName } from "../domain/directory.ts";
 import { AppError } from "../domain/errors.ts";
-import { type DirectoryKind, listEntries, saveEntry } from "../storage/directories.ts";
+import { createStore } from "../storage/store.ts";
+import { type DirectoryKind, listDirectory, saveDirectoryEntry } from "../usecases/mod.ts";
 import { openKv } from "../storage/open.ts";
 
 const KINDS: Record<string, DirectoryKind> = {
@@ -48,11 +49,16 @@ const command = positionals[0];
 if (!values.company) fail("--company is required");
 const config = loadConfig((name) => Deno.env.get(name));
 const kv = await openKv(config.kvPath);
+const store = createStore(kv, { auditRetentionDays: config.auditRetentionDays });
+/** Changes made here are audited as `task:<directory>`. */
+const actor = (companyId: string) => ({ companyId, name: `task:${Deno.args[0] ?? "directory"}`, userId: 0 });
 try {
   const company = checkCompanyId(values.company, "--company");
   if (command === "list") {
     console.log(["id", "name", "description"].join("\t"));
-    for (const e of await listEntries(kv, company, kind)) console.log([e.id, e.name, e.description ?? ""].join("\t"));
+    for (const e of await listDirectory(store, actor(company), kind)) {
+      console.log([e.id, e.name, e.description ?? ""].join("\t"));
+    }
   } else if (command === "create" || command === "update") {
     let id: number | undefined;
     if (command === "update") {
@@ -62,12 +68,11 @@ try {
       }
     }
     if (command === "create" && values.name === undefined) fail("create needs --name");
-    const { entry, isNew } = await saveEntry(kv, company, {
+    const { entry, isNew } = await saveDirectoryEntry(store, actor(company), {
       kind,
       id,
       name: values.name === undefined ? undefined : checkDirectoryName(values.name, "--name"),
       description: values.description === undefined ? undefined : values.description.trim() || null,
-      now: Date.now(),
     });
     console.log(`${isNew ? "Created" : "Updated"} ${kindName} ${entry.id}: "${entry.name}"`);
   } else {

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { ConflictError } from "../domain/errors.ts";
 import { type BalanceRecord, bonusKeys, updateBonus } from "../storage/bonuses.ts";
-import { KeyedMutex } from "../storage/mutex.ts";
+import { storeOf } from "../storage/store.ts";
+
+const ACTOR = { companyId: "acme", name: "test", userId: 1 };
 import { type Reply, type World, world } from "./helpers.ts";
 
 const CLIENTS = 50;
@@ -97,7 +99,8 @@ Deno.test("50 clients x 40 mixed updates on one customer through HTTP lose nothi
 });
 
 /** Runs `workers` concurrent writers of `each` +0.01 updates on one balance straight through storage. */
-async function hammer(kv: Deno.Kv, options: { mutex?: KeyedMutex; workers: number; each: number }) {
+async function hammer(kv: Deno.Kv, options: { queued: boolean; workers: number; each: number }) {
+  const store = storeOf(kv);
   let attempts = 0;
   let applied = 0;
   let gaveUp = 0;
@@ -105,16 +108,14 @@ async function hammer(kv: Deno.Kv, options: { mutex?: KeyedMutex; workers: numbe
   await Promise.all(Array.from({ length: options.workers }, async () => {
     for (let i = 0; i < options.each; i++) {
       try {
-        const r = await updateBonus(kv, "acme", {
+        const r = await updateBonus(store, ACTOR, {
           customerId: 1,
           bonusId: 1,
           change: { amount: 1, overwrite: false },
           comment: null,
           orderId: null,
-          now: 0,
-          userId: 1,
           idempotency: null,
-          mutex: options.mutex,
+          queued: options.queued,
         });
         attempts += r.attempts;
         applied++;
@@ -132,8 +133,8 @@ async function hammer(kv: Deno.Kv, options: { mutex?: KeyedMutex; workers: numbe
 Deno.test("queueing writers of one balance in-process removes retries that a bare optimistic loop pays", async () => {
   using kvQueued = await Deno.openKv(":memory:");
   using kvNaive = await Deno.openKv(":memory:");
-  const queued = await hammer(kvQueued, { mutex: new KeyedMutex(), workers: 50, each: 20 });
-  const naive = await hammer(kvNaive, { workers: 50, each: 20 });
+  const queued = await hammer(kvQueued, { queued: true, workers: 50, each: 20 });
+  const naive = await hammer(kvNaive, { queued: false, workers: 50, each: 20 });
 
   // With the queue one process never races itself: one attempt per change.
   assert.deepEqual({ applied: queued.applied, attempts: queued.attempts, gaveUp: queued.gaveUp }, {
@@ -151,14 +152,12 @@ Deno.test("queueing writers of one balance in-process removes retries that a bar
 Deno.test("one idempotency key sent for different balances at once is applied once, without the queue", async () => {
   await using w = await world();
   const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) =>
-    updateBonus(w.kv, "acme", {
+    updateBonus(storeOf(w.kv), ACTOR, {
       customerId: i + 1,
       bonusId: 1,
       change: { amount: 100, overwrite: false },
       comment: null,
       orderId: null,
-      now: 0,
-      userId: 1,
       idempotency: { key: "shared", fingerprint: `request-${i}` },
     })));
   const ok = results.filter((r) => r.status === "fulfilled");
@@ -195,16 +194,14 @@ Deno.test("a change whose commit outcome was lost is applied exactly once", asyn
     change: { amount, overwrite: false },
     comment: null,
     orderId: null,
-    now: 0,
-    userId: 1,
     idempotency: null,
   });
 
   await t.step("a commit that landed but reported an error is found, not repeated", async () => {
     using kv = await Deno.openKv(":memory:");
-    await updateBonus(kv, "acme", change(500));
+    await updateBonus(storeOf(kv), ACTOR, change(500));
     faultyCommits(kv, ["applied"]);
-    const r = await updateBonus(kv, "acme", change(100));
+    const r = await updateBonus(storeOf(kv), ACTOR, change(100));
     assert.deepEqual(r.reply, { customer_id: 1, bonus_id: 1, balance: 600, transaction_id: 2 });
     assert.equal(r.replayed, false);
     const { balance, entries } = await stored(kv, { customerId: 1, bonusId: 1 });
@@ -215,7 +212,7 @@ Deno.test("a change whose commit outcome was lost is applied exactly once", asyn
   await t.step("commits refused by a locked store are tried again", async () => {
     using kv = await Deno.openKv(":memory:");
     faultyCommits(kv, ["refused", "refused", "refused"]);
-    const r = await updateBonus(kv, "acme", change(100));
+    const r = await updateBonus(storeOf(kv), ACTOR, change(100));
     assert.equal(r.attempts, 4);
     assert.deepEqual((await stored(kv, { customerId: 1, bonusId: 1 })).balance, {
       balance: 100,
@@ -226,7 +223,7 @@ Deno.test("a change whose commit outcome was lost is applied exactly once", asyn
   await t.step("a store that keeps failing is an error, and nothing was applied", async () => {
     using kv = await Deno.openKv(":memory:");
     faultyCommits(kv, Array(100).fill("refused"));
-    await assert.rejects(() => updateBonus(kv, "acme", change(100)), /database is locked/);
+    await assert.rejects(() => updateBonus(storeOf(kv), ACTOR, change(100)), /database is locked/);
     assert.equal((await kv.get(bonusKeys.balance("acme", 1, 1))).value, null);
   });
 });

@@ -2,10 +2,11 @@ import assert from "node:assert/strict";
 import { ConflictError, NotFoundError } from "../domain/errors.ts";
 import { cardKeys, deleteCard, getCard, type SaveCard, saveCard } from "../storage/cards.ts";
 import { keys } from "../storage/keys.ts";
-import { KeyedMutex } from "../storage/mutex.ts";
+import { createStore } from "../storage/store.ts";
 
 const CID = "acme";
 const NOW = Date.UTC(2024, 4, 17, 9, 30, 0);
+const ACTOR = { companyId: CID, name: "test", userId: 2 };
 
 /** A store whose next atomic commits first run the queued hooks: another writer slipping in between read and commit. */
 function racyKv(kv: Deno.Kv) {
@@ -34,14 +35,11 @@ function racyKv(kv: Deno.Kv) {
 }
 
 function save(kv: Deno.Kv, request: Partial<SaveCard>) {
-  return saveCard(kv, CID, {
+  return saveCard(createStore(kv, { clock: () => NOW }), ACTOR, {
     mode: "update",
     lookup: {},
     change: {},
     refs: {},
-    now: NOW,
-    userId: 2,
-    mutex: new KeyedMutex(),
     ...request,
   });
 }
@@ -91,9 +89,9 @@ Deno.test("a card deleted between read and commit of a delete: deleted once, the
   using kv = await Deno.openKv(":memory:");
   await save(kv, { mode: "insert", lookup: { uid: "A" } });
   const racy = racyKv(kv);
-  racy.before(() => deleteCard(kv, CID, { uid: "A" }));
+  racy.before(() => deleteCard(createStore(kv), ACTOR, { uid: "A" }));
   await assert.rejects(
-    deleteCard(racy.kv, CID, { uid: "A" }),
+    deleteCard(createStore(racy.kv), ACTOR, { uid: "A" }),
     (e) => e instanceof NotFoundError && e.message === 'Card with uid "A" not found',
   );
 });

@@ -1,0 +1,73 @@
+/**
+ * The store object: the KV handle with everything a process keeps beside it (the clock, caches, per-key queues,
+ * the last sequence values it committed). Built once per process by `createStore` and passed to every use case,
+ * so nothing lives in hidden module state and tests inject a clock instead of sleeping.
+ */
+import type { DirectoryEntry } from "../domain/directory.ts";
+import { KeyedMutex } from "./mutex.ts";
+
+/** A bounded map of values that expire: entries older than their age are read again. */
+export class TtlCache<V> {
+  #entries = new Map<string, { value: V; expires: number }>();
+  constructor(readonly options: { maxEntries: number; clock: () => number }) {}
+
+  /** The value of `key` when it is still fresh. */
+  get(key: string): V | undefined {
+    const hit = this.#entries.get(key);
+    return hit && hit.expires > this.options.clock() ? hit.value : undefined;
+  }
+  /** Stores `value` for `maxAgeMs`; the oldest entry goes when the cache is full. */
+  set(key: string, value: V, maxAgeMs: number): void {
+    this.#entries.delete(key);
+    if (this.#entries.size >= this.options.maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
+    this.#entries.set(key, { value, expires: this.options.clock() + maxAgeMs });
+  }
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+/** Settings of a store. */
+export interface StoreOptions {
+  /** Current time, epoch ms (default Date.now). */
+  clock?: () => number;
+  /** How long audit entries are kept, days (default 365). */
+  auditRetentionDays?: number;
+  /** Most directory entries cached at once (default 10,000). */
+  maxCachedEntries?: number;
+}
+
+/** A KV handle with the process state that goes with it. */
+export interface Store {
+  kv: Deno.Kv;
+  clock: () => number;
+  /** Queues writers of one hot key inside this process. */
+  mutex: KeyedMutex;
+  /** Directory entries (groups, card types, programs) read recently, by "cid/kind/id". */
+  directories: TtlCache<DirectoryEntry>;
+  /** The last id this process committed from each sequence, with the versionstamp of that commit. */
+  sequences: Map<string, { value: number; versionstamp: string }>;
+  /** How long an audit entry is kept, ms. */
+  auditRetentionMs: number;
+}
+
+/** Builds the store object of a KV handle. */
+export function createStore(kv: Deno.Kv, options: StoreOptions = {}): Store {
+  const clock = options.clock ?? Date.now;
+  return {
+    kv,
+    clock,
+    mutex: new KeyedMutex(),
+    directories: new TtlCache({ maxEntries: options.maxCachedEntries ?? 10_000, clock }),
+    sequences: new Map(),
+    auditRetentionMs: (options.auditRetentionDays ?? 365) * 24 * 60 * 60 * 1000,
+  };
+}
+
+/** A store object for a bare KV handle (tasks and tests that have only the handle); a store is passed through. */
+export function storeOf(kvOrStore: Deno.Kv | Store): Store {
+  return "kv" in kvOrStore && "clock" in kvOrStore ? kvOrStore : createStore(kvOrStore);
+}

@@ -1,0 +1,99 @@
+/** Bonus use cases: change a balance (at most once per idempotency key) and page through its ledger. */
+import type { Actor } from "../domain/audit.ts";
+import {
+  bonusFingerprint,
+  type BonusReply,
+  type BonusRequest,
+  checkChange,
+  type LedgerEntry,
+} from "../domain/bonus.ts";
+import { findReplay, getBalance, listLedger, updateBonus } from "../storage/bonuses.ts";
+import { requireEntry } from "../storage/directories.ts";
+import type { Store } from "../storage/store.ts";
+import { customerIdOf } from "./customers.ts";
+import type { CustomerRef } from "../domain/bonus.ts";
+
+/** Finds the customer and the bonus program together; an unknown customer is reported before an unknown program. */
+export async function resolveBalance(
+  store: Store,
+  actor: Actor,
+  options: { customer: CustomerRef; bonusId: number },
+): Promise<number> {
+  const [customer, program] = await Promise.allSettled([
+    customerIdOf(store, actor, options.customer),
+    requireEntry(store.kv, actor.companyId, { kind: "bonus_programs", id: options.bonusId, field: "bonus_id" }),
+  ]);
+  if (customer.status === "rejected") throw customer.reason;
+  if (program.status === "rejected") throw program.reason;
+  return customer.value;
+}
+
+/** The outcome of a balance change: its reply, and whether it was replayed from an earlier request. */
+export interface ChangeBonusResult {
+  reply: BonusReply;
+  replayed: boolean;
+}
+
+/**
+ * Credits, debits or overwrites a balance with its ledger entry and audit entry in one atomic write. With an
+ * idempotency key the change is applied at most once: a retry gets the first reply (before anything else is
+ * looked up, so it gets the same answer even when the customer or program changed since); the same key with other
+ * parameters is 422.
+ */
+export async function changeBonus(
+  store: Store,
+  actor: Actor,
+  request: BonusRequest & { idempotencyKey: string | null },
+): Promise<ChangeBonusResult> {
+  checkChange(request);
+  const { idempotencyKey, ...change } = request;
+  const idempotency = idempotencyKey === null ? null : { key: idempotencyKey, fingerprint: bonusFingerprint(change) };
+  const earlier = idempotency ? await findReplay(store.kv, actor.companyId, idempotency) : null;
+  if (earlier) return { reply: earlier, replayed: true };
+  const customerId = await resolveBalance(store, actor, { customer: request.customer, bonusId: request.bonusId });
+  const result = await updateBonus(store, actor, {
+    customerId,
+    bonusId: request.bonusId,
+    change: request,
+    comment: request.comment,
+    orderId: request.orderId,
+    idempotency,
+  });
+  return { reply: result.reply, replayed: result.replayed };
+}
+
+/** One page of a ledger, newest first. */
+export interface LedgerPage {
+  customerId: number;
+  bonusId: number;
+  balance: number;
+  total: number;
+  entries: LedgerEntry[];
+  /** The transaction id to continue before, or null at the end. */
+  nextBefore: number | null;
+}
+
+/** Pages through one balance's ledger, newest first, by page number or by cursor (a transaction id). */
+export async function bonusHistory(
+  store: Store,
+  actor: Actor,
+  options: { customer: CustomerRef; bonusId: number; page: number | null; beforeId?: number; pageSize: number },
+): Promise<LedgerPage> {
+  const cid = actor.companyId;
+  const { bonusId, pageSize } = options;
+  const customerId = await resolveBalance(store, actor, { customer: options.customer, bonusId });
+  // The balance names the newest transaction id; ids run 1..n without gaps, so a page is a key range.
+  const balance = await getBalance(store.kv, cid, { customerId, bonusId });
+  const total = balance.last_transaction_id;
+  const beforeId = options.page === null ? options.beforeId! : total - (options.page - 1) * pageSize + 1;
+  const entries = await listLedger(store.kv, cid, { customerId, bonusId, beforeId, limit: pageSize });
+  const last = entries.at(-1);
+  return {
+    customerId,
+    bonusId,
+    balance: balance.balance,
+    total,
+    entries,
+    nextBefore: entries.length === pageSize && last && last.transaction_id > 1 ? last.transaction_id : null,
+  };
+}
