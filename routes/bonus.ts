@@ -2,8 +2,6 @@ import { Hono } from "hono";
 import {
   amountParser,
   balanceView,
-  bonusFingerprint,
-  type BonusReply,
   bonusReplyView,
   type BonusRequest,
   checkChange,
@@ -15,7 +13,7 @@ import {
   transactionView,
 } from "../domain/bonus.ts";
 import { type Customer, MAX_EXTERNAL_ID } from "../domain/customer.ts";
-import { NotFoundError, ValidationError } from "../domain/errors.ts";
+import { ValidationError } from "../domain/errors.ts";
 import { bool, id, invalid, text } from "../domain/fields.ts";
 import { moneyToNumber } from "../domain/money.ts";
 import { encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
