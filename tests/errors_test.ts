@@ -5,13 +5,13 @@ import { assertJson, assertRefused, assertXml, type KvCall, type KvProxy, kvProx
 const STORE_CALLS: KvCall[] = ["get", "getMany", "list", "commit"];
 
 /** A world whose app talks to the store through a fault proxy, with the app's log lines kept. */
-async function faultyWorld() {
+async function faultyWorld(logRequests = true) {
   let proxy: KvProxy | undefined;
   const lines: string[] = [];
   const w = await world({
     kv: (kv) => (proxy = kvProxy(kv)).kv,
     log: (line) => lines.push(line),
-    config: { logRequests: true },
+    config: { logRequests },
   });
   return { w, proxy: proxy!, lines };
 }
@@ -79,6 +79,20 @@ Deno.test("a store fault during a request is 500 Internal error, logged with its
     const r = await w.call("GET", "/api/customer", { query: { id: 1 } });
     assert.equal(r.status, 200);
   });
+});
+
+Deno.test("with LOG_REQUESTS=0 the request lines stop but errors are still logged", async () => {
+  const { w, proxy, lines } = await faultyWorld(false);
+  await using _w = w;
+  assert.equal((await w.call("GET", "/api/customer")).status, 200);
+  assert.deepEqual(lines, []);
+  proxy.fail("getMany", { error: new Error("disk on fire") });
+  proxy.fail("list", { error: new Error("disk on fire") });
+  proxy.fail("get", { error: new Error("disk on fire") });
+  const r = await w.call("GET", "/api/customer", { query: { id: 1 } });
+  assertJson(r, 500, { success: 0, info: "Internal error" });
+  assert.equal(lines.length, 1, JSON.stringify(lines));
+  assert.match(lines[0]!, /disk on fire\n\s+at /);
 });
 
 Deno.test("a body in a content type other than JSON, form or multipart is refused and changes nothing", async (t) => {
