@@ -1,20 +1,10 @@
 import assert from "node:assert/strict";
 import { createApp } from "../routes/app.ts";
 import { DEFAULT_CONFIG } from "../config.ts";
-import { request } from "./helpers.ts";
+import { request, runTask } from "./kit.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
-
-async function task(kvPath: string, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const res = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--quiet", "apikey", ...args],
-    cwd: ROOT,
-    env: { KV_PATH: kvPath },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: res.code, out: d.decode(res.stdout), err: d.decode(res.stderr) };
+function task(kvPath: string, ...args: string[]) {
+  return runTask("apikey", args, { kvPath });
 }
 
 Deno.test("deno task apikey creates, lists and revokes keys that the service honours", async (t) => {

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { ConflictError } from "../domain/errors.ts";
 import { type BalanceRecord, bonusKeys, updateBonus } from "../storage/bonuses.ts";
 import { storeOf } from "../storage/store.ts";
+import { decimal, kvProxy, type Reply, type World, world } from "./kit.ts";
 
 const ACTOR = { companyId: "acme", name: "test", userId: 1 };
-import { type Reply, type World, world } from "./helpers.ts";
 
 const CLIENTS = 50;
 const UPDATES_PER_CLIENT = 40;
@@ -18,12 +18,6 @@ function random(seed: number): () => number {
     s = (s * 1664525 + 1013904223) >>> 0;
     return s / 2 ** 32;
   };
-}
-
-/** Minor units as the decimal text a client would send ("-12.05"). */
-function decimal(minor: number): string {
-  const abs = Math.abs(minor);
-  return `${minor < 0 ? "-" : ""}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, "0")}`;
 }
 
 async function setup(w: World): Promise<{ customerId: number; bonusId: number }> {
@@ -170,23 +164,6 @@ Deno.test("one idempotency key sent for different balances at once is applied on
   assert.equal(balances, 1);
 });
 
-/** Makes the store's next commits fail as a second process or a dropped connection would: after or before applying. */
-function faultyCommits(kv: Deno.Kv, plan: ("applied" | "refused")[]): void {
-  const atomic = kv.atomic.bind(kv);
-  kv.atomic = () => {
-    const op = atomic();
-    const commit = op.commit.bind(op);
-    op.commit = async () => {
-      const fault = plan.shift();
-      if (fault === "refused") throw new TypeError("database is locked");
-      const result = await commit();
-      if (fault === "applied") throw new TypeError("connection reset after the write");
-      return result;
-    };
-    return op;
-  };
-}
-
 Deno.test("a change whose commit outcome was lost is applied exactly once", async (t) => {
   const change = (amount: number) => ({
     customerId: 1,
@@ -198,9 +175,11 @@ Deno.test("a change whose commit outcome was lost is applied exactly once", asyn
   });
 
   await t.step("a commit that landed but reported an error is found, not repeated", async () => {
-    using kv = await Deno.openKv(":memory:");
+    using store = await Deno.openKv(":memory:");
+    const proxy = kvProxy(store);
+    const kv = proxy.kv;
     await updateBonus(storeOf(kv), ACTOR, change(500));
-    faultyCommits(kv, ["applied"]);
+    proxy.fail("commit", { times: 1, afterApplying: true, error: new TypeError("connection reset after the write") });
     const r = await updateBonus(storeOf(kv), ACTOR, change(100));
     assert.deepEqual(r.reply, { customer_id: 1, bonus_id: 1, balance: 600, transaction_id: 2 });
     assert.equal(r.replayed, false);
@@ -210,8 +189,10 @@ Deno.test("a change whose commit outcome was lost is applied exactly once", asyn
   });
 
   await t.step("commits refused by a locked store are tried again", async () => {
-    using kv = await Deno.openKv(":memory:");
-    faultyCommits(kv, ["refused", "refused", "refused"]);
+    using store = await Deno.openKv(":memory:");
+    const proxy = kvProxy(store);
+    const kv = proxy.kv;
+    proxy.fail("commit", { times: 3, error: new TypeError("database is locked") });
     const r = await updateBonus(storeOf(kv), ACTOR, change(100));
     assert.equal(r.attempts, 4);
     assert.deepEqual((await stored(kv, { customerId: 1, bonusId: 1 })).balance, {
@@ -221,8 +202,10 @@ Deno.test("a change whose commit outcome was lost is applied exactly once", asyn
   });
 
   await t.step("a store that keeps failing is an error, and nothing was applied", async () => {
-    using kv = await Deno.openKv(":memory:");
-    faultyCommits(kv, Array(100).fill("refused"));
+    using store = await Deno.openKv(":memory:");
+    const proxy = kvProxy(store);
+    const kv = proxy.kv;
+    proxy.fail("commit", { times: 100, error: new TypeError("database is locked") });
     await assert.rejects(() => updateBonus(storeOf(kv), ACTOR, change(100)), /database is locked/);
     assert.equal((await kv.get(bonusKeys.balance("acme", 1, 1))).value, null);
   });

@@ -1,71 +1,12 @@
 import assert from "node:assert/strict";
 import { type BalanceRecord, bonusKeys } from "../storage/bonuses.ts";
 import { createApiKey } from "../storage/api_keys.ts";
-import { type Reply, request } from "./helpers.ts";
+import { decimal, type Reply, request, startServer } from "./kit.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-const ROOT = new URL("..", import.meta.url).pathname;
 const CLIENTS_PER_SERVER = 20;
 const UPDATES_PER_CLIENT = 25;
 /** Seeded balance, minor units: above what every removal together could take (40 x 25 x 20.00). */
 const SEED = 10_000_000;
-
-/** A running server process and what it wrote to stderr. */
-interface Server {
-  base: string;
-  child: Deno.ChildProcess;
-  stderr: Promise<string>;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-function startServer(kvPath: string): Server {
-  const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "--port", String(port), MAIN],
-    cwd: ROOT,
-    env: { KV_PATH: kvPath, LOG_REQUESTS: "0" },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  return { base: `http://127.0.0.1:${port}`, child, stderr: new Response(child.stderr).text() };
-}
-
-async function waitReady(server: Server, key: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    try {
-      const res = await request(server.base, "GET", "/api/bonusprogram", { key });
-      if (res.status === 200) return;
-    } catch {
-      // Not listening yet.
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`Server ${server.base} did not start: ${await stopServer(server)}`);
-}
-
-async function stopServer(server: Server): Promise<string> {
-  try {
-    server.child.kill("SIGTERM");
-  } catch {
-    // Already gone.
-  }
-  await server.child.status;
-  return await server.stderr;
-}
-
-/** Minor units as the decimal text a client would send ("-12.05"). */
-function decimal(minor: number): string {
-  const abs = Math.abs(minor);
-  return `${minor < 0 ? "-" : ""}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, "0")}`;
-}
 
 Deno.test("two server processes on one KV file lose no bonus update and apply each idempotency key once", async () => {
   const dir = await Deno.makeTempDir({ prefix: "bonus_processes_" });
@@ -74,9 +15,9 @@ Deno.test("two server processes on one KV file lose no bonus update and apply ea
   const { key } = await createApiKey(setupKv, { companyId: "acme", userId: 2, access: "write", now: Date.now() });
   setupKv.close();
 
-  const servers = [startServer(kvPath), startServer(kvPath)];
+  const servers = [startServer({ kvPath }), startServer({ kvPath })];
   try {
-    await Promise.all(servers.map((s) => waitReady(s, key)));
+    await Promise.all(servers.map((s) => s.ready(key)));
     const [a, b] = servers.map((s) => s.base) as [string, string];
     const call = (base: string, params: Record<string, string | number>): Promise<Reply> =>
       request(base, "POST", "/api/customer/updateBonus", { key, form: params });
@@ -123,7 +64,7 @@ Deno.test("two server processes on one KV file lose no bonus update and apply ea
     });
     assert.equal(history.body.total_count, changes + 1);
   } finally {
-    await Promise.all(servers.map(stopServer));
+    await Promise.all(servers.map((s) => s.stop()));
   }
 
   const kv = await Deno.openKv(kvPath);

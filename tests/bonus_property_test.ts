@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Reply, type World, world } from "./helpers.ts";
+import { type Reply, type World, world } from "./kit.ts";
 
 /** One step a client may take against one balance. */
 type Op =

@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import { bonusKeys } from "../storage/bonuses.ts";
-import { type Reply, snapshot, type World, world } from "./helpers.ts";
+import { JSON_TYPE, type Reply, snapshot, type World, world, XML_TYPE } from "./kit.ts";
 
-const JSON_TYPE = "application/json; charset=UTF-8";
-const XML_TYPE = "application/xml; charset=UTF-8";
 const NOW = Date.UTC(2024, 0, 2, 3, 4, 5);
 
 /** Creates a customer and returns its id. */

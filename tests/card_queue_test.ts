@@ -28,7 +28,7 @@ Deno.test("insertCard queues only its sequence and commit: a create waiting on a
   let slowDone = false;
   slow.then(() => slowDone = true);
   // Were B queued behind A's read, it would wait for the gate forever: fail instead of hanging.
-  let timer = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const stuck = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error("the second create waited for the first one's read")), 10_000);
   });

@@ -3,6 +3,7 @@ import { ConflictError, NotFoundError } from "../domain/errors.ts";
 import { cardKeys, deleteCard, getCard, type SaveCard, saveCard } from "../storage/cards.ts";
 import { keys } from "../storage/keys.ts";
 import { createStore } from "../storage/store.ts";
+import { kvProxy } from "./kit.ts";
 
 const CID = "acme";
 const NOW = Date.UTC(2024, 4, 17, 9, 30, 0);
@@ -10,28 +11,8 @@ const ACTOR = { companyId: CID, name: "test", userId: 2 };
 
 /** A store whose next atomic commits first run the queued hooks: another writer slipping in between read and commit. */
 function racyKv(kv: Deno.Kv) {
-  const hooks: (() => Promise<unknown>)[] = [];
-  let commits = 0;
-  const proxy = new Proxy(kv, {
-    get(target, prop) {
-      if (prop === "atomic") {
-        return () => {
-          const op = target.atomic();
-          const commit = op.commit.bind(op);
-          op.commit = async () => {
-            commits++;
-            const hook = hooks.shift();
-            if (hook) await hook();
-            return await commit();
-          };
-          return op;
-        };
-      }
-      const value = Reflect.get(target, prop, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-  return { kv: proxy, before: (hook: () => Promise<unknown>) => hooks.push(hook), commits: () => commits };
+  const proxy = kvProxy(kv);
+  return { kv: proxy.kv, before: proxy.beforeCommit, commits: () => proxy.calls.commit };
 }
 
 function save(kv: Deno.Kv, request: Partial<SaveCard>) {

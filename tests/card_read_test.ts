@@ -3,10 +3,7 @@ import { DEFAULT_CONFIG } from "../config.ts";
 import { createApp } from "../routes/app.ts";
 import { createApiKey } from "../storage/api_keys.ts";
 import { cardsOfCustomers } from "../storage/cards.ts";
-import { request, world } from "./helpers.ts";
-
-const JSON_TYPE = "application/json; charset=UTF-8";
-const XML_TYPE = "application/xml; charset=UTF-8";
+import { JSON_TYPE, request, world, XML_TYPE } from "./kit.ts";
 
 Deno.test("GET /api/customer?cards=1 adds each customer's cards, in XML and JSON", async (t) => {
   await using w = await world({ now: () => Date.UTC(2016, 9, 24, 10, 0, 0) });

@@ -3,10 +3,8 @@ import { DEFAULT_CONFIG } from "../config.ts";
 import type { Card } from "../domain/card.ts";
 import { createApp } from "../routes/app.ts";
 import { cardKeys, getCard } from "../storage/cards.ts";
-import { type CallOptions, request, snapshot, type World, world } from "./helpers.ts";
+import { type CallOptions, JSON_TYPE, request, snapshot, type World, world, XML_TYPE } from "./kit.ts";
 
-const JSON_TYPE = "application/json; charset=UTF-8";
-const XML_TYPE = "application/xml; charset=UTF-8";
 const NOW = Date.UTC(2024, 4, 17, 9, 30, 0);
 
 type Query = Record<string, string | number>;

@@ -3,7 +3,7 @@ import { XMLParser } from "fast-xml-parser";
 import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { BUCKET_SIZE } from "../storage/limits.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
-import { world } from "./helpers.ts";
+import { world } from "./kit.ts";
 
 /** A seeded customer: every 3rd without a phone, every 4th without an email, ids with gaps. */
 function seeded(i: number, now: number): Customer {

@@ -1,8 +1,5 @@
 import assert from "node:assert/strict";
-import { snapshot, world } from "./helpers.ts";
-
-const JSON_TYPE = "application/json; charset=UTF-8";
-const XML_TYPE = "application/xml; charset=UTF-8";
+import { JSON_TYPE, snapshot, world, XML_TYPE } from "./kit.ts";
 
 Deno.test("GET|POST /api/customer/update creates and updates customers", async (t) => {
   await using w = await world();

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
-import { snapshot, world } from "./helpers.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname;
+import { runTask, snapshot, world } from "./kit.ts";
 
 Deno.test("GET|POST /api/customergroup and /api/bonusprogram manage per-company directories", async (t) => {
   await using w = await world();
@@ -62,16 +60,7 @@ Deno.test("GET|POST /api/customergroup and /api/bonusprogram manage per-company 
 
 Deno.test("deno task cardtype creates, renames and lists card types", async () => {
   const dir = await Deno.makeTempDir();
-  const run = async (...args: string[]) => {
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "--quiet", "cardtype", ...args],
-      cwd: ROOT,
-      env: { KV_PATH: `${dir}/d.kv` },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
-  };
+  const run = (...args: string[]) => runTask("cardtype", args, { kvPath: `${dir}/d.kv` });
   try {
     assert.equal((await run("create", "--company", "acme", "--name", "Gold")).out, 'Created cardtype 1: "Gold"\n');
     const clash = await run("create", "--company", "acme", "--name", "gold");

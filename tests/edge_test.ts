@@ -5,7 +5,7 @@ import { blankCustomer } from "../domain/customer.ts";
 import { createApp } from "../routes/app.ts";
 import { listApiKeys, revokeApiKey } from "../storage/api_keys.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
-import { request, snapshot, world } from "./helpers.ts";
+import { request, snapshot, world } from "./kit.ts";
 
 Deno.test("an empty lookup parameter is refused, never read as 'not given'", async (t) => {
   await using w = await world();
