@@ -16,7 +16,7 @@ import {
 } from "../domain/bonus.ts";
 import { type Customer, MAX_EXTERNAL_ID } from "../domain/customer.ts";
 import { NotFoundError, ValidationError } from "../domain/errors.ts";
-import { bool, id, invalid, text } from "../domain/fields.ts";
+import { bool, id, text } from "../domain/fields.ts";
 import { moneyToNumber } from "../domain/money.ts";
 import { encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
 import { customerBalances, findReplay, getBalance, listLedger, updateBonus } from "../storage/bonuses.ts";
@@ -148,7 +148,12 @@ export function bonusRoutes(deps: Deps) {
       const cid = c.var.caller.companyId;
       const customer = customerRef(q);
       if (q.bonus_id == null) throw required("bonus_id");
-      if (q.cursor != null && q.page != null) throw invalid("cursor", "", "use either page or cursor, not both");
+      if (q.cursor != null && q.page != null) {
+        throw new ValidationError(
+          "cursor",
+          'Parameters "page" and "cursor" cannot be combined: use either page or cursor, not both',
+        );
+      }
       const bonusId = q.bonus_id;
       const customerId = await resolveTargets(deps, cid, { customer, bonusId });
 

@@ -11,7 +11,7 @@ import {
 import { localDate } from "../domain/dates.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
 import { ValidationError } from "../domain/errors.ts";
-import { bool, id, invalid, nonEmpty, text } from "../domain/fields.ts";
+import { bool, id, nonEmpty, text } from "../domain/fields.ts";
 import { normalizePhone } from "../domain/phone.ts";
 import { DEFAULT_PAGE_SIZE, encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
 import {
@@ -94,7 +94,10 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
       const wanted = Object.keys(extras).filter((name) => (q as Record<string, unknown>)[name] === true);
       const paged = q.page != null || q.page_size != null;
       if (q.cursor != null && q.page != null) {
-        throw invalid("cursor", "", "use either page or cursor, not both");
+        throw new ValidationError(
+          "cursor",
+          'Parameters "page" and "cursor" cannot be combined: use either page or cursor, not both',
+        );
       }
       const pageSize = q.page_size ?? DEFAULT_PAGE_SIZE;
       const page = q.page ?? 1;

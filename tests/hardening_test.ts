@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { normalizePhone } from "../domain/phone.ts";
 import { requireWrite } from "../routes/auth.ts";
 import { decodeComponent, parsePairs, scanJsonObject } from "../routes/wire.ts";
 import { type Reply, snapshot, type World, world } from "./helpers.ts";
@@ -417,5 +418,27 @@ Deno.test("constructor, __proto__ or toString are parameter names like any other
         body: '{"__proto__":{"polluted":1},"fname":"X"}',
       }), { field: "__proto__", info: "Invalid __proto__: must be a single text, number or boolean value" });
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
+
+Deno.test("messages: page with cursor, bad phone characters", async (t) => {
+  await using w = await seeded();
+
+  await t.step("page with cursor says to use one of them", async () => {
+    const info = 'Parameters "page" and "cursor" cannot be combined: use either page or cursor, not both';
+    for (const path of ["/api/customer?", "/api/customer/bonusHistory?customer_id=1&bonus_id=1&"]) {
+      await refused(w, () => send(w, `${path}apikey=${w.key}&page=1&cursor=YTE`, { method: "GET" }), {
+        field: "cursor",
+        info,
+      });
+    }
+  });
+
+  await t.step("a phone with letters names them", async () => {
+    await refused(w, () => send(w, `/api/customer/update?apikey=${w.key}&phone=%2B7+(900)+abc`, { method: "GET" }), {
+      field: "phone",
+      info: 'Invalid phone "+7 (900) abc": only digits, spaces, a leading + and - ( ) . are allowed, not "a", "b", "c"',
+    });
+    assert.equal(normalizePhone("+7 (900) 123-45-67", "phone", "7"), "79001234567");
   });
 });
