@@ -1,3 +1,4 @@
+import { ValidationError } from "./errors.ts";
 import { type FieldParser, int, invalid } from "./fields.ts";
 
 /** Page size when a paged request does not name one. */
@@ -40,3 +41,11 @@ export const PAGING_PARSERS = {
   page_size: int(1, MAX_PAGE_SIZE),
   cursor: cursorParser,
 };
+
+/** The error of a request that gives both a page number and a cursor. */
+export function pageWithCursor(): ValidationError {
+  return new ValidationError(
+    "cursor",
+    'Parameters "page" and "cursor" cannot be combined: use either page or cursor, not both',
+  );
+}

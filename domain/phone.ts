@@ -3,6 +3,18 @@ import { quote, ValidationError } from "./errors.ts";
 const ALLOWED = /^\+?[\d\s\-().]*$/;
 const NON_DIGITS = /\D/g;
 const COUNTRY_CODE = /^[1-9]\d{0,2}$/;
+/** At most this many different bad characters are named in an error. */
+const MAX_NAMED = 5;
+
+/** The characters a phone number may not hold, each quoted once (invisible ones as U+XXXX), for an error message. */
+function badCharacters(text: string): string {
+  const bad = new Set<string>();
+  for (const ch of text.replace(/^\+/, "")) if (!/[\d\s\-().]/.test(ch)) bad.add(ch);
+  const named = [...bad].slice(0, MAX_NAMED).map((ch) =>
+    /[\p{C}\p{Z}]/u.test(ch) ? `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}` : `"${ch}"`
+  );
+  return named.join(", ") + (bad.size > MAX_NAMED ? ", …" : "");
+}
 
 /**
  * Normalises a phone number written in any common way to its international digits (E.164 without "+"),
@@ -10,6 +22,15 @@ const COUNTRY_CODE = /^[1-9]\d{0,2}$/;
  */
 export function normalizePhone(raw: string, field: string, defaultCountryCode: string): string {
   const text = raw.trim();
+  // Checked first, so "+7 (900) abc" is told about its letters, not about having too few digits.
+  if (!ALLOWED.test(text)) {
+    throw new ValidationError(
+      field,
+      `Invalid ${field} "${quote(raw)}": only digits, spaces, a leading + and - ( ) . are allowed, not ${
+        badCharacters(text)
+      }`,
+    );
+  }
   let digits = text.replace(NON_DIGITS, "");
   if (text.startsWith("+")) {
     // Already international.
@@ -24,12 +45,6 @@ export function normalizePhone(raw: string, field: string, defaultCountryCode: s
   }
   if (digits.length < 7 || digits.length > 15) {
     throw new ValidationError(field, `Invalid ${field} "${quote(raw)}": must contain 7 to 15 digits`);
-  }
-  if (!ALLOWED.test(text)) {
-    throw new ValidationError(
-      field,
-      `Invalid ${field} "${quote(raw)}": only digits, spaces, a leading + and - ( ) . are allowed`,
-    );
   }
   return digits;
 }

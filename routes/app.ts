@@ -8,6 +8,7 @@ import type { AppEnv, Deps, Format } from "./context.ts";
 import { bonusesExtra, bonusRoutes } from "./bonus.ts";
 import { cardRoutes, cardsExtra } from "./card.ts";
 import { customerRoutes } from "./customer.ts";
+import { allowedMethods } from "./methods.ts";
 import { directoryRoutes, type DirectoryShape } from "./directory.ts";
 import { historyRoutes } from "./history.ts";
 import { render, type ReplyBody } from "./reply.ts";
@@ -78,6 +79,8 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
       }
     }
   });
+  // Before the key and the body are looked at: a method an endpoint does not take (HEAD on a write) is 405.
+  app.use(allowedMethods(app));
   app.use(bodyLimit({
     maxSize: options.config.maxBodyBytes,
     onError: () => {

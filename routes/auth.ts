@@ -1,22 +1,16 @@
 import type { MiddlewareHandler } from "hono";
 import { type ApiKeyRecord, hashApiKey } from "../domain/api_key.ts";
-import { AuthError, ForbiddenError, ValidationError } from "../domain/errors.ts";
+import { AuthError, ForbiddenError } from "../domain/errors.ts";
 import { findApiKey } from "../storage/api_keys.ts";
 import type { AppEnv, Deps } from "./context.ts";
-import { rawOf } from "./request.ts";
+import { outsideKey, rawOf } from "./request.ts";
 
 /** Most key lookups (hits and misses) kept in memory at once. */
 const CACHE_LIMIT = 10_000;
 
-/** The key of an `X-API-Key` or `Authorization: Bearer` header, if one was sent. */
-function headerKey(header: (name: string) => string | undefined): string | undefined {
-  const bearer = header("authorization");
-  return header("x-api-key") ??
-    (bearer && /^bearer\s+/i.test(bearer) ? bearer.replace(/^bearer\s+/i, "").trim() : undefined);
-}
-
 /**
- * Proves the caller by API key (header `X-API-Key`, `Authorization: Bearer`, or the `apikey` parameter).
+ * Proves the caller by API key (header `X-API-Key`, `Authorization: Bearer`, or the `apikey` parameter; empty ones
+ * are ignored and two different ones refused).
  * Lookups are kept for `authCacheMs`, so a request costs no store read and a revoked key stops within
  * that time.
  */
@@ -24,13 +18,9 @@ export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
   const cache = new Map<string, { record: ApiKeyRecord | null; expires: number }>();
   return async (c, next) => {
     // The body is read only when the key is in neither a header nor the query string, so an unknown caller
-    // with a key there is refused before any body is parsed.
-    const fromHeader = headerKey((n) => c.req.header(n));
-    const param = c.req.query("apikey") ?? (fromHeader === undefined ? (await rawOf(c)).apikey : undefined);
-    if (fromHeader !== undefined && param !== undefined && fromHeader !== param) {
-      throw new ValidationError("apikey", "Two different API keys were sent: send one");
-    }
-    const key = fromHeader ?? param;
+    // with a key there is refused before any body is parsed; a different key in the body is refused when the
+    // body is read.
+    const key = outsideKey(c) ?? (await rawOf(c)).apikey;
     if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
     // Cached by the presented key itself (in memory only: the store holds hashes alone), so a hit costs
     // neither a store read nor a hash.

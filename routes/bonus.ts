@@ -14,9 +14,9 @@ import {
 } from "../domain/bonus.ts";
 import { type Customer, MAX_EXTERNAL_ID } from "../domain/customer.ts";
 import { ValidationError } from "../domain/errors.ts";
-import { bool, id, invalid, text } from "../domain/fields.ts";
+import { bool, id, text } from "../domain/fields.ts";
 import { moneyToNumber } from "../domain/money.ts";
-import { encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
+import { encodeCursor, pageWithCursor, PAGING_PARSERS } from "../domain/paging.ts";
 import type { Actor } from "../domain/audit.ts";
 import { balancesOf, bonusHistory, changeBonus } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
@@ -97,7 +97,7 @@ export function bonusRoutes(deps: Deps) {
       const q = c.var.input.query;
       const customer = customerRef(q);
       if (q.bonus_id == null) throw required("bonus_id");
-      if (q.cursor != null && q.page != null) throw invalid("cursor", "", "use either page or cursor, not both");
+      if (q.cursor != null && q.page != null) throw pageWithCursor();
       const page = q.cursor != null ? null : q.page ?? 1;
       const pageSize = q.page_size ?? DEFAULT_HISTORY_PAGE_SIZE;
       const ledger = await bonusHistory(store, actorOf(c.var.caller), {

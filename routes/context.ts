@@ -11,6 +11,8 @@ export interface RawRequest {
   query: Record<string, string>;
   body: Record<string, string>;
   apikey: string | undefined;
+  /** Body parameters sent as a JSON true/false, which only yes/no parameters take. */
+  booleans: ReadonlySet<string>;
 }
 
 /** The caller, as proven by the API key. */

@@ -3,9 +3,9 @@ import { type Customer, customerFieldParsers, customerView, READ_ONLY_CUSTOMER_F
 import { localDate } from "../domain/dates.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
 import { ValidationError } from "../domain/errors.ts";
-import { bool, id, invalid, nonEmpty, text } from "../domain/fields.ts";
+import { bool, id, nonEmpty, text } from "../domain/fields.ts";
 import { normalizePhone } from "../domain/phone.ts";
-import { DEFAULT_PAGE_SIZE, encodeCursor, PAGING_PARSERS } from "../domain/paging.ts";
+import { DEFAULT_PAGE_SIZE, encodeCursor, pageWithCursor, PAGING_PARSERS } from "../domain/paging.ts";
 import { findCustomers, groupNames, saveCustomer } from "../usecases/customers.ts";
 import type { Actor } from "../domain/audit.ts";
 import { requireWrite } from "./auth.ts";
@@ -73,9 +73,7 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
       const actor = actorOf(c.var.caller);
       const wanted = Object.keys(extras).filter((name) => (q as Record<string, unknown>)[name] === true);
       const paged = q.page != null || q.page_size != null;
-      if (q.cursor != null && q.page != null) {
-        throw invalid("cursor", "", "use either page or cursor, not both");
-      }
+      if (q.cursor != null && q.page != null) throw pageWithCursor();
       const pageSize = q.page_size ?? DEFAULT_PAGE_SIZE;
       const page = q.page ?? 1;
       const head = { success: 1, type: "customer" };

@@ -5,7 +5,7 @@ import { MAX_EXTERNAL_ID } from "../domain/customer.ts";
 import { formatDateTime } from "../domain/dates.ts";
 import { ValidationError } from "../domain/errors.ts";
 import { type FieldParser, id, int, invalid, nonEmpty, text } from "../domain/fields.ts";
-import { MAX_PAGE_SIZE } from "../domain/paging.ts";
+import { MAX_PAGE_SIZE, pageWithCursor } from "../domain/paging.ts";
 import type { PositionedEntry } from "../storage/audit.ts";
 import { cardHistory, customerHistory, type HistoryPage, type HistoryPaging } from "../usecases/mod.ts";
 import { actorOf, type AppEnv, type Deps } from "./context.ts";
@@ -29,9 +29,7 @@ const HISTORY_PAGING = {
 };
 
 function paging(q: { page?: number | null; page_size?: number | null; cursor?: HistoryPosition }): HistoryPaging {
-  if (q.cursor !== undefined && q.page != null) {
-    throw new ValidationError("cursor", "Invalid cursor: use either page or cursor, not both");
-  }
+  if (q.cursor !== undefined && q.page != null) throw pageWithCursor();
   const pageSize = q.page_size ?? DEFAULT_AUDIT_PAGE_SIZE;
   return q.cursor !== undefined ? { page: null, before: q.cursor, pageSize } : { page: q.page ?? 1, pageSize };
 }

@@ -2,13 +2,35 @@ import type { Context, MiddlewareHandler } from "hono";
 import { type FieldParser, issueToError, paramSchema, type Parsed, type RawParams } from "../domain/fields.ts";
 import { ValidationError } from "../domain/errors.ts";
 import type { AppEnv, RawRequest } from "./context.ts";
+import {
+  decodeUtf8,
+  formBytesError,
+  hasClosingBoundary,
+  jsonBytesError,
+  multipartBoundary,
+  multipartBytesError,
+  notUtf8,
+  parsePairs,
+  queryString,
+  scanJsonObject,
+} from "./wire.ts";
 
 /** Parameters every endpoint takes besides its own; they never reach the endpoint's schema. */
 const GLOBAL_PARAMS = new Set(["format", "apikey"]);
 
+/** Body parameters as strings, and which of them came as a JSON true/false (only yes/no parameters take those). */
+interface Body {
+  params: Record<string, string>;
+  booleans: Set<string>;
+}
+
 function scalar(key: string, value: unknown): string {
   if (value === null || value === undefined) return "";
-  if (typeof value === "string") return value;
+  if (typeof value === "string") {
+    // JSON escapes can spell a lone surrogate ("\ud800"), which is no character at all.
+    if (!value.isWellFormed()) throw notUtf8(key);
+    return value;
+  }
   if (typeof value === "number" && Number.isFinite(value)) {
     // Beyond 2^53 a JSON number has already lost digits (12345678901234567890 reads as ...7000): refuse it.
     if (Math.abs(value) > Number.MAX_SAFE_INTEGER) {
@@ -16,49 +38,135 @@ function scalar(key: string, value: unknown): string {
     }
     return String(value);
   }
-  if (typeof value === "boolean") return value ? "1" : "0";
+  if (typeof value === "boolean") return String(value);
   throw new ValidationError(key, `Invalid ${key}: must be a single text, number or boolean value`);
 }
 
-async function readBody(c: Context): Promise<Record<string, string>> {
-  if (c.req.method === "GET" || c.req.method === "HEAD") return {};
-  const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+function moreThanOnce(key: string): ValidationError {
+  return new ValidationError(key, `Parameter "${key}" is given more than once`);
+}
+
+/** Name/value pairs into a map without prototype (so "constructor" or "__proto__" are names like any other). */
+function toParams(pairs: Iterable<[string, string]>): Record<string, string> {
   const out: Record<string, string> = Object.create(null);
-  if (type === "application/json" || type.endsWith("+json")) {
-    const text = await c.req.text();
-    if (text.trim() === "") return out;
-    let data: unknown;
-    try {
-      data = JSON.parse(text);
-    } catch {
-      throw new ValidationError("body", "Invalid body: malformed JSON");
-    }
-    if (typeof data !== "object" || data === null || Array.isArray(data)) {
-      throw new ValidationError("body", "Invalid body: a JSON object of parameters is expected");
-    }
-    for (const [k, v] of Object.entries(data)) out[k] = scalar(k, v);
-    return out;
+  for (const [k, v] of pairs) {
+    if (Object.hasOwn(out, k)) throw moreThanOnce(k);
+    out[k] = v;
   }
-  if (type === "application/x-www-form-urlencoded" || type === "multipart/form-data") {
-    let form: FormData;
-    try {
-      form = await c.req.formData();
-    } catch {
-      throw new ValidationError("body", "Invalid body: malformed form data");
-    }
-    for (const [k, v] of form.entries()) {
-      if (typeof v !== "string") throw new ValidationError(k, `Invalid ${k}: files are not accepted`);
-      if (k in out) throw new ValidationError(k, `Parameter "${k}" is given more than once`);
-      out[k] = v;
-    }
-    return out;
+  return out;
+}
+
+function emptyBody(): Body {
+  return { params: Object.create(null), booleans: new Set() };
+}
+
+function readJson(bytes: Uint8Array): Body {
+  const body = emptyBody();
+  const text = decodeUtf8(bytes);
+  if (text === null) throw jsonBytesError(bytes);
+  if (text.trim() === "") return body;
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new ValidationError("body", "Invalid body: malformed JSON");
   }
-  const text = await c.req.text();
-  if (text.length === 0) return out;
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new ValidationError("body", "Invalid body: a JSON object of parameters is expected");
+  }
+  // JSON.parse keeps the last of duplicate keys silently; a form or query string refuses them, and so does JSON.
+  const seen = new Set<string>();
+  for (const k of scanJsonObject(text).keys) {
+    if (seen.has(k)) throw moreThanOnce(k);
+    seen.add(k);
+  }
+  for (const [k, v] of Object.entries(data)) {
+    if (!k.isWellFormed()) throw new ValidationError("body", "Invalid body: parameter names must be valid UTF-8 text");
+    body.params[k] = scalar(k, v);
+    if (typeof v === "boolean") body.booleans.add(k);
+  }
+  return body;
+}
+
+async function readMultipart(c: Context, bytes: Uint8Array<ArrayBuffer>, contentType: string): Promise<Body> {
+  const boundary = multipartBoundary(contentType);
+  if (boundary === undefined) throw new ValidationError("body", "Invalid body: malformed form data");
+  // Without its closing delimiter a body was cut off, and the parser would drop the unterminated last part.
+  if (!hasClosingBoundary(bytes, boundary)) {
+    throw new ValidationError("body", "Invalid body: the multipart body is cut short: its closing boundary is missing");
+  }
+  let form: FormData;
+  try {
+    form = await new Response(bytes, { headers: { "content-type": c.req.header("content-type")! } }).formData();
+  } catch {
+    throw new ValidationError("body", "Invalid body: malformed form data");
+  }
+  const pairs: [string, string][] = [];
+  for (const [k, v] of form.entries()) {
+    if (typeof v !== "string") throw new ValidationError(k, `Invalid ${k}: files are not accepted`);
+    pairs.push([k, v]);
+  }
+  // The parser turns bad bytes into U+FFFD; no file is in the body, so every byte of it must be UTF-8.
+  if (decodeUtf8(bytes) === null) throw multipartBytesError(bytes, boundary);
+  return { params: toParams(pairs), booleans: new Set() };
+}
+
+async function readBody(c: Context): Promise<Body> {
+  if (c.req.method === "GET" || c.req.method === "HEAD") return emptyBody();
+  const contentType = c.req.header("content-type") ?? "";
+  const type = contentType.split(";")[0]!.trim().toLowerCase();
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  if (type === "application/json" || type.endsWith("+json")) return readJson(bytes);
+  if (type === "application/x-www-form-urlencoded") {
+    const text = decodeUtf8(bytes);
+    if (text === null) throw formBytesError(bytes);
+    return { params: toParams(parsePairs(text, "body")), booleans: new Set() };
+  }
+  if (type === "multipart/form-data") return await readMultipart(c, bytes, contentType);
+  if (bytes.length === 0) return emptyBody();
   throw new ValidationError(
     "body",
     `Invalid body: content type "${type}" is not accepted; use JSON, form or multipart`,
   );
+}
+
+/** Query strings already parsed, by request, so authentication and parameter reading parse each once. */
+const QUERIES = new WeakMap<object, Record<string, string>>();
+
+/** The query parameters, decoded strictly (bad UTF-8 is refused by name) and each allowed once. */
+function queryOf(c: Context): Record<string, string> {
+  let query = QUERIES.get(c.req);
+  if (!query) {
+    query = toParams(parsePairs(queryString(c.req.url), "query"));
+    QUERIES.set(c.req, query);
+  }
+  return query;
+}
+
+/** One key from all the places a key may be sent: empty ones are ignored, two different ones are refused. */
+function oneKey(keys: (string | undefined)[]): string | undefined {
+  let key: string | undefined;
+  for (const k of keys) {
+    if (k === undefined || k.trim() === "") continue;
+    if (key !== undefined && k !== key) {
+      throw new ValidationError("apikey", "Two different API keys were sent: send one");
+    }
+    key = k;
+  }
+  return key;
+}
+
+/**
+ * The API key sent outside the body: header `X-API-Key`, `Authorization: Bearer`, or `apikey` in the query string.
+ * A key in the body is compared with it when the body is read (`rawOf`).
+ */
+export function outsideKey(c: Context): string | undefined {
+  const bearer = c.req.header("authorization");
+  return oneKey([
+    c.req.header("x-api-key"),
+    bearer && /^bearer\s+/i.test(bearer) ? bearer.replace(/^bearer\s+/i, "").trim() : undefined,
+    queryOf(c).apikey,
+  ]);
 }
 
 /** The request's raw parameters, read (query and body) on first use and kept for the rest of the request. */
@@ -72,23 +180,40 @@ export async function rawOf<E extends AppEnv>(c: Context<E>): Promise<RawRequest
 
 /** Reads query and body into plain string maps and takes out `format` and `apikey`. */
 async function readRaw(c: Context): Promise<RawRequest> {
-  const query: Record<string, string> = Object.create(null);
-  for (const [k, values] of Object.entries(c.req.queries())) {
-    if (values.length > 1) throw new ValidationError(k, `Parameter "${k}" is given more than once`);
-    query[k] = values[0] ?? "";
-  }
-  const body = await readBody(c);
-  let apikey = query.apikey;
-  if (body.apikey !== undefined) {
-    if (apikey !== undefined) throw new ValidationError("apikey", `Parameter "apikey" is given more than once`);
-    apikey = body.apikey;
-  }
+  const query: Record<string, string> = Object.assign(Object.create(null), queryOf(c));
+  const { params: body, booleans } = await readBody(c);
+  if (booleans.has("apikey")) throw new ValidationError("apikey", "Invalid apikey: must be text, not a boolean");
+  const apikey = oneKey([outsideKey(c), body.apikey]);
   if (body.format !== undefined) {
     throw new ValidationError("format", 'Parameter "format" must be passed in the query string');
   }
   for (const k of GLOBAL_PARAMS) delete query[k];
   delete body.apikey;
-  return { query, body, apikey };
+  return { query, body, apikey, booleans };
+}
+
+/**
+ * The fields of a spec that take a JSON true/false: those whose parser reads "true" as true and "false" as false.
+ * Asking the parser keeps the type in one place, its definition.
+ */
+function yesNoFields(parsers: Parsers): Set<string> {
+  const yesNo = new Set<string>();
+  for (const [name, parse] of Object.entries(parsers)) {
+    try {
+      if (parse("true", name) === true && parse("false", name) === false) yesNo.add(name);
+    } catch {
+      // Refuses "true": not a yes/no field.
+    }
+  }
+  return yesNo;
+}
+
+/** Refuses a JSON true/false sent for a parameter that is not yes/no (an id, an amount, a date or a text). */
+function notBoolean(field: string): ValidationError {
+  return new ValidationError(
+    field,
+    `Invalid ${field}: must not be a boolean; true and false are only for yes/no parameters`,
+  );
 }
 
 /** Field parsers by parameter name. */
@@ -112,10 +237,11 @@ export function input<Q extends Parsers, F extends Parsers>(
   const querySchema = paramSchema(spec.query);
   const fieldSchema = paramSchema(spec.fields);
   const inFields = new Set(Object.keys(spec.fields));
+  const yesNo = yesNoFields(spec.fields);
   return async (c, next) => {
     const raw = await rawOf(c);
-    const query: RawParams = {};
-    const fields: RawParams = {};
+    const query: RawParams = Object.create(null);
+    const fields: RawParams = Object.create(null);
     for (const [k, v] of Object.entries(raw.query)) {
       if (Object.hasOwn(spec.query, k)) query[k] = v;
       else fields[k] = v;
@@ -124,7 +250,8 @@ export function input<Q extends Parsers, F extends Parsers>(
       if (!inFields.has(k) && Object.hasOwn(spec.query, k)) {
         throw new ValidationError(k, `Parameter "${k}" must be passed in the query string`);
       }
-      if (k in fields) throw new ValidationError(k, `Parameter "${k}" is given more than once`);
+      if (Object.hasOwn(fields, k)) throw new ValidationError(k, `Parameter "${k}" is given more than once`);
+      if (raw.booleans.has(k) && inFields.has(k) && !yesNo.has(k)) throw notBoolean(k);
       fields[k] = v;
     }
     const q = querySchema.safeParse(query);

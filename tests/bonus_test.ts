@@ -619,7 +619,11 @@ Deno.test("GET /api/customer/bonusHistory pages the ledger newest first", async 
 
   await t.step("bad paging is refused", async () => {
     const cases: [Record<string, string | number>, string, string][] = [
-      [{ page: 1, cursor: "YTM" }, "cursor", 'Invalid cursor "": use either page or cursor, not both'],
+      [
+        { page: 1, cursor: "YTM" },
+        "cursor",
+        'Parameters "page" and "cursor" cannot be combined: use either page or cursor, not both',
+      ],
       [{ cursor: "zzz" }, "cursor", 'Invalid cursor "zzz": not a cursor this service gave out'],
       [{ page_size: 1001 }, "page_size", 'Invalid page_size "1001": must be a whole number from 1 to 1000'],
       [{ page: 0 }, "page", 'Invalid page "0": must be a whole number from 1 to 1000000000'],
@@ -632,6 +636,6 @@ Deno.test("GET /api/customer/bonusHistory pages the ledger newest first", async 
       assert.deepEqual(res.body, { success: 0, info, field });
     }
     const post = await w.call("POST", "/api/customer/bonusHistory", { form: { customer_id: c, bonus_id: b } });
-    assert.equal(post.status, 404);
+    assert.equal(post.status, 405, "bonusHistory takes GET only");
   });
 });

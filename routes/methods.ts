@@ -1,0 +1,49 @@
+import type { Hono, MiddlewareHandler } from "hono";
+import { requireWrite } from "./auth.ts";
+import type { AppEnv } from "./context.ts";
+import { render } from "./reply.ts";
+
+/** The order methods are listed in an `Allow` header. */
+const ORDER = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+function byOrder(a: string, b: string): number {
+  const ia = ORDER.indexOf(a);
+  const ib = ORDER.indexOf(b);
+  return (ia === -1 ? ORDER.length : ia) - (ib === -1 ? ORDER.length : ib) || a.localeCompare(b);
+}
+
+/**
+ * Answers 405 with an `Allow` header when a path the app routes is asked with a method it does not take, before
+ * authentication or the body. The methods come from the app's own routes (so every endpoint added later is covered):
+ * those registered for the path, plus HEAD for a read-only path, one taken by GET alone without `requireWrite`.
+ * Hono answers HEAD by running the GET handler, which must never happen for a write. Routes for all methods
+ * (middleware) do not count; a path no route takes falls through to 404.
+ */
+export function allowedMethods(app: Hono<AppEnv>): MiddlewareHandler<AppEnv> {
+  let methods: string[] | undefined;
+  return async (c, next) => {
+    // Read on first use, when every route is registered.
+    methods ??= [...new Set(app.routes.map((r) => r.method.toUpperCase()))].filter((m) => m !== "ALL");
+    const path = c.req.path;
+    const taken = new Set<string>();
+    let writes = false;
+    for (const method of methods) {
+      for (const [[handler, route]] of app.router.match(method, path)[0]) {
+        if (route.method.toUpperCase() !== method) continue;
+        taken.add(method);
+        if (handler === requireWrite) writes = true;
+      }
+    }
+    if (taken.size === 0) return await next();
+    if (!writes && taken.size === 1 && taken.has("GET")) taken.add("HEAD");
+    const method = c.req.method.toUpperCase();
+    if (taken.has(method)) return await next();
+    const allow = [...taken].sort(byOrder);
+    const use = allow.length === 1 ? allow[0] : `${allow.slice(0, -1).join(", ")} or ${allow.at(-1)}`;
+    c.res = render(c.get("format") ?? "json", {
+      success: 0,
+      info: `Method ${method} is not allowed for ${path}: use ${use}`,
+    }, 405);
+    c.res.headers.set("Allow", allow.join(", "));
+  };
+}
