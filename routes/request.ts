@@ -1,7 +1,8 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { type FieldParser, issueToError, paramSchema, type Parsed, type RawParams } from "../domain/fields.ts";
+import { type FieldRule, issueToError, paramSchema, type Parsed, type RawParams } from "../domain/fields.ts";
 import { ValidationError } from "../domain/errors.ts";
 import type { AppEnv, RawRequest } from "./context.ts";
+import { registerDescription, type RouteDoc } from "./route_doc.ts";
 
 /** Parameters every endpoint takes besides its own; they never reach the endpoint's schema. */
 const GLOBAL_PARAMS = new Set(["format", "apikey"]);
@@ -91,8 +92,8 @@ async function readRaw(c: Context): Promise<RawRequest> {
   return { query, body, apikey };
 }
 
-/** Field parsers by parameter name. */
-type Parsers = Record<string, FieldParser<unknown>>;
+/** Field rules by parameter name. */
+type Parsers = Record<string, FieldRule>;
 
 /** The validated parameters an `input()` middleware hands its handler. */
 export interface InputEnv<Q extends Parsers, F extends Parsers> {
@@ -104,15 +105,17 @@ export interface InputEnv<Q extends Parsers, F extends Parsers> {
  * parameters read from the query string alone ("get only": lookups and switches); `fields` parsers for
  * those that may come in the query string or the body. A query parameter goes to `query` when that
  * schema knows it, else to `fields`; a body parameter goes to `fields`, and one only `query` knows is
- * refused as "get only". Unknown parameters are refused by name.
+ * refused as "get only". Unknown parameters are refused by name. The rest of the spec (summary, reply, ...)
+ * describes the route in the OpenAPI document, together with the rules' own constraints.
  */
 export function input<Q extends Parsers, F extends Parsers>(
-  spec: { query: Q; fields: F },
+  spec: { query: Q; fields: F } & RouteDoc,
 ): MiddlewareHandler<AppEnv & InputEnv<Q, F>> {
+  const { query: _q, fields: _f, ...doc } = spec;
   const querySchema = paramSchema(spec.query);
   const fieldSchema = paramSchema(spec.fields);
   const inFields = new Set(Object.keys(spec.fields));
-  return async (c, next) => {
+  const middleware: MiddlewareHandler<AppEnv & InputEnv<Q, F>> = async (c, next) => {
     const raw = await rawOf(c);
     const query: RawParams = {};
     const fields: RawParams = {};
@@ -134,4 +137,6 @@ export function input<Q extends Parsers, F extends Parsers>(
     c.set("input", { query: q.data, fields: f.data });
     await next();
   };
+  registerDescription(middleware, { doc, input: { query: spec.query, fields: spec.fields } });
+  return middleware;
 }
