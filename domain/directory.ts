@@ -48,5 +48,9 @@ export const directoryName: Field<string> = field(checkDirectoryName, {
 /** A reference to a directory entry by name; empty means null (none). */
 export const directoryNameField: Field<string | null> = field(
   (raw, name) => raw.trim() === "" ? null : checkDirectoryName(raw, name),
-  { wire: NAME_WIRE, description: "Trimmed, inner white space folded, any case.", example: "VIP" },
+  {
+    wire: z.string().max(MAX_DIRECTORY_NAME),
+    description: "Trimmed, inner white space folded, any case.",
+    example: "VIP",
+  },
 );

@@ -52,9 +52,14 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
     query: {
       id: nonEmpty(id).describe("The customer with this id."),
       external_id: nonEmpty(text(100)).describe("The customer with this id in an outside system (exact)."),
-      phone: nonEmpty(phone).describe("The customer with this phone, in any writing (8 (900) 123-45-67)."),
-      email: nonEmpty((raw: string, field: string) => emailKey(normalizeEmail(raw, field)))
-        .describe("The customer with this email, any case."),
+      phone: nonEmpty(phone).meta({
+        description: "The customer with this phone, in any writing (8 (900) 123-45-67).",
+        example: "+79001234567",
+      }),
+      email: nonEmpty((raw: string, field: string) => emailKey(normalizeEmail(raw, field))).meta({
+        description: "The customer with this email, any case.",
+        example: "sergey@example.com",
+      }),
       with_phone: bool.describe("1: only customers with a phone; 0: only those without."),
       with_email: bool.describe("1: only customers with an email; 0: only those without."),
       ...PAGING_PARSERS,

@@ -85,12 +85,14 @@ function openApiPath(path: string): { path: string; params: string[] } {
 function parameter(name: string, rule: FieldRule, options: { getOnly: boolean; required: boolean }): Json | null {
   const { json, refused } = fieldInfo(rule);
   if (refused) return null;
-  const { description, examples, ...schema } = json;
+  const { description, examples, example, ...schema } = json;
   const parts = [options.getOnly ? "**Get only.**" : "", typeof description === "string" ? description : ""];
   const out: Json = { name, in: "query", required: options.required, schema };
   const text = parts.filter(Boolean).join(" ");
   if (text) out.description = text;
-  if (Array.isArray(examples) && examples.length > 0) out.example = examples[0];
+  // `examples` of a transforming schema are dropped by zod on its input side; `example` (OpenAPI's word) is kept.
+  const sample = Array.isArray(examples) && examples.length > 0 ? examples[0] : example;
+  if (sample !== undefined) out.example = sample;
   if (options.getOnly) out["x-get-only"] = true;
   return out;
 }
