@@ -4,8 +4,6 @@
  * reference UI (Swagger UI) served by the service from its npm package, no CDN.
  */
 import { Hono } from "hono";
-import swaggerCss from "swagger-ui-dist/swagger-ui.css" with { type: "text" };
-import swaggerJs from "swagger-ui-dist/swagger-ui-bundle.js" with { type: "text" };
 import swaggerPackage from "swagger-ui-dist/package.json" with { type: "json" };
 import { z } from "zod";
 import { fieldInfo, type FieldRule, jsonSchemaOf } from "../domain/fields.ts";
@@ -262,9 +260,19 @@ export function openApiDocument(routes: readonly RouteEntry[], options: { versio
 
 /** Where the reference UI's files are served; the package version in the path lets them be cached for good. */
 const ASSET_BASE = `/docs/${swaggerPackage.version}`;
-const ASSETS: Record<string, { body: string; type: string }> = {
-  "swagger-ui.css": { body: swaggerCss, type: "text/css; charset=utf-8" },
-  "swagger-ui-bundle.js": { body: swaggerJs, type: "text/javascript; charset=utf-8" },
+/**
+ * The UI's files, imported as text from the npm package (so they are part of the module graph, on Deno Deploy too)
+ * on first use only: they take about 6 MB of heap that a service nobody browses the docs of need not hold.
+ */
+const ASSETS: Record<string, { load: () => Promise<{ default: string }>; type: string }> = {
+  "swagger-ui.css": {
+    load: () => import("swagger-ui-dist/swagger-ui.css", { with: { type: "text" } }),
+    type: "text/css; charset=utf-8",
+  },
+  "swagger-ui-bundle.js": {
+    load: () => import("swagger-ui-dist/swagger-ui-bundle.js", { with: { type: "text" } }),
+    type: "text/javascript; charset=utf-8",
+  },
 };
 
 const DOCS_HTML = `<!doctype html>
@@ -328,10 +336,10 @@ export function openApiRoutes(app: { routes: readonly RouteEntry[] }): Hono<AppE
         errors: [404],
         tags: ["service"],
       }),
-      (c) => {
+      async (c) => {
         const asset = ASSETS[c.req.param("asset")];
         if (c.req.param("version") !== swaggerPackage.version || !asset) return c.notFound();
-        return c.body(asset.body, 200, {
+        return c.body((await asset.load()).default, 200, {
           "content-type": asset.type,
           "cache-control": "public, max-age=31536000, immutable",
         });
