@@ -146,6 +146,7 @@ export function openApiDocument(routes: readonly RouteEntry[], options: { versio
     const descriptions = handlers.map(descriptionOf).filter((d) => d !== undefined);
     if (descriptions.length === 0) continue;
     const doc: RouteDoc = Object.assign({}, ...descriptions.map((d) => d.doc));
+    if (doc.hidden) continue;
     const input = descriptions.find((d) => d.input)?.input ?? { query: {}, fields: {} };
     const write = handlers.includes(requireWrite);
     const { path: oaPath, params: pathParams } = openApiPath(path);

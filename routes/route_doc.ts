@@ -26,6 +26,8 @@ export interface RouteDoc {
   public?: boolean;
   /** Groups in the reference UI; the path's resource when absent. */
   tags?: string[];
+  /** Not an endpoint of its own (e.g. a 405 answer for methods a path does not take): left out of the document. */
+  hidden?: boolean;
 }
 
 /** An endpoint's parameters: "get only" ones (`query`) and those that may also come in a body (`fields`). */

@@ -13,6 +13,7 @@ import {
   errorReply,
 } from "../domain/replies.ts";
 import { openApiDocument, type RouteEntry } from "../routes/openapi.ts";
+import { describeRoute, descriptionOf } from "../routes/route_doc.ts";
 import { type CallOptions, randomCustomer, type Reply, request, world } from "./helpers.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -23,10 +24,10 @@ function openApiPath(path: string): string {
   return path.replace(/:([A-Za-z0-9_]+)(\{[^}]*\})?/g, "{$1}");
 }
 
-/** The routes of an app (middleware left out) that the document has no operation for. */
+/** The routes of an app (middleware and routes marked hidden left out) that the document has no operation for. */
 function undocumented(routes: readonly RouteEntry[], doc: Json): string[] {
   return routes
-    .filter((r) => r.method !== "ALL")
+    .filter((r) => r.method !== "ALL" && !descriptionOf(r.handler)?.doc.hidden)
     .filter((r) => doc.paths?.[openApiPath(r.path)]?.[r.method.toLowerCase()] === undefined)
     .map((r) => `${r.method} ${r.path}`);
 }
@@ -180,8 +181,14 @@ Deno.test("GET /openapi.json: a valid OpenAPI 3.1 document of every route, no ke
   });
 
   await t.step("a route registered without input() or describeRoute() is caught", () => {
-    const routes = [...w.app.routes, { method: "POST", path: "/api/undocumented", handler: () => {} }];
-    assert.deepEqual(undocumented(routes, openApiDocument(routes)), ["POST /api/undocumented"]);
+    const routes = [
+      ...w.app.routes,
+      { method: "POST", path: "/api/undocumented", handler: () => {} },
+      { method: "PUT", path: "/api/customer", handler: describeRoute({ hidden: true }) },
+    ];
+    const doc = openApiDocument(routes) as Json;
+    assert.deepEqual(undocumented(routes, doc), ["POST /api/undocumented"]);
+    assert.equal(doc.paths["/api/customer"].put, undefined, "a hidden route is left out");
   });
 });
 
