@@ -32,10 +32,9 @@ export interface FieldDoc {
   example?: string | number | boolean;
 }
 
-/** What the field registry keeps for each rule: its parser, its wire JSON Schema, and whether it is refused. */
+/** What the field registry keeps for each rule: its parser, and whether the parameter is refused outright. */
 interface FieldEntry {
   parse: FieldParser<unknown>;
-  json: Record<string, unknown>;
   refused: boolean;
 }
 
@@ -49,7 +48,7 @@ export function jsonSchemaOf(schema: z.ZodType, io: "input" | "output" = "output
 
 function register<T>(parse: FieldParser<T>, json: Record<string, unknown>, refused = false): Field<T> {
   const schema = z.string().meta(json).transform((raw, ctx) => run(parse, raw, "value", ctx)) as Field<T>;
-  registry.set(schema, { parse, json, refused });
+  registry.set(schema, { parse, refused });
   return schema;
 }
 
@@ -88,8 +87,12 @@ export function fieldInfo(
 /** The parser behind a rule, for callers that parse one value at a time and name the field themselves. */
 export function parserOf<T>(rule: Field<T> | FieldParser<T>): FieldParser<T> {
   const { parse } = fieldInfo(rule);
-  if (parse === null) return (raw) => (rule as Field<T>).parse(raw);
-  return parse as FieldParser<T>;
+  if (parse !== null) return parse as FieldParser<T>;
+  return (raw, field) => {
+    const result = (rule as Field<T>).safeParse(raw);
+    if (result.success) return result.data;
+    throw new ValidationError(field, `Invalid ${field}: ${result.error.issues[0]?.message ?? "not valid"}`);
+  };
 }
 
 /** The parsers behind a map of rules. */
@@ -153,8 +156,8 @@ export const id: Field<number | null> = field(intParser(1, Number.MAX_SAFE_INTEG
  * customer, or create one) when a client's variable happened to be empty.
  */
 export function nonEmpty<T>(rule: Field<T | null> | FieldParser<T | null>): Field<T> {
-  const { parse, json } = fieldInfo(rule);
-  const inner = parse ?? ((raw: string) => (rule as Field<T | null>).parse(raw));
+  const { json } = fieldInfo(rule);
+  const inner = parserOf(rule);
   const out = { ...json };
   if (out.type === "string" && out.minLength === undefined) out.minLength = 1;
   out.description = [json.description, "Must not be empty."].filter(Boolean).join(" ");

@@ -35,4 +35,6 @@ Deno.test("paramSchema() names each parameter in its messages, also after .descr
 Deno.test("parserOf() gives the parser behind a rule, for one value at a time", () => {
   assert.equal(parserOf(oneOf(["NEW", "ACTIVE"]))("active", "status"), "ACTIVE");
   assert.throws(() => parserOf(text(3))("abcd", "fname"), { message: 'Invalid fname "abcd": at most 3 characters' });
+  // A plain zod schema of text works too; its failure still names the field.
+  assert.throws(() => parserOf(z.string().max(2))("abc", "code"), { name: "ValidationError", field: "code" });
 });
