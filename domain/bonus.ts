@@ -2,9 +2,10 @@
  * Bonus ledger rules: how a balance changes, when a change is refused, what a ledger entry holds and when two
  * requests are "the same" for idempotency. Pure: every amount is an integer of minor units (1/100 of a point).
  */
+import { z } from "zod";
 import { formatDateTime } from "./dates.ts";
 import { ConflictError, quote, UnprocessableError, ValidationError } from "./errors.ts";
-import { type FieldParser, invalid } from "./fields.ts";
+import { type Field, field, type FieldParser, invalid } from "./fields.ts";
 import { MAX_MINOR, moneyToNumber, parseMoney } from "./money.ts";
 
 /** Largest balance a customer may hold in one program, in minor units (100 billion points). */
@@ -176,6 +177,14 @@ export const amountParser: FieldParser<number> = (raw, field) => {
   return parseMoney(raw, field, { allowNegative: true });
 };
 
+/** The `amount` parameter: a signed decimal of points, required. */
+export const amountField: Field<number> = field(amountParser, {
+  wire: z.number().min(-MAX_MINOR / 100).max(MAX_MINOR / 100).multipleOf(0.01),
+  description:
+    'Points to add, negative to remove (or the new balance with overwrite=1); at most 2 decimal places, "-12,5" too.',
+  example: "100",
+});
+
 /** Checks an idempotency key: 1 to MAX_IDEMPOTENCY_KEY printable characters, used as sent. */
 export function checkIdempotencyKey(raw: string, field: string): string {
   if (raw.length === 0) throw invalid(field, raw, "must not be empty");
@@ -185,6 +194,16 @@ export function checkIdempotencyKey(raw: string, field: string): string {
   if (raw.trim() !== raw) throw invalid(field, raw, "must not start or end with white space");
   return raw;
 }
+
+// deno-lint-ignore no-control-regex
+const PRINTABLE_KEY = /^[^\u0000-\u001f\u007f\s](?:[^\u0000-\u001f\u007f]*[^\u0000-\u001f\u007f\s])?$/;
+
+/** The `idempotency_key` parameter (or `Idempotency-Key` header): a retry with the same key is answered once. */
+export const idempotencyKeyField: Field<string> = field(checkIdempotencyKey, {
+  wire: z.string().min(1).max(MAX_IDEMPOTENCY_KEY).regex(PRINTABLE_KEY),
+  description: "Makes the change safe to retry: a retry with the same key and parameters gets the first reply back.",
+  example: "R-1001",
+});
 
 /** Picks the idempotency key from the header and the parameter; two different ones are refused. */
 export function pickIdempotencyKey(header: string | undefined, param: string | undefined): string | null {

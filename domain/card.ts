@@ -2,11 +2,24 @@
  * Discount cards: the stored shape, the parsers of card parameters, and the pure rules of a change (status
  * stamping, generated numbers, lookup order). No store and no HTTP here.
  */
-import { formatDateTime, parseDateTime } from "./dates.ts";
-import { checkDirectoryName } from "./directory.ts";
+import { z } from "zod";
+import { dateTimeField, formatDateTime } from "./dates.ts";
+import { directoryNameField } from "./directory.ts";
 import { ean13CheckDigit, inStoreEan13, isValidEan13, uidToEan13 } from "./ean13.ts";
 import { ConflictError, NotFoundError, quote, ValidationError } from "./errors.ts";
-import { AUDIT_FIELDS, bool, type FieldParser, id, invalid, nonEmpty, oneOf, type Parsed, text } from "./fields.ts";
+import {
+  AUDIT_FIELDS,
+  bool,
+  type Field,
+  field,
+  id,
+  invalid,
+  nonEmpty,
+  oneOf,
+  type Parsed,
+  parsersOf,
+  text,
+} from "./fields.ts";
 
 /** Card media (what the card is physically). */
 export const CARD_MEDIA = ["PLASTIC", "MAGNET", "APP"] as const;
@@ -77,54 +90,76 @@ export function parseEan13(raw: string, field: string): string | null {
   return value;
 }
 
-const parseMedium = oneOf(CARD_MEDIA);
-const statusOrNull = oneOf(CARD_STATUSES);
-
 /** Parses a status; it cannot be cleared, so empty is refused. */
 function parseStatus(raw: string, field: string): CardStatus {
-  const value = statusOrNull(raw, field);
-  if (value === null) throw invalid(field, raw, `must be one of ${CARD_STATUSES.join(", ")}`);
-  return value;
+  const value = raw.trim().toUpperCase();
+  if (!(CARD_STATUSES as readonly string[]).includes(value)) {
+    throw invalid(field, raw, `must be one of ${CARD_STATUSES.join(", ")}`);
+  }
+  return value as CardStatus;
 }
 
-/** Parses a card type name: tidied like every directory name; empty means null (no type). */
-function parseTypeName(raw: string, field: string): string | null {
-  return raw.trim() === "" ? null : checkDirectoryName(raw, field);
-}
+const UID_WIRE = z.string().min(1).max(MAX_UID).regex(PRINTABLE);
+const BARCODE_WIRE = z.string().max(MAX_BARCODE).regex(/^[0-9]*$/);
 
-/** Parsers of the lookup keys of updateCard and deleteCard, all read from the query string alone. */
+/** A card number: printable, no spaces; empty means null. */
+export const uidField: Field<string | null> = field(parseUid, {
+  wire: UID_WIRE,
+  description: "The card number: printable characters, no spaces.",
+  example: "1000001",
+});
+
+/** A barcode: digits only; empty means null (none). */
+export const barcodeField: Field<string | null> = field(parseBarcode, {
+  wire: BARCODE_WIRE,
+  description: "Digits only (no check digit rule).",
+  example: "4600682003144",
+});
+
+/** Rules of the lookup keys of updateCard and deleteCard, all read from the query string alone. */
 export const CARD_LOOKUP_PARSERS = {
-  card_id: nonEmpty(id),
-  uid: nonEmpty(parseUid),
-  external_id: nonEmpty(text(MAX_CARD_EXTERNAL_ID)),
-  card_barcode: nonEmpty(parseBarcode),
-} satisfies Record<string, FieldParser<unknown>>;
+  card_id: nonEmpty(id).describe("The card with this id (tried first)."),
+  uid: nonEmpty(uidField).describe("The card with this number (tried second)."),
+  external_id: nonEmpty(text(MAX_CARD_EXTERNAL_ID)).describe("The card with this external id (tried third)."),
+  card_barcode: nonEmpty(barcodeField).describe("The card with this barcode (tried last)."),
+} satisfies Record<string, Field<unknown>>;
 
 /** The `create_if_not_exist` switch of updateCard. */
-export const CREATE_SWITCH = { create_if_not_exist: bool } satisfies Record<string, FieldParser<unknown>>;
+export const CREATE_SWITCH = {
+  create_if_not_exist: bool.describe("1: create the card when no lookup key finds one."),
+} satisfies Record<string, Field<unknown>>;
 
-/** Parsers of the writable card fields (query or body), keyed by parameter name. */
-export function cardFieldParsers(settings: { timeZone: string }) {
-  const date = (raw: string, field: string) => raw.trim() === "" ? null : parseDateTime(raw, field, settings.timeZone);
+/** Rules of the writable card fields (query or body), keyed by parameter name. */
+export function cardFields(settings: { timeZone: string }) {
+  const date = dateTimeField(settings.timeZone);
   return {
-    uid_ean13: parseEan13,
-    barcode: parseBarcode,
-    medium: parseMedium,
-    status: parseStatus,
+    uid_ean13: field(parseEan13, {
+      wire: z.string().regex(/^[0-9]{13}$/),
+      description: "An EAN-13 with a valid check digit; derived from the uid when not given.",
+      example: "4600682003144",
+    }),
+    barcode: barcodeField,
+    medium: oneOf(CARD_MEDIA),
+    status: field(parseStatus, { wire: z.enum(CARD_STATUSES), description: "Any case.", example: "ACTIVE" }),
     block_date: date,
     activate_date: date,
-    type_id: id,
-    type_name: parseTypeName,
-    customer_id: id,
-    customer_external_id: text(MAX_CARD_EXTERNAL_ID),
-  } satisfies Record<string, FieldParser<unknown>>;
+    type_id: id.describe("The card type, by id (wins over type_name)."),
+    type_name: directoryNameField.describe("The card type, by name: made when it does not exist yet."),
+    customer_id: id.describe("The owner, by id (wins over customer_external_id)."),
+    customer_external_id: text(MAX_CARD_EXTERNAL_ID).describe("The owner, by external id."),
+  } satisfies Record<string, Field<unknown>>;
+}
+
+/** The writable card fields as plain parsers, for callers that parse one value at a time. */
+export function cardFieldParsers(settings: { timeZone: string }) {
+  return parsersOf(cardFields(settings));
 }
 
 /** Card fields a client may not set, with the reason told back. */
 export const READ_ONLY_CARD_FIELDS = AUDIT_FIELDS;
 
 /** Parsed writable fields of a request: absent keys stay as they are, null clears. */
-export type CardFields = Parsed<ReturnType<typeof cardFieldParsers>>;
+export type CardFields = Parsed<ReturnType<typeof cardFields>>;
 
 /** The part of a request that changes the card itself (type and customer are resolved by storage first). */
 export type CardChange = Omit<CardFields, "type_id" | "type_name" | "customer_id" | "customer_external_id">;

@@ -1,10 +1,10 @@
-import { checkBirthDate, computeAge, formatDateTime, parseDateTime } from "./dates.ts";
-import { emailKey, normalizeEmail } from "./email.ts";
-import { checkDirectoryName } from "./directory.ts";
+import { checkBirthDate, computeAge, dateTimeField, formatDateTime } from "./dates.ts";
+import { emailField, emailKey } from "./email.ts";
+import { directoryNameField } from "./directory.ts";
 import { ConflictError, ValidationError } from "./errors.ts";
-import { AUDIT_FIELDS, bool, type FieldParser, id, int, oneOf, type Parsed, refused, text } from "./fields.ts";
-import { moneyToNumber, parseMoney } from "./money.ts";
-import { normalizePhone } from "./phone.ts";
+import { AUDIT_FIELDS, bool, type Field, id, int, oneOf, type Parsed, refused, text } from "./fields.ts";
+import { moneyField, moneyToNumber } from "./money.ts";
+import { phoneField } from "./phone.ts";
 
 /** A customer as stored: instants in epoch ms, money in minor units, phone as digits. */
 export interface Customer {
@@ -43,37 +43,35 @@ export interface CustomerSettings {
 /** Longest accepted external id, in characters. */
 export const MAX_EXTERNAL_ID = 100;
 
-/** Parsers of the writable customer fields, keyed by parameter name. */
+/** Rules of the writable customer fields, keyed by parameter name. */
 export function customerFieldParsers(settings: CustomerSettings) {
   return {
-    external_id: text(MAX_EXTERNAL_ID),
-    fname: text(100),
-    lname: text(100),
-    mname: text(100),
-    email: (raw: string, field: string) => raw.trim() === "" ? null : normalizeEmail(raw, field),
-    phone: (raw: string, field: string) =>
-      raw.trim() === "" ? null : normalizePhone(raw, field, settings.defaultCountryCode),
+    external_id: text(MAX_EXTERNAL_ID).describe("The customer's id in an outside system (exact, case-sensitive)."),
+    fname: text(100).describe("First name."),
+    lname: text(100).describe("Last name."),
+    mname: text(100).describe("Middle name."),
+    email: emailField,
+    phone: phoneField(settings.defaultCountryCode),
     gender: oneOf(["M", "F"] as const),
-    custom_information: text(4000),
+    custom_information: text(4000).describe("Free text about the customer."),
     birth_day: int(1, 31),
     birth_month: int(1, 12),
     birth_year: int(1900, 2200),
-    register_date: (raw: string, field: string) =>
-      raw.trim() === "" ? null : parseDateTime(raw, field, settings.timeZone),
-    accumulated_sales: (raw: string, field: string) => raw.trim() === "" ? null : parseMoney(raw, field),
+    register_date: dateTimeField(settings.timeZone),
+    accumulated_sales: moneyField,
     send_push: bool,
     send_email: bool,
     send_sms: bool,
-    group_id: id,
-    group_name: (raw: string, field: string) => raw.trim() === "" ? null : checkDirectoryName(raw, field),
-  } satisfies Record<string, FieldParser<unknown>>;
+    group_id: id.describe("The customer group, by id (wins over group_name)."),
+    group_name: directoryNameField.describe("The customer group, by name: made when it does not exist yet."),
+  } satisfies Record<string, Field<unknown>>;
 }
 
 /** Fields a client may not set, with the reason told back. */
 export const READ_ONLY_CUSTOMER_FIELDS = {
   age: refused("age is computed from birth_day, birth_month and birth_year"),
   ...AUDIT_FIELDS,
-} satisfies Record<string, FieldParser<never>>;
+} satisfies Record<string, Field<never>>;
 
 /** A parsed change to a customer: absent keys stay as they are, null clears. */
 export type CustomerPatch = Parsed<ReturnType<typeof customerFieldParsers>>;

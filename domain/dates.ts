@@ -1,4 +1,6 @@
+import { z } from "zod";
 import { quote, ValidationError } from "./errors.ts";
+import { type Field, field } from "./fields.ts";
 
 /** A calendar date (month and day from 1), the unit of birthdays and "today". */
 export interface CalendarDate {
@@ -144,6 +146,15 @@ export function parseDateTime(raw: string, field: string, timeZone: string): num
   if (earlyOk && lateOk) return Math.min(early, late);
   if (lateOk) return late;
   return early; // valid, or in a gap: the old offset lands after the change, moved forward by the gap
+}
+
+/** A date-time parameter read as wall-clock time in a zone; empty means null (clear). */
+export function dateTimeField(timeZone: string): Field<number | null> {
+  return field((raw, name) => raw.trim() === "" ? null : parseDateTime(raw, name, timeZone), {
+    wire: z.string().regex(DATE_TIME),
+    description: `YYYY-MM-DD HH:MM:SS (or with T, without seconds, or a bare date) in ${timeZone}.`,
+    example: "2016-07-18 13:54:37",
+  });
 }
 
 /** Completed years from a birth date to today, for the computed "age"; null when partial or in the future. */

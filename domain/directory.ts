@@ -1,4 +1,6 @@
+import { z } from "zod";
 import { ValidationError } from "./errors.ts";
+import { type Field, field } from "./fields.ts";
 
 /** An entry of a per-company directory (customer groups, card types, bonus programs). */
 export interface DirectoryEntry {
@@ -33,3 +35,22 @@ export function checkDirectoryName(raw: string, field: string): string {
   }
   return name;
 }
+
+const NAME_WIRE = z.string().min(1).max(MAX_DIRECTORY_NAME);
+
+/** The name of a directory entry being created or renamed: required, tidied. */
+export const directoryName: Field<string> = field(checkDirectoryName, {
+  wire: NAME_WIRE,
+  description: "Trimmed, inner white space folded; unique per company in any case.",
+  example: "VIP",
+});
+
+/** A reference to a directory entry by name; empty means null (none). */
+export const directoryNameField: Field<string | null> = field(
+  (raw, name) => raw.trim() === "" ? null : checkDirectoryName(raw, name),
+  {
+    wire: z.string().max(MAX_DIRECTORY_NAME),
+    description: "Trimmed, inner white space folded, any case.",
+    example: "VIP",
+  },
+);

@@ -1,4 +1,6 @@
+import { z } from "zod";
 import { quote, ValidationError } from "./errors.ts";
+import { type Field, field } from "./fields.ts";
 
 /** A domain label: letters (any script, with their marks), digits and inner hyphens, at most 63 characters. */
 const LABEL = /^[\p{L}\p{M}\p{Nd}](?:[\p{L}\p{M}\p{Nd}-]{0,61}[\p{L}\p{M}\p{Nd}])?$/u;
@@ -26,6 +28,16 @@ export function normalizeEmail(raw: string, field: string): string {
   }
   return email;
 }
+
+/** An email parameter, kept as typed; empty means null (clear). */
+export const emailField: Field<string | null> = field(
+  (raw, name) => raw.trim() === "" ? null : normalizeEmail(raw, name),
+  {
+    wire: z.string().max(254).meta({ format: "email" }),
+    description: "One address; unique per company in any case.",
+    example: "sergey@example.com",
+  },
+);
 
 /** The lower-cased form of an email address, used for lookup and uniqueness so that case does not matter. */
 export function emailKey(email: string): string {

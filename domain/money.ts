@@ -1,4 +1,6 @@
+import { z } from "zod";
 import { quote, ValidationError } from "./errors.ts";
+import { type Field, field } from "./fields.ts";
 
 /** Largest accepted magnitude in minor units (100 billion in major units), well inside exact integers. */
 export const MAX_MINOR = 10 ** 13;
@@ -22,6 +24,16 @@ export function parseMoney(raw: string, field: string, opts: { allowNegative?: b
   if (!opts.allowNegative) throw bad("must not be negative");
   return -minor;
 }
+
+/** An amount parameter that may not be negative, in minor units; empty means null. */
+export const moneyField: Field<number | null> = field(
+  (raw, name) => raw.trim() === "" ? null : parseMoney(raw, name),
+  {
+    wire: z.number().min(0).max(MAX_MINOR / 100).multipleOf(0.01),
+    description: 'A decimal with at most 2 places, "12,5" too.',
+    example: "15200.50",
+  },
+);
 
 /** Writes integer minor units as a decimal string ("15200", "15200.50", "-3.10"), exactly. */
 export function formatMoney(minor: number): string {

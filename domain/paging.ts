@@ -1,5 +1,6 @@
+import { z } from "zod";
 import { ValidationError } from "./errors.ts";
-import { type FieldParser, int, invalid } from "./fields.ts";
+import { field, type FieldParser, int, invalid } from "./fields.ts";
 
 /** Page size when a paged request does not name one. */
 export const DEFAULT_PAGE_SIZE = 200;
@@ -37,9 +38,13 @@ export const cursorParser: FieldParser<number> = (raw, field) => {
 
 /** The paging parameters every listing takes: page number, page size and cursor. */
 export const PAGING_PARSERS = {
-  page: int(1, 1_000_000_000),
-  page_size: int(1, MAX_PAGE_SIZE),
-  cursor: cursorParser,
+  page: int(1, 1_000_000_000).describe("Page number, from 1; turns paging on."),
+  page_size: int(1, MAX_PAGE_SIZE).describe("Items per page; turns paging on."),
+  cursor: field(cursorParser, {
+    wire: z.string().regex(/^[A-Za-z0-9+/]+$/),
+    description: "Continue after the last item of a previous page (its next_cursor); with page_size, not with page.",
+    example: encodeCursor(1),
+  }),
 };
 
 /** The error of a request that gives both a page number and a cursor. */

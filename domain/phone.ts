@@ -1,4 +1,6 @@
+import { z } from "zod";
 import { quote, ValidationError } from "./errors.ts";
+import { type Field, field } from "./fields.ts";
 
 const ALLOWED = /^\+?[\d\s\-().]*$/;
 const NON_DIGITS = /\D/g;
@@ -47,6 +49,16 @@ export function normalizePhone(raw: string, field: string, defaultCountryCode: s
     throw new ValidationError(field, `Invalid ${field} "${quote(raw)}": must contain 7 to 15 digits`);
   }
   return digits;
+}
+
+/** A phone parameter in any common writing, stored as international digits; empty means null (clear). */
+export function phoneField(defaultCountryCode: string): Field<string | null> {
+  return field((raw, name) => raw.trim() === "" ? null : normalizePhone(raw, name, defaultCountryCode), {
+    wire: z.string().regex(ALLOWED),
+    description: `Any writing with 7 to 15 digits ("8 (900) 123-45-67", "+7 900 1234567"); national numbers get ` +
+      `country code ${defaultCountryCode}.`,
+    example: "+7 900 123-45-67",
+  });
 }
 
 /** Whether a country calling code is well-formed (1 to 3 digits, not starting with 0), to vet the configuration. */

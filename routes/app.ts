@@ -11,6 +11,7 @@ import { customerRoutes } from "./customer.ts";
 import { allowedMethods } from "./methods.ts";
 import { directoryRoutes, type DirectoryShape } from "./directory.ts";
 import { historyRoutes } from "./history.ts";
+import { openApiRoutes } from "./openapi.ts";
 import { render, type ReplyBody } from "./reply.ts";
 
 /** Customer groups on the wire: `GET /api/customergroup`. */
@@ -96,6 +97,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/api/customergroup", directoryRoutes(deps, GROUPS));
   app.route("/api/cardtype", directoryRoutes(deps, CARD_TYPES));
   app.route("/api/bonusprogram", directoryRoutes(deps, BONUS_PROGRAMS));
+  app.route("/", openApiRoutes(app));
 
   app.notFound((c) => render(c.get("format") ?? "json", { success: 0, info: `No such endpoint: ${c.req.path}` }, 404));
   app.onError((error, c) => {

@@ -1,12 +1,12 @@
 import { Hono } from "hono";
 import {
-  amountParser,
+  amountField,
   balanceView,
   bonusReplyView,
   type BonusRequest,
   checkChange,
-  checkIdempotencyKey,
   type CustomerRef,
+  idempotencyKeyField,
   MAX_COMMENT,
   MAX_ORDER_ID,
   pickIdempotencyKey,
@@ -17,6 +17,7 @@ import { ValidationError } from "../domain/errors.ts";
 import { bool, id, text } from "../domain/fields.ts";
 import { moneyToNumber } from "../domain/money.ts";
 import { encodeCursor, pageWithCursor, PAGING_PARSERS } from "../domain/paging.ts";
+import { bonusChangeReply, bonusHistoryReply } from "../domain/replies.ts";
 import type { Actor } from "../domain/audit.ts";
 import { balancesOf, bonusHistory, changeBonus } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
@@ -51,25 +52,38 @@ export function bonusRoutes(deps: Deps) {
   const updateInput = input({
     query: {},
     fields: {
-      customer_id: id,
-      customer_external_id: text(MAX_EXTERNAL_ID),
-      bonus_id: id,
-      amount: amountParser,
-      overwrite: bool,
-      comment: text(MAX_COMMENT),
-      order_id: text(MAX_ORDER_ID),
-      idempotency_key: checkIdempotencyKey,
+      customer_id: id.describe("The customer, by id (wins over customer_external_id)."),
+      customer_external_id: text(MAX_EXTERNAL_ID).describe("The customer, by external id."),
+      bonus_id: id.describe("The bonus program."),
+      amount: amountField,
+      overwrite: bool.describe("1: set the balance to amount instead of adding it."),
+      comment: text(MAX_COMMENT).describe("Kept in the ledger entry."),
+      order_id: text(MAX_ORDER_ID).describe("Kept in the ledger entry."),
+      idempotency_key: idempotencyKeyField,
     },
+    summary: "Add, remove or set bonus points",
+    description: "Changes one balance of one customer and writes a ledger entry, atomically. A removal larger " +
+      "than the balance is refused (409). The idempotency key may also come as an `Idempotency-Key` header; " +
+      "a replayed reply carries `Idempotent-Replayed: true`.",
+    required: ["bonus_id", "amount"],
+    errors: [422],
+    reply: bonusChangeReply,
+    tags: ["bonus"],
   });
 
   const historyInput = input({
     query: {
-      customer_id: id,
-      customer_external_id: text(MAX_EXTERNAL_ID),
-      bonus_id: id,
+      customer_id: id.describe("The customer, by id (wins over customer_external_id)."),
+      customer_external_id: text(MAX_EXTERNAL_ID).describe("The customer, by external id."),
+      bonus_id: id.describe("The bonus program."),
       ...PAGING_PARSERS,
     },
     fields: {},
+    summary: "Page through a balance's ledger",
+    description: "Newest first; page 1 by default, page_size 50 by default.",
+    required: ["bonus_id"],
+    reply: bonusHistoryReply,
+    tags: ["bonus"],
   });
 
   return new Hono<AppEnv>()

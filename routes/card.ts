@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import {
   CARD_LOOKUP_PARSERS,
-  cardFieldParsers,
+  cardFields,
   cardView,
   CREATE_SWITCH,
   READ_ONLY_CARD_FIELDS,
@@ -9,6 +9,7 @@ import {
 } from "../domain/card.ts";
 import type { Customer } from "../domain/customer.ts";
 import { refused } from "../domain/fields.ts";
+import { cardDeleteReply, cardWriteReply } from "../domain/replies.ts";
 import type { Actor } from "../domain/audit.ts";
 import { cardsOf, deleteCard, saveCard } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
@@ -25,20 +26,40 @@ const INSERT_ONLY_CREATES = "insertCard always creates a new card; use updateCar
  */
 export function cardRoutes(deps: Deps) {
   const { store } = deps;
-  const fields = { ...cardFieldParsers(deps.config), ...READ_ONLY_CARD_FIELDS };
+  const fields = { ...cardFields(deps.config), ...READ_ONLY_CARD_FIELDS };
 
-  const updateInput = input({ query: { ...CARD_LOOKUP_PARSERS, ...CREATE_SWITCH }, fields });
+  const updateInput = input({
+    query: { ...CARD_LOOKUP_PARSERS, ...CREATE_SWITCH },
+    fields,
+    summary: "Change a card, or create it",
+    description: "Finds the card by card_id, uid, external_id, card_barcode (the first that finds one wins) and " +
+      "changes it; with create_if_not_exist=1 creates it when none is found. Entering BLOCKED stamps block_date, " +
+      "the first ACTIVE stamps activate_date.",
+    reply: cardWriteReply,
+    tags: ["card"],
+  });
   const insertInput = input({
     query: {
-      uid: CARD_LOOKUP_PARSERS.uid,
-      external_id: CARD_LOOKUP_PARSERS.external_id,
+      uid: CARD_LOOKUP_PARSERS.uid.describe("The new card's number; generated when not given."),
+      external_id: CARD_LOOKUP_PARSERS.external_id.describe("The new card's external id."),
       card_id: refused(INSERT_ONLY_CREATES),
       card_barcode: refused(INSERT_ONLY_CREATES),
       create_if_not_exist: refused(INSERT_ONLY_CREATES),
     },
     fields,
+    summary: "Create a card",
+    description: "Always creates a new card (status NEW); uid and barcode are generated when not given.",
+    reply: cardWriteReply,
+    tags: ["card"],
   });
-  const deleteInput = input({ query: CARD_LOOKUP_PARSERS, fields: {} });
+  const deleteInput = input({
+    query: CARD_LOOKUP_PARSERS,
+    fields: {},
+    summary: "Delete a card",
+    description: "Finds the card as updateCard does and deletes it.",
+    reply: cardDeleteReply,
+    tags: ["card"],
+  });
 
   return new Hono<AppEnv>()
     .on(["GET", "POST"], "/updateCard", requireWrite, updateInput, async (c) => {

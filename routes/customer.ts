@@ -4,6 +4,7 @@ import { localDate } from "../domain/dates.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
 import { ValidationError } from "../domain/errors.ts";
 import { bool, id, nonEmpty, text } from "../domain/fields.ts";
+import { customerListReply, customerWriteReply } from "../domain/replies.ts";
 import { normalizePhone } from "../domain/phone.ts";
 import { DEFAULT_PAGE_SIZE, encodeCursor, pageWithCursor, PAGING_PARSERS } from "../domain/paging.ts";
 import { findCustomers, groupNames, saveCustomer } from "../usecases/customers.ts";
@@ -30,21 +31,42 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
 
   const readInput = input({
     query: {
-      id: nonEmpty(id),
-      external_id: nonEmpty(text(100)),
-      phone: nonEmpty(phone),
-      email: nonEmpty((raw: string, field: string) => emailKey(normalizeEmail(raw, field))),
-      with_phone: bool,
-      with_email: bool,
+      id: nonEmpty(id).describe("The customer with this id."),
+      external_id: nonEmpty(text(100)).describe("The customer with this id in an outside system (exact)."),
+      phone: nonEmpty(phone).meta({
+        description: "The customer with this phone, in any writing (8 (900) 123-45-67).",
+        example: "+79001234567",
+      }),
+      email: nonEmpty((raw: string, field: string) => emailKey(normalizeEmail(raw, field))).meta({
+        description: "The customer with this email, any case.",
+        example: "sergey@example.com",
+      }),
+      with_phone: bool.describe("1: only customers with a phone; 0: only those without."),
+      with_email: bool.describe("1: only customers with an email; 0: only those without."),
       ...PAGING_PARSERS,
       ...extraSwitches,
     },
     fields: {},
+    summary: "Find customers",
+    description: "Filters combine with AND; without filters, every customer. Without paging, up to 1000 customers " +
+      "come in one piece and longer lists are streamed. `cards=1` and `bonuses=1` add each customer's cards and " +
+      "balances.",
+    reply: customerListReply,
   });
 
   const updateInput = input({
-    query: { id: nonEmpty(id), external_id: nonEmpty(text(100)), create_if_not_exist: bool },
+    query: {
+      id: nonEmpty(id).describe("Change the customer with this id."),
+      external_id: nonEmpty(text(100)).describe(
+        "Change the customer with this external id (with id: set it), or create one with it.",
+      ),
+      create_if_not_exist: bool.describe("0: refuse (404) instead of creating when the customer is not found."),
+    },
     fields: { ...customerFieldParsers(config), ...READ_ONLY_CUSTOMER_FIELDS },
+    summary: "Create or change a customer",
+    description: "Without id or external_id, creates a customer. Absent fields stay as they are; empty ones are " +
+      "cleared. Phone, email and external_id are unique per company (409).",
+    reply: customerWriteReply,
   });
 
   /** Renders customers with their group names and the extras asked for. */

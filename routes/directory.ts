@@ -1,7 +1,8 @@
 import { Hono } from "hono";
-import { checkDirectoryName, type DirectoryEntry } from "../domain/directory.ts";
+import { type DirectoryEntry, directoryName } from "../domain/directory.ts";
 import { formatDateTime } from "../domain/dates.ts";
 import { ValidationError } from "../domain/errors.ts";
+import { directoryListReply, directoryWriteReply } from "../domain/replies.ts";
 import { id, nonEmpty, text } from "../domain/fields.ts";
 import { type DirectoryKind, listDirectory, saveDirectoryEntry } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
@@ -38,18 +39,31 @@ export function directoryView(entry: DirectoryEntry, shape: DirectoryShape, time
 export function directoryRoutes(deps: Deps, shape: DirectoryShape) {
   const listKey = `${shape.type}s`;
   const updateInput = input({
-    query: { [shape.idField]: nonEmpty(id) },
+    query: { [shape.idField]: nonEmpty(id).describe("Change the entry with this id; without it, create one.") },
     fields: {
-      [shape.nameField]: (raw: string, field: string) => checkDirectoryName(raw, field),
-      description: text(1000),
+      [shape.nameField]: directoryName.describe("The name: required to create; unique per company in any case."),
+      description: text(1000).describe("Free text."),
     },
+    summary: `Create or change a ${shape.type.replace("_", " ")}`,
+    reply: directoryWriteReply(shape),
+    tags: [shape.type],
   });
   return new Hono<AppEnv>()
-    .get("/", input({ query: {}, fields: {} }), async (c) => {
-      const entries = await listDirectory(deps.store, actorOf(c.var.caller), shape.kind);
-      const items = entries.map((e) => directoryView(e, shape, deps.config.timeZone));
-      return reply(c, { success: 1, type: shape.type, count: items.length, [listKey]: items });
-    })
+    .get(
+      "/",
+      input({
+        query: {},
+        fields: {},
+        summary: `List every ${shape.type.replace("_", " ")}`,
+        reply: directoryListReply(shape),
+        tags: [shape.type],
+      }),
+      async (c) => {
+        const entries = await listDirectory(deps.store, actorOf(c.var.caller), shape.kind);
+        const items = entries.map((e) => directoryView(e, shape, deps.config.timeZone));
+        return reply(c, { success: 1, type: shape.type, count: items.length, [listKey]: items });
+      },
+    )
     .on(["GET", "POST"], "/update", requireWrite, updateInput, async (c) => {
       const { query, fields } = c.var.input;
       const entryId = query[shape.idField] as number | null | undefined;

@@ -4,7 +4,9 @@ import { CARD_LOOKUP_PARSERS } from "../domain/card.ts";
 import { MAX_EXTERNAL_ID } from "../domain/customer.ts";
 import { formatDateTime } from "../domain/dates.ts";
 import { ValidationError } from "../domain/errors.ts";
-import { type FieldParser, id, int, invalid, nonEmpty, text } from "../domain/fields.ts";
+import { field, id, int, invalid, nonEmpty, text } from "../domain/fields.ts";
+import { historyReply } from "../domain/replies.ts";
+import { z } from "zod";
 import { MAX_PAGE_SIZE, pageWithCursor } from "../domain/paging.ts";
 import type { PositionedEntry } from "../storage/audit.ts";
 import { cardHistory, customerHistory, type HistoryPage, type HistoryPaging } from "../usecases/mod.ts";
@@ -15,17 +17,21 @@ import { input } from "./request.ts";
 /** Audit entries per history page when the request does not say. */
 export const DEFAULT_AUDIT_PAGE_SIZE = 50;
 
-const historyCursor: FieldParser<HistoryPosition> = (raw, field) => {
-  const position = decodeHistoryCursor(raw);
-  if (position === null) throw invalid(field, raw, "not a cursor this service gave out");
+const historyCursor = field<HistoryPosition>((raw, name) => {
+  const position = raw.trim() === "" ? null : decodeHistoryCursor(raw);
+  if (position === null) throw invalid(name, raw, "not a cursor this service gave out");
   return position;
-};
+}, {
+  wire: z.string().regex(/^[A-Za-z0-9+/]+$/),
+  description: "Continue after the last entry of a previous page (its next_cursor); not with page.",
+  example: encodeHistoryCursor({ at: 1_700_000_000_000, order: "0" }),
+});
 
 /** Paging parameters of a history: page and page_size, or cursor. */
 const HISTORY_PAGING = {
-  page: int(1, 1_000_000_000),
-  page_size: int(1, MAX_PAGE_SIZE),
-  cursor: nonEmpty(historyCursor),
+  page: int(1, 1_000_000_000).describe("Page number, from 1."),
+  page_size: int(1, MAX_PAGE_SIZE).describe(`Entries per page (default ${DEFAULT_AUDIT_PAGE_SIZE}).`),
+  cursor: historyCursor,
 };
 
 function paging(q: { page?: number | null; page_size?: number | null; cursor?: HistoryPosition }): HistoryPaging {
@@ -60,12 +66,29 @@ function entryView(row: PositionedEntry, timeZone: string): ReplyBody {
 export function historyRoutes(deps: Deps) {
   const { store, config } = deps;
   const customerInput = input({
-    query: { customer_id: nonEmpty(id), customer_external_id: nonEmpty(text(MAX_EXTERNAL_ID)), ...HISTORY_PAGING },
+    query: {
+      customer_id: nonEmpty(id).describe("The customer, by id (wins over customer_external_id)."),
+      customer_external_id: nonEmpty(text(MAX_EXTERNAL_ID)).describe("The customer, by external id."),
+      ...HISTORY_PAGING,
+    },
     fields: {},
+    summary: "A customer's audit trail",
+    description: "Every change to the customer and to its balances, newest first: who, when, and each changed " +
+      "field's old and new value. Entries are kept AUDIT_RETENTION_DAYS.",
+    reply: historyReply("customer_id"),
+    tags: ["history"],
   });
   const cardInput = input({
-    query: { card_id: CARD_LOOKUP_PARSERS.card_id, uid: CARD_LOOKUP_PARSERS.uid, ...HISTORY_PAGING },
+    query: {
+      card_id: CARD_LOOKUP_PARSERS.card_id.describe("The card, by id (also once deleted; wins over uid)."),
+      uid: CARD_LOOKUP_PARSERS.uid.describe("The card holding this number now."),
+      ...HISTORY_PAGING,
+    },
     fields: {},
+    summary: "A card's audit trail",
+    description: "Every change to the card, newest first, including its deletion.",
+    reply: historyReply("card_id"),
+    tags: ["history"],
   });
   const render = (page: HistoryPage, extra: ReplyBody, p: HistoryPaging): ReplyBody => {
     const history = page.entries.map((row) => entryView(row, config.timeZone));

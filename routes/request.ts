@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { type FieldParser, issueToError, paramSchema, type Parsed, type RawParams } from "../domain/fields.ts";
+import { type FieldRule, issueToError, paramSchema, type Parsed, parserOf, type RawParams } from "../domain/fields.ts";
 import { ValidationError } from "../domain/errors.ts";
 import type { AppEnv, RawRequest } from "./context.ts";
 import {
@@ -14,6 +14,7 @@ import {
   queryString,
   scanJsonObject,
 } from "./wire.ts";
+import { registerDescription, type RouteDoc } from "./route_doc.ts";
 
 /** Parameters every endpoint takes besides its own; they never reach the endpoint's schema. */
 const GLOBAL_PARAMS = new Set(["format", "apikey"]);
@@ -198,7 +199,8 @@ async function readRaw(c: Context): Promise<RawRequest> {
  */
 function yesNoFields(parsers: Parsers): Set<string> {
   const yesNo = new Set<string>();
-  for (const [name, parse] of Object.entries(parsers)) {
+  for (const [name, rule] of Object.entries(parsers)) {
+    const parse = parserOf(rule);
     try {
       if (parse("true", name) === true && parse("false", name) === false) yesNo.add(name);
     } catch {
@@ -216,8 +218,8 @@ function notBoolean(field: string): ValidationError {
   );
 }
 
-/** Field parsers by parameter name. */
-type Parsers = Record<string, FieldParser<unknown>>;
+/** Field rules by parameter name. */
+type Parsers = Record<string, FieldRule>;
 
 /** The validated parameters an `input()` middleware hands its handler. */
 export interface InputEnv<Q extends Parsers, F extends Parsers> {
@@ -229,16 +231,18 @@ export interface InputEnv<Q extends Parsers, F extends Parsers> {
  * parameters read from the query string alone ("get only": lookups and switches); `fields` parsers for
  * those that may come in the query string or the body. A query parameter goes to `query` when that
  * schema knows it, else to `fields`; a body parameter goes to `fields`, and one only `query` knows is
- * refused as "get only". Unknown parameters are refused by name.
+ * refused as "get only". Unknown parameters are refused by name. The rest of the spec (summary, reply, ...)
+ * describes the route in the OpenAPI document, together with the rules' own constraints.
  */
 export function input<Q extends Parsers, F extends Parsers>(
-  spec: { query: Q; fields: F },
+  spec: { query: Q; fields: F } & RouteDoc,
 ): MiddlewareHandler<AppEnv & InputEnv<Q, F>> {
+  const { query: _q, fields: _f, ...doc } = spec;
   const querySchema = paramSchema(spec.query);
   const fieldSchema = paramSchema(spec.fields);
   const inFields = new Set(Object.keys(spec.fields));
   const yesNo = yesNoFields(spec.fields);
-  return async (c, next) => {
+  const middleware: MiddlewareHandler<AppEnv & InputEnv<Q, F>> = async (c, next) => {
     const raw = await rawOf(c);
     const query: RawParams = Object.create(null);
     const fields: RawParams = Object.create(null);
@@ -261,4 +265,6 @@ export function input<Q extends Parsers, F extends Parsers>(
     c.set("input", { query: q.data, fields: f.data });
     await next();
   };
+  registerDescription(middleware, { doc, input: { query: spec.query, fields: spec.fields } });
+  return middleware;
 }
