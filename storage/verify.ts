@@ -116,7 +116,41 @@ interface Entity<T extends { id: number }> {
   unique: Unique<T>[];
   /** Non-unique index keys (holding null) that must exist for a record. */
   entries: (record: T) => Deno.KvKey[];
+  /** Whether the bulk pass leaves `entries` to a merge join in key order (suspects are still re-read with them). */
+  mergedEntries?: boolean;
   sequence: Deno.KvKey;
+}
+
+/** A non-unique index (keys ending with a record id, holding null) and how to tell whether a key belongs. */
+interface EntrySpec<T> {
+  prefix: Deno.KvKey;
+  /** The record a key names; null when the key cannot name one. */
+  recordKey: (key: Deno.KvKey) => Deno.KvKey | null;
+  belongs: (key: Deno.KvKey, record: T) => boolean;
+  message: (key: Deno.KvKey, record: T | null) => string;
+}
+
+/** Last part of a key read in place of a record that an index key cannot name: never present. */
+const NO_RECORD = "\0none";
+
+/** The entries of one customer list, read one at a time in id order. */
+class ListCursor {
+  head: Deno.KvEntry<unknown> | null = null;
+  started = false;
+  #iter: AsyncIterator<Deno.KvEntry<unknown>>;
+  #onRead: (n: number) => void;
+
+  constructor(readonly list: Deno.KvKeyPart, iter: AsyncIterator<Deno.KvEntry<unknown>>, onRead: (n: number) => void) {
+    this.#iter = iter;
+    this.#onRead = onRead;
+  }
+
+  async next(): Promise<void> {
+    this.started = true;
+    const r = await this.#iter.next();
+    this.head = r.done ? null : r.value;
+    if (!r.done) this.#onRead(1);
+  }
 }
 
 /** Runs the check (and repair) over the store; findings go to `onFinding` as they are confirmed. */
@@ -204,9 +238,10 @@ class CompanyCheck {
   async run(): Promise<void> {
     await this.#collections();
     const customers = this.#customerEntity();
-    await this.#records(customers, (chunk) => this.#customerExtras(chunk));
+    const cursors = await this.#listCursors();
+    await this.#records(customers, (chunk) => this.#customerExtras(chunk, cursors));
+    for (const cursor of cursors) await this.#mergeList(cursor, null);
     for (const u of customers.unique) await this.#index(customers, u);
-    await this.#listEntries();
     await this.#bucketCounts();
     await this.#totals();
     await this.#sequence(customers);
@@ -291,6 +326,7 @@ class CompanyCheck {
         unique("external_id", keys.customerByExternalId),
       ],
       entries: (c) => customerLists(c).map((list) => keys.customerListEntry(cid, list, c.id)),
+      mergedEntries: true,
       sequence: keys.sequence(cid, "customers"),
     };
   }
@@ -340,7 +376,7 @@ class CompanyCheck {
   /** Reads every record of an entity and checks that each of its index keys exists and holds its id. */
   async #records<T extends { id: number }>(
     entity: Entity<T>,
-    extras: (chunk: Deno.KvEntry<T>[]) => Promise<void>,
+    extras: (chunk: Deno.KvEntry<T>[]) => Promise<Set<number> | void>,
   ): Promise<void> {
     const phase = show(entity.prefix);
     for await (const chunk of chunks(this.#kv.list<T>({ prefix: entity.prefix }, { batchSize: 500 }), CHUNK)) {
@@ -355,16 +391,17 @@ class CompanyCheck {
           );
         } else good.push(e);
       }
-      const wanted = good.map((e) => this.#wantedKeys(entity, e.value));
+      const wanted = good.map((e) => this.#wantedKeys(entity, e.value, !entity.mergedEntries));
       const read = await getManyInBatches<unknown>(this.#kv, wanted.flatMap((w) => w.map((k) => k.key)));
+      const suspects = (await extras(good)) ?? new Set<number>();
       let at = 0;
       for (const [i, e] of good.entries()) {
         const w = wanted[i]!;
         const values = read.slice(at, at + w.length);
         at += w.length;
-        if (w.some((k, j) => !k.holds(values[j]!))) await this.#recheckRecord(entity, e.value.id);
+        if (w.some((k, j) => !k.holds(values[j]!))) suspects.add(e.value.id);
       }
-      await extras(good);
+      for (const id of [...suspects].sort((a, b) => a - b)) await this.#recheckRecord(entity, id);
     }
   }
 
@@ -372,12 +409,14 @@ class CompanyCheck {
   #wantedKeys<T extends { id: number }>(
     entity: Entity<T>,
     record: T,
+    withEntries = true,
   ): { key: Deno.KvKey; unique: Unique<T> | null; holds: (e: Deno.KvEntryMaybe<unknown>) => boolean }[] {
     const out: { key: Deno.KvKey; unique: Unique<T> | null; holds: (e: Deno.KvEntryMaybe<unknown>) => boolean }[] = [];
     for (const u of entity.unique) {
       const value = u.value(record);
       if (value !== null) out.push({ key: u.key(value), unique: u, holds: (e) => e.value === record.id });
     }
+    if (!withEntries) return out;
     for (const key of entity.entries(record)) out.push({ key, unique: null, holds: (e) => e.versionstamp !== null });
     return out;
   }
@@ -463,28 +502,57 @@ class CompanyCheck {
     }
   }
 
-  /** Checks list entries ["customer_lists", list, id]: the customer exists and belongs to the list. */
-  async #listEntries(): Promise<void> {
+  /** The list entries of the customer lists that have any, each read in id order alongside the records. */
+  async #listCursors(): Promise<ListCursor[]> {
+    const prefix = keys.customerList(this.#cid, "").slice(0, -1);
+    const lists = await distinctParts(this.#kv, prefix);
+    return lists.map((list) => {
+      const iter = this.#kv.list({ prefix: [...prefix, list] }, { batchSize: 1000 })[Symbol.asyncIterator]();
+      return new ListCursor(list, iter, (n) => this.#progress(show(prefix), n));
+    });
+  }
+
+  /**
+   * Moves a list cursor up to customer `c` (null: to the end): entries before it name no customer record read
+   * (orphans); an entry of c must match c's membership. Returns whether c is in the list's entries.
+   */
+  async #mergeList(cursor: ListCursor, c: Customer | null): Promise<boolean> {
+    if (!cursor.started) await cursor.next();
+    while (cursor.head) {
+      const id = cursor.head.key.at(-1);
+      if (c !== null && typeof id === "number" && id >= c.id) break;
+      await this.#confirmOrphan(this.#listEntrySpec(), cursor.head.key);
+      await cursor.next();
+    }
+    if (c === null || cursor.head?.key.at(-1) !== c.id) return false;
+    if (!customerLists(c).includes(String(cursor.list))) {
+      await this.#confirmOrphan(this.#listEntrySpec(), cursor.head.key);
+    }
+    await cursor.next();
+    return true;
+  }
+
+  #listEntrySpec(): EntrySpec<Customer> {
     const cid = this.#cid;
-    await this.#entries({
-      prefix: [...keys.customerList(cid, "").slice(0, -1)],
+    return {
+      prefix: keys.customerList(cid, "").slice(0, -1),
       recordKey: (key) => typeof key.at(-1) === "number" ? keys.customer(cid, key.at(-1) as number) : null,
-      belongs: (key, c: Customer) => customerLists(c).includes(key.at(-2) as string),
-      message: (key, c: Customer | null) =>
+      belongs: (key, c) => customerLists(c).includes(key.at(-2) as string),
+      message: (key, c) =>
         `List entry ${show(key)}: ${
           c === null ? "the customer does not exist" : `customer "${c.id}" is not in list "${String(key.at(-2))}"`
         }`,
-    });
+    };
   }
 
   /** Checks owner entries ["cards_by_customer", customer, card]: the card exists and belongs to that customer. */
   async #ownerEntries(): Promise<void> {
     const cid = this.#cid;
-    await this.#entries({
+    await this.#entries<Card>({
       prefix: [...cardKeys.ofCustomer(cid, 0).slice(0, -1)],
       recordKey: (key) => typeof key.at(-1) === "number" ? cardKeys.card(cid, key.at(-1) as number) : null,
-      belongs: (key, card: Card) => card.customer_id === key.at(-2),
-      message: (key, card: Card | null) =>
+      belongs: (key, card) => card.customer_id === key.at(-2),
+      message: (key, card) =>
         `Owner entry ${show(key)}: ${
           card === null ? "the card does not exist" : `card "${card.id}" belongs to customer "${card.customer_id}"`
         }`,
@@ -492,42 +560,52 @@ class CompanyCheck {
   }
 
   /** Checks each key of a non-unique index against the record its last part names; orphans are deleted on repair. */
-  async #entries<T>(spec: {
-    prefix: Deno.KvKey;
-    recordKey: (key: Deno.KvKey) => Deno.KvKey | null;
-    belongs: (key: Deno.KvKey, record: T) => boolean;
-    message: (key: Deno.KvKey, record: T | null) => string;
-  }): Promise<void> {
+  async #entries<T>(spec: EntrySpec<T>): Promise<void> {
     const phase = show(spec.prefix);
-    const none: Deno.KvKey = [...spec.prefix, "\0none"];
     for await (const chunk of chunks(this.#kv.list({ prefix: spec.prefix }, { batchSize: 500 }), CHUNK)) {
       this.#progress(phase, chunk.length);
-      const recordKeys = chunk.map((e) => spec.recordKey(e.key) ?? none);
+      const recordKeys = chunk.map((e) => spec.recordKey(e.key) ?? [...spec.prefix, NO_RECORD]);
       const records = await getManyInBatches<T>(this.#kv, recordKeys);
       for (const [i, e] of chunk.entries()) {
         const record = records[i]!.value;
         if (record !== null && spec.belongs(e.key, record)) continue;
-        const [entry, again] = await this.#kv.getMany<[unknown, T]>([e.key, recordKeys[i]!]);
-        if (entry.versionstamp === null) continue;
-        if (again.value !== null && spec.belongs(e.key, again.value)) continue;
-        await this.#defect("orphan_list_entry", spec.message(e.key, again.value), (op) => {
-          op.check(entry, again).delete(e.key);
-        });
+        await this.#confirmOrphan(spec, e.key);
       }
     }
   }
 
+  /** Reads an index entry with its record in one consistent read; reports (and deletes on repair) an orphan. */
+  async #confirmOrphan<T>(spec: EntrySpec<T>, key: Deno.KvKey): Promise<void> {
+    const recordKey = spec.recordKey(key) ?? [...spec.prefix, NO_RECORD];
+    const [entry, record] = await this.#kv.getMany<[unknown, T]>([key, recordKey]);
+    if (entry.versionstamp === null) return;
+    if (record.value !== null && spec.belongs(key, record.value)) return;
+    await this.#defect("orphan_list_entry", spec.message(key, record.value), (op) => {
+      op.check(entry, record).delete(key);
+    });
+  }
+
   // ---- per-chunk extras: counts and references ---------------------------------------------------------------
 
-  /** Counts list members per bucket, and checks each customer's group exists. */
-  async #customerExtras(chunk: Deno.KvEntry<Customer>[]): Promise<void> {
+  /**
+   * Counts list members per bucket, merges the list entries in (returning the customers with an entry missing),
+   * and checks each customer's group exists.
+   */
+  async #customerExtras(chunk: Deno.KvEntry<Customer>[], cursors: ListCursor[]): Promise<Set<number>> {
+    const suspects = new Set<number>();
     for (const { value: c } of chunk) {
       const bucket = Math.floor(c.id / BUCKET_SIZE);
-      for (const list of customerLists(c)) {
+      const lists = customerLists(c);
+      for (const list of lists) {
         let counts = this.#buckets.get(list);
         if (!counts) this.#buckets.set(list, counts = new Map());
         counts.set(bucket, (counts.get(bucket) ?? 0) + 1);
       }
+      let found = 0;
+      for (const cursor of cursors) {
+        if (await this.#mergeList(cursor, c) && lists.includes(String(cursor.list))) found++;
+      }
+      if (found < lists.length) suspects.add(c.id);
     }
     await this.#references(chunk.map((e) => e.value), {
       ref: (c) => c.group_id,
@@ -537,6 +615,7 @@ class CompanyCheck {
       recordKey: (c) => keys.customer(this.#cid, c.id),
       stillPoints: (stored, c) => (stored as Customer).group_id === c.group_id,
     });
+    return suspects;
   }
 
   /** Checks each card's customer and type exist. */
