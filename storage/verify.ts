@@ -508,7 +508,8 @@ class CompanyCheck {
     const lists = await distinctParts(this.#kv, prefix);
     return lists.map((list) => {
       const iter = this.#kv.list({ prefix: [...prefix, list] }, { batchSize: 1000 })[Symbol.asyncIterator]();
-      return new ListCursor(list, iter, (n) => this.#progress(show(prefix), n));
+      // Read beside the records: counted as part of that phase.
+      return new ListCursor(list, iter, (n) => this.#progress(this.#phase, n));
     });
   }
 
