@@ -1,12 +1,8 @@
 import type { MiddlewareHandler } from "hono";
-import { type ApiKeyRecord, hashApiKey } from "../domain/api_key.ts";
 import { AuthError, ForbiddenError } from "../domain/errors.ts";
-import { findApiKey } from "../storage/api_keys.ts";
+import { lookupKey } from "../usecases/api_keys.ts";
 import type { AppEnv, Deps } from "./context.ts";
 import { outsideKey, rawOf } from "./request.ts";
-
-/** Most key lookups (hits and misses) kept in memory at once. */
-const CACHE_LIMIT = 10_000;
 
 /**
  * Proves the caller by API key (header `X-API-Key`, `Authorization: Bearer`, or the `apikey` parameter; empty ones
@@ -15,24 +11,13 @@ const CACHE_LIMIT = 10_000;
  * that time.
  */
 export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
-  const cache = new Map<string, { record: ApiKeyRecord | null; expires: number }>();
   return async (c, next) => {
     // The body is read only when the key is in neither a header nor the query string, so an unknown caller
     // with a key there is refused before any body is parsed; a different key in the body is refused when the
     // body is read.
     const key = outsideKey(c) ?? (await rawOf(c)).apikey;
     if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
-    // Cached by the presented key itself (in memory only: the store holds hashes alone), so a hit costs
-    // neither a store read nor a hash.
-    const now = deps.now();
-    let hit = cache.get(key);
-    if (!hit || hit.expires <= now) {
-      hit = { record: await findApiKey(deps.kv, await hashApiKey(key)), expires: now + deps.config.authCacheMs };
-      cache.delete(key);
-      if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value!);
-      cache.set(key, hit);
-    }
-    const record = hit.record;
+    const record = await lookupKey(deps.store, key, { maxAgeMs: deps.config.authCacheMs });
     if (!record) throw new AuthError("Invalid API key");
     if (record.revoked_date !== null) throw new AuthError(`API key "${record.id}" is revoked`);
     c.set("caller", {

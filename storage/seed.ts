@@ -2,7 +2,9 @@ import { type Customer, customerLists, customerUniqueKeys } from "../domain/cust
 import { ledgerEntry } from "../domain/bonus.ts";
 import type { Card } from "../domain/card.ts";
 import type { BalanceRecord } from "./bonuses.ts";
+import { Write } from "./commit.ts";
 import { bonusKeys, cardKeys, keys } from "./keys.ts";
+import { storeOf } from "./store.ts";
 import { BUCKET_SIZE, MAX_MUTATIONS } from "./limits.ts";
 
 /** Mutations one customer adds to a raw insert: record, 3 unique indexes, 4 list entries, 8 counter sums. */
@@ -14,29 +16,22 @@ const MUTATIONS_PER_CUSTOMER = 16;
  * guarantees unique ids, phones, emails and external ids. Advances the id sequence past the last id.
  */
 export async function rawInsertCustomers(kv: Deno.Kv, cid: string, customers: Customer[]): Promise<void> {
+  const store = storeOf(kv);
   const perOp = Math.floor((MAX_MUTATIONS - 1) / MUTATIONS_PER_CUSTOMER);
   for (let i = 0; i < customers.length; i += perOp) {
     const batch = customers.slice(i, i + perOp);
-    const op = kv.atomic();
-    const sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
-    const bump = (key: Deno.KvKey) => {
-      const id = JSON.stringify(key);
-      const entry = sums.get(id) ?? { key, n: 0n };
-      entry.n++;
-      sums.set(id, entry);
-    };
-    for (const c of batch) addCustomerWrites(op, cid, c, bump);
-    for (const { key, n } of sums.values()) op.sum(key, n);
+    // The one commit path (limits counted), without checks or audit entries: this is bulk seeding.
+    const op = new Write(store);
+    for (const c of batch) addCustomerWrites(op, cid, c, (key) => op.sum(key));
     const maxId = Math.max(...batch.map((c) => c.id));
     op.set(keys.sequence(cid, "customers"), maxId);
-    const res = await op.commit();
-    if (!res.ok) throw new Error("Raw customer insert failed");
+    if (!await op.commit("seed customers")) throw new Error("Raw customer insert failed");
   }
 }
 
 /** Adds the record, index and list writes of one new customer to an operation; counter keys go to `bump`. */
 export function addCustomerWrites(
-  op: Deno.AtomicOperation,
+  op: { set(key: Deno.KvKey, value: unknown): unknown },
   cid: string,
   c: Customer,
   bump: (key: Deno.KvKey) => void,
@@ -64,8 +59,9 @@ export async function rawInsertBalances(
   options: { balances: { customerId: number; bonusId: number; amount: number }[]; now: number; userId: number },
 ): Promise<void> {
   const perOp = Math.floor((MAX_MUTATIONS - 1) / 2);
+  const store = storeOf(kv);
   for (let i = 0; i < options.balances.length; i += perOp) {
-    const op = kv.atomic();
+    const op = new Write(store);
     for (const b of options.balances.slice(i, i + perOp)) {
       const entry = ledgerEntry({ overwrite: false, comment: "opening balance", orderId: null }, {
         transactionId: 1,
@@ -81,7 +77,7 @@ export async function rawInsertBalances(
       op.set(bonusKeys.balance(cid, b.customerId, b.bonusId), balance)
         .set(bonusKeys.ledgerEntry(cid, b.customerId, b.bonusId, 1), entry);
     }
-    if (!(await op.commit()).ok) throw new Error("Raw balance insert failed");
+    if (!await op.commit("seed balances")) throw new Error("Raw balance insert failed");
   }
 }
 
@@ -91,9 +87,10 @@ export async function rawInsertBalances(
  */
 export async function rawInsertCards(kv: Deno.Kv, cid: string, cards: Card[]): Promise<void> {
   const perOp = Math.floor((MAX_MUTATIONS - 2) / 5);
+  const store = storeOf(kv);
   for (let i = 0; i < cards.length; i += perOp) {
     const batch = cards.slice(i, i + perOp);
-    const op = kv.atomic();
+    const op = new Write(store);
     for (const card of batch) {
       op.set(cardKeys.card(cid, card.id), card).set(cardKeys.byUid(cid, card.uid), card.id);
       if (card.barcode !== null) op.set(cardKeys.byBarcode(cid, card.barcode), card.id);
@@ -102,6 +99,6 @@ export async function rawInsertCards(kv: Deno.Kv, cid: string, cards: Card[]): P
     }
     const last = Math.max(...batch.map((c) => c.id));
     op.set(cardKeys.idSequence(cid), last).set(cardKeys.numberSequence(cid), last);
-    if (!(await op.commit()).ok) throw new Error("Raw card insert failed");
+    if (!await op.commit("seed cards")) throw new Error("Raw card insert failed");
   }
 }

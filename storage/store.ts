@@ -3,6 +3,7 @@
  * the last sequence values it committed). Built once per process by `createStore` and passed to every use case,
  * so nothing lives in hidden module state and tests inject a clock instead of sleeping.
  */
+import type { ApiKeyRecord } from "../domain/api_key.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { KeyedMutex } from "./mutex.ts";
 
@@ -36,7 +37,7 @@ export interface StoreOptions {
   clock?: () => number;
   /** How long audit entries are kept, days (default 365). */
   auditRetentionDays?: number;
-  /** Most directory entries cached at once (default 10,000). */
+  /** Most directory entries, and most API key lookups, cached at once (default 10,000 each). */
   maxCachedEntries?: number;
 }
 
@@ -48,6 +49,8 @@ export interface Store {
   mutex: KeyedMutex;
   /** Directory entries (groups, card types, programs) read recently, by "cid/kind/id". */
   directories: TtlCache<DirectoryEntry>;
+  /** API keys looked up recently (hits and misses), by the presented key: in memory only, never stored. */
+  apiKeys: TtlCache<ApiKeyRecord | null>;
   /** The last id this process committed from each sequence, with the versionstamp of that commit. */
   sequences: Map<string, { value: number; versionstamp: string }>;
   /** How long an audit entry is kept, ms. */
@@ -62,6 +65,7 @@ export function createStore(kv: Deno.Kv, options: StoreOptions = {}): Store {
     clock,
     mutex: new KeyedMutex(),
     directories: new TtlCache({ maxEntries: options.maxCachedEntries ?? 10_000, clock }),
+    apiKeys: new TtlCache({ maxEntries: options.maxCachedEntries ?? 10_000, clock }),
     sequences: new Map(),
     auditRetentionMs: (options.auditRetentionDays ?? 365) * 24 * 60 * 60 * 1000,
   };

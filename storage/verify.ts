@@ -17,6 +17,8 @@ import type { BalanceRecord } from "./bonuses.ts";
 import { getManyInBatches } from "./batch.ts";
 import { bonusKeys, cardKeys, directoryKeys, type DirectoryKind, keys } from "./keys.ts";
 import { BUCKET_SIZE, MAX_GET_MANY } from "./limits.ts";
+import { Write } from "./commit.ts";
+import { storeOf } from "./store.ts";
 
 /** One thing the check found. */
 export interface Finding {
@@ -266,14 +268,15 @@ class CompanyCheck {
   // ---- reporting -------------------------------------------------------------------------------------------
 
   /** Reports a defect; with repair, applies `fix` (false: a versionstamp check failed) when one is given. */
-  async #defect(check: string, message: string, fix?: (op: Deno.AtomicOperation) => void): Promise<void> {
+  async #defect(check: string, message: string, fix?: (op: Write) => void): Promise<void> {
     const finding: Finding = { company: this.#cid, severity: "defect", check, message };
     if (this.#options.repair) {
       if (!fix) finding.repair = "not derivable";
       else {
-        const op = this.#kv.atomic();
+        // Repairs take the one commit path too (limits counted); they rebuild derived keys, so no audit entry.
+        const op = new Write(storeOf(this.#kv));
         fix(op);
-        finding.repair = (await op.commit()).ok ? "repaired" : "conflict";
+        finding.repair = await op.commit("repair") ? "repaired" : "conflict";
       }
     }
     this.#summary.defects++;
@@ -733,7 +736,7 @@ class CompanyCheck {
 
   /** Moves a grow-only in/out pair by `by`: adds to "in" to raise it, to "out" to lower it, never writes less. */
   #grow(
-    op: Deno.AtomicOperation,
+    op: Write,
     pair: { in: Deno.KvEntryMaybe<Deno.KvU64>; out: Deno.KvEntryMaybe<Deno.KvU64>; by: bigint },
   ): void {
     op.check(pair.in, pair.out);

@@ -8,7 +8,8 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { openKv } from "../storage/open.ts";
-import { type Finding, type Progress, verifyStore } from "../storage/verify.ts";
+import { createStore } from "../storage/store.ts";
+import { type Finding, type Progress, verifyStore } from "../usecases/admin.ts";
 
 const USAGE = `Usage: deno task verify [--company ID] [--repair]
   --company ID  check only this company (default: every company in the store)
@@ -75,7 +76,12 @@ function onFinding(f: Finding): void {
   console.log(`${f.company}: ${f.severity} ${f.check}: ${f.message}${repair}`);
 }
 
-const summary = await verifyStore(kv, { company: args.company, repair: args.repair ?? false, onFinding, onProgress });
+const summary = await verifyStore(createStore(kv), {
+  company: args.company,
+  repair: args.repair ?? false,
+  onFinding,
+  onProgress,
+});
 kv.close();
 if (live) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
 const seconds = ((Date.now() - started) / 1000).toFixed(1);

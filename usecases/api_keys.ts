@@ -1,6 +1,12 @@
 /** API key use cases: create (the plain key is shown once), list and revoke. */
-import type { Access, ApiKeyRecord } from "../domain/api_key.ts";
-import { createApiKey as createStoredKey, type CreatedKey, listApiKeys, revokeApiKey } from "../storage/api_keys.ts";
+import { type Access, type ApiKeyRecord, hashApiKey } from "../domain/api_key.ts";
+import {
+  createApiKey as createStoredKey,
+  type CreatedKey,
+  findApiKey,
+  listApiKeys,
+  revokeApiKey,
+} from "../storage/api_keys.ts";
 import type { Store } from "../storage/store.ts";
 
 export type { CreatedKey };
@@ -25,4 +31,20 @@ export async function revokeKey(
   options: { actorName: string },
 ): Promise<ApiKeyRecord | null> {
   return await revokeApiKey(store, id, options);
+}
+
+/**
+ * The record of a presented key (null: unknown), kept in the store's memory for `maxAgeMs` by the key itself, so a
+ * hit costs neither a store read nor a hash, and a revoked key stops within that time.
+ */
+export async function lookupKey(
+  store: Store,
+  key: string,
+  options: { maxAgeMs: number },
+): Promise<ApiKeyRecord | null> {
+  const hit = store.apiKeys.get(key);
+  if (hit !== undefined) return hit;
+  const record = await findApiKey(store.kv, await hashApiKey(key));
+  store.apiKeys.set(key, record, options.maxAgeMs);
+  return record;
 }

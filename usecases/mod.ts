@@ -8,3 +8,4 @@ export * from "./bonuses.ts";
 export * from "./directories.ts";
 export * from "./history.ts";
 export * from "./api_keys.ts";
+export * from "./admin.ts";
