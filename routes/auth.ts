@@ -45,7 +45,13 @@ export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
     const record = hit.record;
     if (!record) throw new AuthError("Invalid API key");
     if (record.revoked_date !== null) throw new AuthError(`API key "${record.id}" is revoked`);
-    c.set("caller", { companyId: record.company_id, userId: record.user_id, access: record.access });
+    c.set("caller", {
+      companyId: record.company_id,
+      userId: record.user_id,
+      access: record.access,
+      keyId: record.id,
+      rateLimit: record.rate_limit,
+    });
     await next();
   };
 }

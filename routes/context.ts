@@ -1,5 +1,5 @@
 import type { Config } from "../config.ts";
-import type { Access } from "../domain/api_key.ts";
+import type { Access, RateLimit } from "../domain/api_key.ts";
 import type { KeyedMutex } from "../storage/mutex.ts";
 
 /** Reply format chosen by the `format` parameter. */
@@ -17,6 +17,10 @@ export interface Caller {
   companyId: string;
   userId: number;
   access: Access;
+  /** Public id of the key used (for logs and the per-key rate limit). */
+  keyId?: string;
+  /** The key's own rate limit, overriding the configured default. */
+  rateLimit?: RateLimit | null;
 }
 
 /** What every route handler is given: the store, the settings and the clock. */
@@ -35,5 +39,7 @@ export interface AppEnv {
     format: Format;
     raw: RawRequest;
     caller: Caller;
+    /** Id of this request, also sent back as `X-Request-Id`. */
+    requestId: string;
   };
 }
