@@ -5,6 +5,7 @@ import {
   constantTimeEqual,
   generateApiKey,
   hashApiKey,
+  type RateLimit,
 } from "../domain/api_key.ts";
 import { ConflictError } from "../domain/errors.ts";
 import { keys } from "./keys.ts";
@@ -19,7 +20,16 @@ export interface CreatedKey {
 /** Creates an API key for a company, creating the company in the same atomic operation when it is new. */
 export async function createApiKey(
   kv: Deno.Kv,
-  options: { companyId: string; companyName?: string; userId: number; access: Access; label?: string; now: number },
+  options: {
+    companyId: string;
+    companyName?: string;
+    userId: number;
+    access: Access;
+    label?: string;
+    now: number;
+    /** The key's own rate limit; absent for the configured default. */
+    rateLimit?: RateLimit | null;
+  },
 ): Promise<CreatedKey> {
   const key = generateApiKey();
   const hash = await hashApiKey(key);
@@ -33,6 +43,7 @@ export async function createApiKey(
     created_date: options.now,
     revoked_date: null,
   };
+  if (options.rateLimit) record.rate_limit = options.rateLimit;
   const company = await kv.get<Company>(keys.company(options.companyId));
   const op = kv.atomic().check({ key: keys.apiKey(hash), versionstamp: null }).set(keys.apiKey(hash), record);
   if (company.value === null) {
@@ -82,6 +93,28 @@ export async function revokeApiKey(kv: Deno.Kv, id: string, now: number): Promis
     return res.ok ? revoked : await revokeApiKey(kv, id, now);
   }
   return null;
+}
+
+/**
+ * Sets the rate limit of the key with this public id (null goes back to the configured default); returns the
+ * updated record, or null when no key has that id. Running servers apply it within their AUTH_CACHE_MS.
+ */
+export async function setKeyRateLimit(kv: Deno.Kv, id: string, limit: RateLimit | null): Promise<ApiKeyRecord | null> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    let found: Deno.KvEntry<ApiKeyRecord> | undefined;
+    for await (const e of kv.list<ApiKeyRecord>({ prefix: keys.apiKeys() })) {
+      if (e.value.id === id) {
+        found = e;
+        break;
+      }
+    }
+    if (!found) return null;
+    const { rate_limit: _old, ...rest } = found.value;
+    const updated: ApiKeyRecord = limit ? { ...rest, rate_limit: limit } : rest;
+    const res = await kv.atomic().check(found).set(found.key, updated).commit();
+    if (res.ok) return updated;
+  }
+  throw new ConflictError(`Cannot set the rate limit of key "${id}": it keeps changing, try again`);
 }
 
 /**
