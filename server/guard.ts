@@ -160,9 +160,12 @@ export function serveGuarded(handler: Deno.ServeHandler, options: GuardOptions):
     } catch { /* the connection went away meanwhile */ }
   };
 
+  /** A coarse clock, moved by the sweeper and on each accept: deadlines are as precise as the sweep anyway. */
+  let clock = Date.now();
+
   const makeIdle = (c: Connection, phase: "header" | "idle", ms: number) => {
     c.phase = phase;
-    c.deadline = Date.now() + ms;
+    c.deadline = clock + ms;
     idle.delete(c);
     idle.add(c);
   };
@@ -207,7 +210,7 @@ export function serveGuarded(handler: Deno.ServeHandler, options: GuardOptions):
       if (c.phase !== "body") {
         idle.delete(c);
         c.phase = "body";
-        c.deadline = Date.now() + options.bodyTimeoutMs;
+        c.deadline = clock + options.bodyTimeoutMs;
       }
       info.completed.then(done, done);
       let reply: Response | Promise<Response>;
@@ -268,7 +271,7 @@ export function serveGuarded(handler: Deno.ServeHandler, options: GuardOptions):
     Math.min(1000, Math.floor(Math.min(options.headerTimeoutMs, options.bodyTimeoutMs, options.idleTimeoutMs) / 4)),
   );
   const sweeper = setInterval(() => {
-    const now = Date.now();
+    const now = clock = Date.now();
     for (const c of open) {
       if (c.deadline <= now) close(c, c.phase === "sending" ? undefined : c.phase);
     }
@@ -291,6 +294,7 @@ export function serveGuarded(handler: Deno.ServeHandler, options: GuardOptions):
         continue;
       }
       backoff = 10;
+      clock = Date.now();
       if (stopping) {
         conn.close();
         continue;
