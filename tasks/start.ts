@@ -11,7 +11,14 @@ const workers = raw === "auto" ? navigator.hardwareConcurrency : Number(raw);
 if (!Number.isSafeInteger(workers) || workers < 1) {
   throw new Error(`Invalid WORKERS "${raw}": must be a whole number from 1, or auto`);
 }
-const serve = [Deno.execPath(), "run", "-A", "--unstable-kv", new URL("../serve.ts", import.meta.url).pathname];
+const serve = [
+  Deno.execPath(),
+  "run",
+  "-A",
+  "--unstable-kv",
+  "--unstable-net",
+  new URL("../serve.ts", import.meta.url).pathname,
+];
 // `ulimit -n` up to the hard limit is a second line of defence behind the connection cap, not a fix on its own.
 const raise = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "$@"';
 const command = Deno.build.os === "windows" ? serve : ["sh", "-c", raise, "sh", ...serve];
