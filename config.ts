@@ -23,6 +23,24 @@ export interface Config {
   logRequests: boolean;
   /** How long audit entries are kept, days (AUDIT_RETENTION_DAYS, default 365). */
   auditRetentionDays: number;
+  /** Request log format: the text line or one JSON object per line (LOG_FORMAT, default text). */
+  logFormat: "text" | "json";
+  /** Requests per second one API key may make on average; 0 for no limit (RATE_LIMIT_PER_SECOND, default 1000). */
+  rateLimitPerSecond: number;
+  /** Requests one API key may make at once before the average applies (RATE_LIMIT_BURST, default 5000). */
+  rateLimitBurst: number;
+  /** Invalid API keys one address may send within `badKeyWindowMs` before it gets 429 (BAD_KEY_LIMIT, default 20; 0 for no limit). */
+  badKeyLimit: number;
+  /** The window of `badKeyLimit`, ms (BAD_KEY_WINDOW_MS, default 60000). */
+  badKeyWindowMs: number;
+  /** Most connections open at once per process; null sizes it from the open-file limit (MAX_CONNECTIONS, default auto). */
+  maxConnections: number | null;
+  /** Time a new connection has to send complete request headers, ms (HEADER_TIMEOUT_MS, default 10000). */
+  headerTimeoutMs: number;
+  /** Time a request's body has to arrive and its reply to be ready, ms (BODY_TIMEOUT_MS, default 30000). */
+  bodyTimeoutMs: number;
+  /** Time a kept-alive connection may sit without a request, ms (IDLE_TIMEOUT_MS, default 30000). */
+  idleTimeoutMs: number;
 }
 
 /** Default settings: also what tests start from. */
@@ -37,6 +55,15 @@ export const DEFAULT_CONFIG: Config = {
   maxBodyBytes: 1024 * 1024,
   logRequests: true,
   auditRetentionDays: 365,
+  logFormat: "text",
+  rateLimitPerSecond: 1000,
+  rateLimitBurst: 5000,
+  badKeyLimit: 20,
+  badKeyWindowMs: 60_000,
+  maxConnections: null,
+  headerTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+  idleTimeoutMs: 30_000,
 };
 
 function intSetting(name: string, raw: string | undefined, fallback: number): number {
@@ -59,6 +86,11 @@ export function loadConfig(env: (name: string) => string | undefined, onDeploy =
   const tz = env("TIME_ZONE") || DEFAULT_CONFIG.timeZone;
   if (!isValidTimeZone(tz)) throw new Error(`Invalid TIME_ZONE "${tz}": not an IANA time zone`);
   const log = env("LOG_REQUESTS");
+  const logFormat = (env("LOG_FORMAT") || DEFAULT_CONFIG.logFormat).toLowerCase();
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw new Error(`Invalid LOG_FORMAT "${logFormat}": must be text or json`);
+  }
+  const maxConnections = env("MAX_CONNECTIONS");
   return {
     port: intSetting("PORT", env("PORT"), DEFAULT_CONFIG.port),
     host: env("HOST") || DEFAULT_CONFIG.host,
@@ -70,5 +102,20 @@ export function loadConfig(env: (name: string) => string | undefined, onDeploy =
     maxBodyBytes: intSetting("MAX_BODY_BYTES", env("MAX_BODY_BYTES"), DEFAULT_CONFIG.maxBodyBytes),
     logRequests: log === undefined ? true : !["0", "false", "no"].includes(log.toLowerCase()),
     auditRetentionDays: positiveSetting("AUDIT_RETENTION_DAYS", env("AUDIT_RETENTION_DAYS"), 365),
+    logFormat,
+    rateLimitPerSecond: intSetting(
+      "RATE_LIMIT_PER_SECOND",
+      env("RATE_LIMIT_PER_SECOND"),
+      DEFAULT_CONFIG.rateLimitPerSecond,
+    ),
+    rateLimitBurst: positiveSetting("RATE_LIMIT_BURST", env("RATE_LIMIT_BURST"), DEFAULT_CONFIG.rateLimitBurst),
+    badKeyLimit: intSetting("BAD_KEY_LIMIT", env("BAD_KEY_LIMIT"), DEFAULT_CONFIG.badKeyLimit),
+    badKeyWindowMs: positiveSetting("BAD_KEY_WINDOW_MS", env("BAD_KEY_WINDOW_MS"), DEFAULT_CONFIG.badKeyWindowMs),
+    maxConnections: !maxConnections || maxConnections.toLowerCase() === "auto"
+      ? null
+      : positiveSetting("MAX_CONNECTIONS", maxConnections, 1),
+    headerTimeoutMs: positiveSetting("HEADER_TIMEOUT_MS", env("HEADER_TIMEOUT_MS"), DEFAULT_CONFIG.headerTimeoutMs),
+    bodyTimeoutMs: positiveSetting("BODY_TIMEOUT_MS", env("BODY_TIMEOUT_MS"), DEFAULT_CONFIG.bodyTimeoutMs),
+    idleTimeoutMs: positiveSetting("IDLE_TIMEOUT_MS", env("IDLE_TIMEOUT_MS"), DEFAULT_CONFIG.idleTimeoutMs),
   };
 }

@@ -1,19 +1,23 @@
 /**
- * The service entry point: opens the store, builds the app and exports it for `deno serve` (one worker,
- * or one per core with `--parallel`). Start it with `deno task start`, which passes PORT and HOST on.
+ * The service entry point: opens the store and builds the app. `deno task start` serves it behind the
+ * connection guard (serve.ts); the app is also exported for `deno serve [--parallel] main.ts` and for Deno
+ * Deploy, which serve it themselves.
  */
 import { loadConfig } from "./config.ts";
 import { createApp } from "./routes/app.ts";
+import { logSink } from "./routes/log.ts";
 import { bootstrapApiKey } from "./storage/api_keys.ts";
 import { openKv } from "./storage/open.ts";
 import { createStore } from "./storage/store.ts";
 
 const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined || Deno.env.get("DENO_DEPLOY") !== undefined;
-const config = loadConfig((name) => Deno.env.get(name), onDeploy);
+/** Settings read from the environment. */
+export const config = loadConfig((name) => Deno.env.get(name), onDeploy);
 const kv = await openKv(config.kvPath);
 
+/** Where log lines go: stdout, as text lines or JSON objects (LOG_FORMAT). */
 // deno-lint-ignore no-console
-const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+export const log = logSink(config, (line) => console.log(line));
 const store = createStore(kv, { auditRetentionDays: config.auditRetentionDays });
 const firstKey = await bootstrapApiKey(store);
 if (firstKey) {

@@ -14,6 +14,14 @@ export interface ApiKeyRecord {
   label: string | null;
   created_date: number;
   revoked_date: number | null;
+  /** This key's own rate limit, overriding the configured default; absent or null means the default. */
+  rate_limit?: RateLimit | null;
+}
+
+/** A token bucket: `per_second` requests on average (0 for no limit), `burst` at once. */
+export interface RateLimit {
+  per_second: number;
+  burst: number;
 }
 
 /** A company (tenant): every record of the service belongs to exactly one. */

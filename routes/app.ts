@@ -12,6 +12,9 @@ import { allowedMethods } from "./methods.ts";
 import { directoryRoutes, type DirectoryShape } from "./directory.ts";
 import { historyRoutes } from "./history.ts";
 import { openApiRoutes } from "./openapi.ts";
+import { healthRoutes } from "./health.ts";
+import { logError, requestLog } from "./log.ts";
+import { badKeyLimit, keyRateLimit } from "./rate_limit.ts";
 import { render, type ReplyBody } from "./reply.ts";
 
 /** Customer groups on the wire: `GET /api/customergroup`. */
@@ -51,7 +54,10 @@ function errorBody(error: AppError): ReplyBody {
   return body;
 }
 
-/** Builds the HTTP app over a store: routes, authentication, the error envelope and request logging. */
+/**
+ * Builds the HTTP app over a store: routes, authentication, rate limits, `/health`, the error envelope and
+ * request logging.
+ */
 export function createApp(options: AppOptions): Hono<AppEnv> {
   const store = options.store ?? createStore(options.kv, {
     clock: options.now ?? Date.now,
@@ -61,24 +67,17 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const log = options.log;
 
+  app.use(requestLog(options.config, log));
   app.use(async (c, next) => {
-    const started = performance.now();
     const format = c.req.query("format")?.toLowerCase();
     c.set("format", format === "xml" ? "xml" : "json");
-    try {
-      if (format !== undefined && format !== "json" && format !== "xml") {
-        // Answered here rather than thrown, so that the log line below sees the real status.
-        const error = new ValidationError("format", `Invalid format "${format}": must be json or xml`);
-        c.res = render("json", errorBody(error), error.status);
-        return;
-      }
-      await next();
-    } finally {
-      if (log && options.config.logRequests) {
-        const ms = (performance.now() - started).toFixed(1);
-        log(`${c.req.method} ${c.req.path} ${c.res.status} ${ms}ms`);
-      }
+    if (format !== undefined && format !== "json" && format !== "xml") {
+      // Answered here rather than thrown, so that the log line sees the real status.
+      const error = new ValidationError("format", `Invalid format "${format}": must be json or xml`);
+      c.res = render("json", errorBody(error), error.status);
+      return;
     }
+    await next();
   });
   // Before the key and the body are looked at: a method an endpoint does not take (HEAD on a write) is 405.
   app.use(allowedMethods(app));
@@ -88,7 +87,11 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
       throw new PayloadTooLargeError(`Request body is too large: at most ${options.config.maxBodyBytes} bytes`);
     },
   }));
+  app.use("/api/*", badKeyLimit(deps));
   app.use("/api/*", authenticate(deps));
+  app.use("/api/*", keyRateLimit(deps));
+
+  app.route("/health", healthRoutes(deps));
 
   app.route("/api/customer", customerRoutes(deps, { cards: cardsExtra, bonuses: bonusesExtra }));
   app.route("/api/customer", cardRoutes(deps));
@@ -103,7 +106,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.onError((error, c) => {
     const format: Format = c.get("format") ?? "json";
     if (error instanceof AppError) return render(format, errorBody(error), error.status);
-    log?.(`ERROR ${c.req.method} ${c.req.path}: ${error instanceof Error ? error.stack : String(error)}`);
+    logError(c, error, options.config, log);
     return render(format, { success: 0, info: "Internal error" }, 500);
   });
   return app;

@@ -25,6 +25,7 @@ export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
       userId: record.user_id,
       access: record.access,
       keyId: record.id,
+      rateLimit: record.rate_limit,
     });
     await next();
   };

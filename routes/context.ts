@@ -1,5 +1,5 @@
 import type { Config } from "../config.ts";
-import type { Access } from "../domain/api_key.ts";
+import type { Access, RateLimit } from "../domain/api_key.ts";
 import type { Actor } from "../domain/audit.ts";
 import type { Store } from "../storage/store.ts";
 
@@ -20,8 +20,10 @@ export interface Caller {
   companyId: string;
   userId: number;
   access: Access;
-  /** Public id of the key (never the key itself). */
+  /** Public id of the key (never the key itself): for the audit trail, logs and the per-key rate limit. */
   keyId: string;
+  /** The key's own rate limit, overriding the configured default. */
+  rateLimit?: RateLimit | null;
 }
 
 /** The actor of the audit trail for an API caller: `key:<key id>`. */
@@ -45,5 +47,7 @@ export interface AppEnv {
     format: Format;
     raw: RawRequest;
     caller: Caller;
+    /** Id of this request, also sent back as `X-Request-Id`. */
+    requestId: string;
   };
 }

@@ -5,6 +5,7 @@ import {
   constantTimeEqual,
   generateApiKey,
   hashApiKey,
+  type RateLimit,
 } from "../domain/api_key.ts";
 import { ConflictError } from "../domain/errors.ts";
 import { RETRY, withRetry, Write } from "./commit.ts";
@@ -39,6 +40,8 @@ export async function createApiKey(
     actorName?: string;
     /** Time of creation, epoch ms (default: the store's clock). */
     now?: number;
+    /** The key's own rate limit; absent for the configured default. */
+    rateLimit?: RateLimit | null;
   },
 ): Promise<CreatedKey> {
   const store = storeOf(kvOrStore);
@@ -56,6 +59,7 @@ export async function createApiKey(
     created_date: now,
     revoked_date: null,
   };
+  if (options.rateLimit) record.rate_limit = options.rateLimit;
   const company = await kv.get<Company>(keys.company(options.companyId));
   const actor = { companyId: options.companyId, name: options.actorName ?? "task:apikey", userId: options.userId };
   const write = new Write(store, actor)
@@ -129,6 +133,41 @@ export async function revokeApiKey(
     }
     return null;
   }, { message: "Cannot revoke API key: it was changed concurrently, try again" });
+}
+
+/**
+ * Sets the rate limit of the key with this public id (null goes back to the configured default); returns the
+ * updated record, or null when no key has that id. Running servers apply it within their AUTH_CACHE_MS.
+ */
+export async function setKeyRateLimit(
+  kvOrStore: Deno.Kv | Store,
+  id: string,
+  limit: RateLimit | null,
+  options: { actorName?: string } = {},
+): Promise<ApiKeyRecord | null> {
+  const store = storeOf(kvOrStore);
+  return await withRetry(async () => {
+    for await (const e of store.kv.list<ApiKeyRecord>({ prefix: keys.apiKeys() })) {
+      if (e.value.id !== id) continue;
+      const { rate_limit: _old, ...rest } = e.value;
+      const updated: ApiKeyRecord = limit ? { ...rest, rate_limit: limit } : rest;
+      const actor = {
+        companyId: e.value.company_id,
+        name: options.actorName ?? "task:apikey",
+        userId: e.value.user_id,
+      };
+      const write = new Write(store, actor).check(e).set(e.key, updated);
+      write.audit({
+        entity: "api_key",
+        entityId: id,
+        before: auditedKey(e.value),
+        after: auditedKey(updated),
+        order: e.versionstamp,
+      });
+      return await write.commit("set the rate limit of an API key") ? updated : RETRY;
+    }
+    return null;
+  }, { message: `Cannot set the rate limit of key "${id}": it keeps changing, try again` });
 }
 
 /**

@@ -114,7 +114,10 @@ Deno.test("deno task apikey: usage, refused arguments, listing and revoking", as
   const run = (...args: string[]) => runTask("apikey", args, { kvPath });
   const usage =
     "  deno task apikey create --company ID [--name NAME] [--user N] [--access write|read] [--label TEXT]\n" +
-    "  deno task apikey list [--company ID]\n  deno task apikey revoke KEY_ID";
+    "                          [--rate N [--burst N]]\n" +
+    "  deno task apikey list [--company ID]\n  deno task apikey revoke KEY_ID\n" +
+    "  deno task apikey limit KEY_ID --rate N [--burst N]   (N requests/s for this key, 0 for none; burst 2N)\n" +
+    "  deno task apikey limit KEY_ID --rate default         (back to RATE_LIMIT_PER_SECOND/RATE_LIMIT_BURST)";
 
   await t.step("--help prints the usage and exits 0", async () => {
     assert.deepEqual(await run("--help"), { code: 0, out: `Usage:\n${usage}\n`, err: "" });
@@ -141,7 +144,7 @@ Deno.test("deno task apikey: usage, refused arguments, listing and revoking", as
     );
     assertUsageError(await run("revoke"), "revoke needs a key id (see `deno task apikey list`)", usage);
     const listed = await run("list");
-    assert.deepEqual(listed, { code: 0, out: "id\tcompany\tuser\taccess\tcreated\trevoked\tlabel\n", err: "" });
+    assert.deepEqual(listed, { code: 0, out: "id\tcompany\tuser\taccess\tcreated\trevoked\tlabel\trate\n", err: "" });
   });
 
   await t.step("create defaults to a write key of user 1; list filters by company and shows labels", async () => {

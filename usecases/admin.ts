@@ -1,4 +1,4 @@
-/** Administration use cases: the integrity check of the whole store. */
+/** Administration use cases: the integrity check of the whole store, and the store's health. */
 import {
   type Finding,
   type Progress,
@@ -7,6 +7,7 @@ import {
   type VerifySummary,
 } from "../storage/verify.ts";
 import type { Store } from "../storage/store.ts";
+import { storeRoundTrip as roundTrip } from "../storage/health.ts";
 
 export type { Finding, Progress, VerifyOptions, VerifySummary };
 
@@ -16,4 +17,9 @@ export type { Finding, Progress, VerifyOptions, VerifySummary };
  */
 export async function verifyStore(store: Store, options: VerifyOptions = {}): Promise<VerifySummary> {
   return await verifyStored(store.kv, options);
+}
+
+/** One real read of the store: its round trip in ms; throws when the store fails or does not answer in time. */
+export async function storeRoundTrip(store: Store, options: { timeoutMs: number }): Promise<number> {
+  return await roundTrip(store.kv, options);
 }

@@ -1,11 +1,12 @@
 /** API key use cases: create (the plain key is shown once), list and revoke. */
-import { type Access, type ApiKeyRecord, hashApiKey } from "../domain/api_key.ts";
+import { type Access, type ApiKeyRecord, hashApiKey, type RateLimit } from "../domain/api_key.ts";
 import {
   createApiKey as createStoredKey,
   type CreatedKey,
   findApiKey,
   listApiKeys,
   revokeApiKey,
+  setKeyRateLimit as setStoredRateLimit,
 } from "../storage/api_keys.ts";
 import type { Store } from "../storage/store.ts";
 
@@ -14,7 +15,16 @@ export type { CreatedKey };
 /** Makes a key for a company (created when new); audited in that company as `actorName`. */
 export async function createKey(
   store: Store,
-  input: { companyId: string; companyName?: string; userId: number; access: Access; label?: string; actorName: string },
+  input: {
+    companyId: string;
+    companyName?: string;
+    userId: number;
+    access: Access;
+    label?: string;
+    actorName: string;
+    /** The key's own rate limit (absent: the configured default). */
+    rateLimit?: RateLimit | null;
+  },
 ): Promise<CreatedKey> {
   return await createStoredKey(store, input);
 }
@@ -47,4 +57,14 @@ export async function lookupKey(
   const record = await findApiKey(store.kv, await hashApiKey(key));
   store.apiKeys.set(key, record, options.maxAgeMs);
   return record;
+}
+
+/** Sets a key's own rate limit (null: back to the configured default); null when no key has that id. */
+export async function setKeyRateLimit(
+  store: Store,
+  id: string,
+  limit: RateLimit | null,
+  options: { actorName: string },
+): Promise<ApiKeyRecord | null> {
+  return await setStoredRateLimit(store, id, limit, options);
 }

@@ -1,0 +1,117 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { matchedRoutes } from "hono/route";
+import type { Config } from "../config.ts";
+import type { AppEnv } from "./context.ts";
+
+/** An incoming `X-Request-Id` we accept as it is: 1 to 128 letters, digits and `-_.:/+=@`. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:/+=@-]{1,128}$/;
+
+/** This process's random prefix of request ids; the rest is a counter, cheaper than a UUID per request. */
+const ID_PREFIX = crypto.getRandomValues(new Uint32Array(2)).reduce((s, n) => s + n.toString(36).padStart(7, "0"), "");
+let counter = 0;
+
+/** Makes a request id unique across processes: the process prefix and a counter. */
+export function newRequestId(): string {
+  return `${ID_PREFIX}-${(++counter).toString(36)}`;
+}
+
+/** The route pattern a request matched (`/api/customer/update`), or null when only middleware matched it. */
+function routeOf(c: Context<AppEnv>): string | null {
+  const last = matchedRoutes(c).at(-1)?.path;
+  return last === undefined || last.endsWith("*") ? null : last;
+}
+
+/** What a request log entry says about the caller, when the key was proven. */
+function callerOf(c: Context<AppEnv>): { company: string | null; key_id: string | null } {
+  const caller = c.get("caller");
+  return { company: caller?.companyId ?? null, key_id: caller?.keyId ?? null };
+}
+
+/**
+ * Gives every request an id (a sane incoming `X-Request-Id`, or a new one), returns it as `X-Request-Id` on
+ * every reply, and logs one line per request when `config.logRequests`: the text line
+ * `POST /api/customer/update 200 3.5ms`, or with `LOG_FORMAT=json` one JSON object with the request id,
+ * company, key id, route, method, path, status and duration. Never the query string, a header or a body,
+ * so never a key.
+ */
+export function requestLog(config: Config, log: ((line: string) => void) | undefined): MiddlewareHandler<AppEnv> {
+  const json = config.logFormat === "json";
+  return async (c, next) => {
+    const started = performance.now();
+    const incoming = c.req.header("x-request-id");
+    const id = incoming !== undefined && SANE_REQUEST_ID.test(incoming) ? incoming : newRequestId();
+    c.set("requestId", id);
+    try {
+      await next();
+    } finally {
+      try {
+        c.res.headers.set("X-Request-Id", id);
+      } catch {
+        // A reply with immutable headers (a proxied one, say) is copied once to carry the id.
+        c.res = new Response(c.res.body, c.res);
+        c.res.headers.set("X-Request-Id", id);
+      }
+      if (log && config.logRequests) {
+        const ms = performance.now() - started;
+        if (json) {
+          log(JSON.stringify({
+            time: new Date().toISOString(),
+            level: "info",
+            request_id: id,
+            ...callerOf(c),
+            route: routeOf(c),
+            method: c.req.method,
+            path: c.req.path,
+            status: c.res.status,
+            duration_ms: Math.round(ms * 10) / 10,
+          }));
+        } else {
+          log(`${c.req.method} ${c.req.path} ${c.res.status} ${ms.toFixed(1)}ms`);
+        }
+      }
+    }
+  };
+}
+
+/** Logs an unexpected error with its stack: a text line, or with `LOG_FORMAT=json` one JSON object. */
+export function logError(
+  c: Context<AppEnv>,
+  error: unknown,
+  config: Config,
+  log: ((line: string) => void) | undefined,
+): void {
+  if (!log) return;
+  const stack = error instanceof Error ? error.stack ?? String(error) : String(error);
+  if (config.logFormat === "json") {
+    log(JSON.stringify({
+      time: new Date().toISOString(),
+      level: "error",
+      request_id: c.get("requestId") ?? null,
+      ...callerOf(c),
+      route: routeOf(c),
+      method: c.req.method,
+      path: c.req.path,
+      error: error instanceof Error ? error.message : String(error),
+      stack,
+    }));
+  } else {
+    log(`ERROR ${c.req.method} ${c.req.path}: ${stack}`);
+  }
+}
+
+/**
+ * Where log lines go in a running service: stdout, each text line after its time, and in JSON format every
+ * line one JSON object (plain messages wrapped as `{"time","level","message"}`).
+ */
+export function logSink(config: Config, write: (line: string) => void): (line: string) => void {
+  if (config.logFormat !== "json") return (line) => write(`${new Date().toISOString()} ${line}`);
+  return (line) => {
+    if (line.startsWith("{")) return write(line);
+    const level = /^(WARN|ERROR) /.exec(line)?.[1];
+    write(JSON.stringify({
+      time: new Date().toISOString(),
+      level: level ? level.toLowerCase() : "info",
+      message: level ? line.slice(level.length + 1) : line,
+    }));
+  };
+}
