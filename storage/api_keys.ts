@@ -127,7 +127,6 @@ export async function revokeApiKey(
         entityId: id,
         before: auditedKey(e.value),
         after: auditedKey(revoked),
-        order: e.versionstamp,
       });
       return await write.commit("revoke API key") ? revoked : RETRY;
     }
@@ -162,7 +161,6 @@ export async function setKeyRateLimit(
         entityId: id,
         before: auditedKey(e.value),
         after: auditedKey(updated),
-        order: e.versionstamp,
       });
       return await write.commit("set the rate limit of an API key") ? updated : RETRY;
     }

@@ -151,9 +151,8 @@ async function applyWithRetries(store: Store, actor: Actor, update: BonusUpdate)
     write.audit({
       entity: "balance",
       entityId: `${customerId}:${bonusId}`,
-      before: { bonus_id: bonusId, balance: record.balance },
+      before: { bonus_id: bonusId, balance: record.balance, transaction_id: record.last_transaction_id },
       after: { bonus_id: bonusId, balance: outcome.balance, transaction_id: transactionId },
-      order: current.versionstamp,
       filedUnder: { entity: "customer", entityId: customerId },
     });
     if (idempotencyKey) {

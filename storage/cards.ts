@@ -151,7 +151,7 @@ export async function deleteCard(store: Store, actor: Actor, lookup: CardLookup)
     const card = entry.value;
     const write = new Write(store, actor).check(entry).delete(cardKeys.card(cid, card.id));
     addIndexDiff(write, diffIndexes(cardIndexKeys(cid, card), null), { claims: [], id: card.id });
-    write.audit({ entity: "card", entityId: card.id, before: card, after: null, order: entry.versionstamp });
+    write.audit({ entity: "card", entityId: card.id, before: card, after: null });
     return await write.commit("delete card") ? card : RETRY;
   }, { message: "Cannot delete card: it was changed concurrently, try again" });
 }
@@ -254,7 +254,7 @@ async function tryUpdate(
   addIndexDiff(write, diff, { claims, id: existing.id });
   addRefs(write, cid, next, resolved);
   write.set(cardKeys.card(cid, next.id), next);
-  write.audit({ entity: "card", entityId: next.id, before: existing, after: next, order: entry.versionstamp });
+  write.audit({ entity: "card", entityId: next.id, before: existing, after: next });
   return await write.commit("save card") ? { card: next, isNew: false } : RETRY;
 }
 

@@ -111,16 +111,15 @@ export class Write {
   }
 
   /**
-   * Records the change of one record in the audit trail (nothing when only bookkeeping fields changed). `order`
-   * makes keys of one entity sort in the order their changes committed: the versionstamp of the record version
-   * replaced (changes of one record are serialised by its check), or a random id for a create.
+   * Records the change of one record in the audit trail (nothing when only bookkeeping fields changed). Entries
+   * sort by time, then by the store's increasing order: a change made after another in this process, and so every
+   * retry of a write that lost a race, sorts after it even in the same millisecond.
    */
   audit(change: {
     entity: AuditEntity;
     entityId: string | number;
     before: object | null;
     after: object | null;
-    order?: string | null;
     /** Where the entry is filed when not under its own entity (balances sit in their customer's history). */
     filedUnder?: { entity: AuditEntity; entityId: string | number };
   }): AuditEntry | null {
@@ -135,7 +134,7 @@ export class Write {
     if (!entry) return null;
     const home = change.filedUnder ?? { entity: change.entity, entityId: change.entityId };
     const key = auditKeys.entry(this.actor.companyId, home.entity, String(home.entityId), entry.at, {
-      order: change.order ?? crypto.randomUUID(),
+      order: this.store.nextAuditOrder(),
     });
     this.set(key, entry, { expireIn: this.store.auditRetentionMs });
     return entry;

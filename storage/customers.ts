@@ -197,7 +197,7 @@ async function commit(write: Write, plan: Plan): Promise<(UpsertResult & { versi
   }
   if (plan.group?.pending) addPendingEntry(write, cid, "groups", plan.group.pending);
   write.set(recordKey, next);
-  write.audit({ entity: "customer", entityId: id, before: existing, after: next, order: entry?.versionstamp });
+  write.audit({ entity: "customer", entityId: id, before: existing, after: next });
   const versionstamp = await write.commit("save customer");
   return versionstamp ? { customer: next, isNew: !existing, versionstamp } : null;
 }

@@ -197,7 +197,6 @@ export async function saveEntry(
       entityId: entry.id,
       before: before?.value ?? null,
       after: entry,
-      order: before?.versionstamp,
     });
     if (!await write.commit(`save ${LABEL[kind].toLowerCase()}`)) return RETRY;
     store.directories.delete(`${cid}/${kind}/${entry.id}`);

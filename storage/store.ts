@@ -26,6 +26,10 @@ export class TtlCache<V> {
   delete(key: string): void {
     this.#entries.delete(key);
   }
+  /** Removes every entry whose value matches, e.g. every cached lookup of a revoked key. */
+  deleteWhere(matches: (value: V) => boolean): void {
+    for (const [key, entry] of this.#entries) if (matches(entry.value)) this.#entries.delete(key);
+  }
   get size(): number {
     return this.#entries.size;
   }
@@ -55,6 +59,18 @@ export interface Store {
   sequences: Map<string, { value: number; versionstamp: string }>;
   /** How long an audit entry is kept, ms. */
   auditRetentionMs: number;
+  /**
+   * The next order of an audit entry within its millisecond: a counter of this process (zero-padded, so it sorts)
+   * and the process's id. A change made after another in this process always sorts after it.
+   */
+  nextAuditOrder: () => string;
+}
+
+/** A source of increasing audit orders, unique to this store object (and so to the process). */
+function auditOrders(): () => string {
+  const processId = crypto.randomUUID().slice(0, 8);
+  let counter = 0;
+  return () => `${(++counter).toString(36).padStart(10, "0")}-${processId}`;
 }
 
 /** Builds the store object of a KV handle. */
@@ -68,6 +84,7 @@ export function createStore(kv: Deno.Kv, options: StoreOptions = {}): Store {
     apiKeys: new TtlCache({ maxEntries: options.maxCachedEntries ?? 10_000, clock }),
     sequences: new Map(),
     auditRetentionMs: (options.auditRetentionDays ?? 365) * 24 * 60 * 60 * 1000,
+    nextAuditOrder: auditOrders(),
   };
 }
 

@@ -277,3 +277,18 @@ Deno.test("a group renamed by another process shows once the directory cache age
   clock += 2;
   assert.equal(await name(), "New");
 });
+
+Deno.test("a key revoked through the use case stops working at once in the process that revoked it", async () => {
+  await using w = await world();
+  const read = (await listApiKeys(w.kv, "acme")).find((k) => k.access === "read")!;
+  const { revokeKey } = await import("../usecases/mod.ts");
+  // An app over a store object we hold: the one whose cache keeps the key.
+  const shared = createStore(w.kv);
+  const config = { ...DEFAULT_CONFIG, kvPath: ":memory:", logRequests: false };
+  const app = createApp({ kv: w.kv, store: shared, config });
+  assert.equal((await app.request(`/api/customer?apikey=${w.readKey}`)).status, 200);
+  await revokeKey(shared, read.id, { actorName: "test" });
+  const after = await app.request(`/api/customer?apikey=${w.readKey}`);
+  assert.equal(after.status, 401);
+  assert.equal((await after.json()).info, `API key "${read.id}" is revoked`);
+});

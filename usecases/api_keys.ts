@@ -40,7 +40,10 @@ export async function revokeKey(
   id: string,
   options: { actorName: string },
 ): Promise<ApiKeyRecord | null> {
-  return await revokeApiKey(store, id, options);
+  const revoked = await revokeApiKey(store, id, options);
+  // This process stops taking it at once; others within their AUTH_CACHE_MS.
+  store.apiKeys.deleteWhere((record) => record?.id === id);
+  return revoked;
 }
 
 /**
@@ -66,5 +69,7 @@ export async function setKeyRateLimit(
   limit: RateLimit | null,
   options: { actorName: string },
 ): Promise<ApiKeyRecord | null> {
-  return await setStoredRateLimit(store, id, limit, options);
+  const updated = await setStoredRateLimit(store, id, limit, options);
+  store.apiKeys.deleteWhere((record) => record?.id === id);
+  return updated;
 }

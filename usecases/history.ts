@@ -46,8 +46,8 @@ async function page(
 }
 
 /**
- * The history of a customer: its own changes and its balance changes. A customer found by external id must exist;
- * by id, the history of a deleted or never-existing id is simply empty (customers are never deleted today).
+ * The history of a customer: its own changes and its balance changes. The customer must exist (404 naming the
+ * parameter otherwise); customers are never deleted today.
  */
 export async function customerHistory(
   store: Store,
