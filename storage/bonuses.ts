@@ -17,7 +17,7 @@ import type { Actor } from "../domain/audit.ts";
 import { AppError, ConflictError } from "../domain/errors.ts";
 import { listEntries } from "./directories.ts";
 import { getManyInBatches } from "./batch.ts";
-import { bonusKeys } from "./keys.ts";
+import { bonusKeys, directoryKeys, keys } from "./keys.ts";
 import { MAX_GET_MANY } from "./limits.ts";
 import { RETRY, withRetry, Write } from "./commit.ts";
 import type { Store } from "./store.ts";
@@ -60,6 +60,18 @@ export interface BonusUpdate {
   idempotency: Idempotency | null;
   /** Whether changes of one balance queue in this process (default true); correctness never depends on it. */
   queued?: boolean;
+  /**
+   * The balance (and idempotency record) as read just before, in the same round trip as the customer and the
+   * program: the first attempt uses them instead of reading again when no other change of this balance was queued.
+   * A stale one only fails its versionstamp check and is read again.
+   */
+  read?: BalanceRead;
+}
+
+/** A balance and its request's idempotency record, read together. */
+export interface BalanceRead {
+  balance: Deno.KvEntryMaybe<BalanceRecord>;
+  idempotency: Deno.KvEntryMaybe<IdempotencyRecord> | null;
 }
 
 /** The result of a change: the reply, whether it was replayed from an earlier request, and the attempts used. */
@@ -77,7 +89,8 @@ export async function findReplay(kv: Deno.Kv, cid: string, idempotency: Idempote
   return record.value === null ? null : replayOf(record.value, idempotency);
 }
 
-function replayOf(record: IdempotencyRecord, idempotency: Idempotency): BonusReply {
+/** The first reply given under an idempotency key; 422 when the request differs from the one that got it. */
+export function replayOf(record: IdempotencyRecord, idempotency: Idempotency): BonusReply {
   if (record.fingerprint !== idempotency.fingerprint) throw idempotencyMisuse(idempotency.key);
   return record.reply;
 }
@@ -90,10 +103,10 @@ function replayOf(record: IdempotencyRecord, idempotency: Idempotency): BonusRep
  */
 export async function updateBonus(store: Store, actor: Actor, update: BonusUpdate): Promise<BonusUpdateResult> {
   if (update.queued === false) return await applyWithRetries(store, actor, update);
-  return await store.mutex.run(
-    `bonus:${actor.companyId}:${update.customerId}:${update.bonusId}`,
-    () => applyWithRetries(store, actor, update),
-  );
+  const queue = `bonus:${actor.companyId}:${update.customerId}:${update.bonusId}`;
+  // What was read before is only worth using when nothing of this balance ran in between.
+  const fresh = store.mutex.isIdle(queue) ? update : { ...update, read: undefined };
+  return await store.mutex.run(queue, () => applyWithRetries(store, actor, fresh));
 }
 
 async function applyWithRetries(store: Store, actor: Actor, update: BonusUpdate): Promise<BonusUpdateResult> {
@@ -112,11 +125,14 @@ async function applyWithRetries(store: Store, actor: Actor, update: BonusUpdate)
     let current: Deno.KvEntryMaybe<BalanceRecord>;
     let earlier: Deno.KvEntryMaybe<IdempotencyRecord> | null;
     try {
-      const landed = await findOwnEntry(kv, unsure, requestId);
+      const landed = unsure.length === 0 ? null : await findOwnEntry(kv, unsure, requestId);
       if (landed) return { reply: replyOfEntry(landed), replayed: false, attempts: n - 1 };
-      [current, earlier] = idempotencyKey
-        ? await kv.getMany<[BalanceRecord, IdempotencyRecord]>([balanceKey, idempotencyKey])
-        : [await kv.get<BalanceRecord>(balanceKey), null];
+      if (n === 1 && update.read) [current, earlier] = [update.read.balance, update.read.idempotency];
+      else {
+        [current, earlier] = idempotencyKey
+          ? await kv.getMany<[BalanceRecord, IdempotencyRecord]>([balanceKey, idempotencyKey])
+          : [await kv.get<BalanceRecord>(balanceKey), null];
+      }
     } catch (error) {
       if (!isStoreBusy(error)) throw error;
       failure = error;
@@ -276,4 +292,31 @@ export async function customerBalances(
     out.get(p.customerId)!.push({ program: p.program, balance: entries[i]!.value?.balance ?? 0 });
   });
   return out;
+}
+
+/**
+ * Everything a balance change by customer id needs to read, in one round trip: the idempotency record (when a key
+ * is given), whether the customer exists, the program, and the balance.
+ */
+export async function readBalanceTargets(
+  kv: Deno.Kv,
+  cid: string,
+  options: { customerId: number; bonusId: number; idempotencyKey: string | null },
+): Promise<{ customerExists: boolean; program: DirectoryEntry | null; read: BalanceRead }> {
+  const { customerId, bonusId, idempotencyKey } = options;
+  const wanted: Deno.KvKey[] = [
+    keys.customer(cid, customerId),
+    directoryKeys.entry(cid, "bonus_programs", bonusId),
+    bonusKeys.balance(cid, customerId, bonusId),
+  ];
+  if (idempotencyKey !== null) wanted.push(bonusKeys.idempotency(cid, idempotencyKey));
+  const [customer, program, balance, idempotency] = await kv.getMany<unknown[]>(wanted);
+  return {
+    customerExists: customer!.value !== null,
+    program: program!.value as DirectoryEntry | null,
+    read: {
+      balance: balance as Deno.KvEntryMaybe<BalanceRecord>,
+      idempotency: (idempotency ?? null) as Deno.KvEntryMaybe<IdempotencyRecord> | null,
+    },
+  };
 }

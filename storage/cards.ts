@@ -27,7 +27,16 @@ import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { cardKeys, keys } from "./keys.ts";
 import { getManyInBatches } from "./batch.ts";
-import { addIndexDiff, diffIndexes, type IndexKeys, readClaims, RETRY, withRetry, Write } from "./commit.ts";
+import {
+  addIndexDiff,
+  diffIndexes,
+  explainFailure,
+  type IndexKeys,
+  readClaims,
+  RETRY,
+  withRetry,
+  Write,
+} from "./commit.ts";
 import { MAX_GET_MANY } from "./limits.ts";
 import type { Store } from "./store.ts";
 
@@ -130,11 +139,11 @@ function cardIndexKeys(cid: string, card: Card): IndexKeys {
 export async function saveCard(store: Store, actor: Actor, request: SaveCard): Promise<SaveCardResult> {
   const steps = lookupSteps(request.lookup);
   const cid = actor.companyId;
-  return await withRetry(async () => {
+  return await withRetry(async (attempt) => {
     if (request.mode === "insert") return await tryCreate(store, actor, request);
     if (steps.length === 0 && !request.create) throw cardNotIdentified("update");
     const entry = await locate(store.kv, cid, steps);
-    if (entry) return await tryUpdate(store, actor, request, entry);
+    if (entry) return await tryUpdate(store, actor, request, { entry, optimistic: attempt === 1 });
     if (!request.create) throw cardNotFound(steps);
     return await tryCreate(store, actor, request);
   }, { message: "Cannot save card: it was changed concurrently, try again" });
@@ -150,7 +159,10 @@ export async function deleteCard(store: Store, actor: Actor, lookup: CardLookup)
     if (!entry) throw cardNotFound(steps);
     const card = entry.value;
     const write = new Write(store, actor).check(entry).delete(cardKeys.card(cid, card.id));
-    addIndexDiff(write, diffIndexes(cardIndexKeys(cid, card), null), { claims: [], id: card.id });
+    addIndexDiff(write, diffIndexes(cardIndexKeys(cid, card), null), {
+      claims: { entries: [], optimistic: false },
+      id: card.id,
+    });
     write.audit({ entity: "card", entityId: card.id, before: card, after: null });
     return await write.commit("delete card") ? card : RETRY;
   }, { message: "Cannot delete card: it was changed concurrently, try again" });
@@ -226,9 +238,10 @@ async function tryUpdate(
   store: Store,
   actor: Actor,
   request: SaveCard,
-  entry: Deno.KvEntry<Card>,
+  options: { entry: Deno.KvEntry<Card>; optimistic: boolean },
 ): Promise<SaveCardResult | typeof RETRY> {
   const cid = actor.companyId;
+  const { entry } = options;
   const existing = entry.value;
   const now = store.clock();
   const resolved = await resolveRefs(store.kv, cid, request.refs, now);
@@ -243,19 +256,18 @@ async function tryUpdate(
   });
   const diff = diffIndexes(cardIndexKeys(cid, existing), cardIndexKeys(cid, next));
   const after = cardUniqueKeys(next);
-  const claims = await readClaims(store.kv, diff, {
-    id: existing.id,
-    clash: (field) => {
-      throw cardClash(field, after[field as UniqueField]!, false);
-    },
-  });
+  const clash = (field: string): never => {
+    throw cardClash(field, after[field as UniqueField]!, false);
+  };
+  const claims = await readClaims(store.kv, diff, { id: existing.id, clash, optimistic: options.optimistic });
   if (claims === RETRY) return RETRY;
   const write = new Write(store, actor).check(entry);
   addIndexDiff(write, diff, { claims, id: existing.id });
   addRefs(write, cid, next, resolved);
   write.set(cardKeys.card(cid, next.id), next);
   write.audit({ entity: "card", entityId: next.id, before: existing, after: next });
-  return await write.commit("save card") ? { card: next, isNew: false } : RETRY;
+  if (await write.commit("save card")) return { card: next, isNew: false };
+  return await explainFailure(store.kv, diff, { claims, id: existing.id, clash });
 }
 
 /**

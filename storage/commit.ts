@@ -46,7 +46,7 @@ export async function withRetry<T>(
 
 const encoder = new TextEncoder();
 
-/** Approximate encoded size of a key, bytes (each part plus a tag byte, as KV's encoding). */
+/** Encoded size of a key, bytes (each part plus a tag byte, as KV's encoding; numbers as 9). */
 export function keySize(key: Deno.KvKey): number {
   let n = 0;
   for (const part of key) {
@@ -55,13 +55,32 @@ export function keySize(key: Deno.KvKey): number {
   return n;
 }
 
+/** An upper bound of keySize that costs no encoding: a UTF-16 unit is at most 3 bytes of UTF-8. */
+function keyBound(key: Deno.KvKey): number {
+  let n = 0;
+  for (const part of key) {
+    n += 2 + (typeof part === "string" ? part.length * 3 : part instanceof Uint8Array ? part.length : 9);
+  }
+  return n;
+}
+
+function serialised(value: unknown): string | null {
+  if (value === null || value === undefined || typeof value !== "object" || value instanceof Deno.KvU64) return null;
+  return JSON.stringify(value, (_k, v) => typeof v === "bigint" ? v.toString() : v);
+}
+
 /** Approximate serialised size of a value, bytes. */
 export function valueSize(value: unknown): number {
-  if (value === null || value === undefined) return 1;
-  if (value instanceof Deno.KvU64) return 8;
   if (typeof value === "string") return encoder.encode(value).length + 4;
-  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return 9;
-  return encoder.encode(JSON.stringify(value, (_k, v) => typeof v === "bigint" ? v.toString() : v)).length + 16;
+  const json = serialised(value);
+  return json === null ? 9 : encoder.encode(json).length + 16;
+}
+
+/** An upper bound of valueSize that costs no encoding. */
+function valueBound(value: unknown): number {
+  if (typeof value === "string") return value.length * 3 + 4;
+  const json = serialised(value);
+  return json === null ? 9 : json.length * 3 + 16;
 }
 
 /** What one atomic operation uses of the limits. */
@@ -140,7 +159,7 @@ export class Write {
     return entry;
   }
 
-  /** What this write uses of the limits. */
+  /** What this write uses of the limits (exact byte counts: for reports and tests, not the hot path). */
   size(): WriteSize {
     let bytes = 0;
     for (const c of this.#checks) bytes += keySize(c.key) + 10;
@@ -148,19 +167,38 @@ export class Write {
     return { checks: this.#checks.length, mutations: this.#mutations.length, bytes };
   }
 
-  /** Refuses a write that the remote store would refuse, naming what is over. */
+  /**
+   * Refuses a write that the remote store would refuse, naming what is over. Sizes are first bounded without
+   * encoding anything (3 bytes per UTF-16 unit); only a bound over a limit is measured exactly.
+   */
   assertWithinLimits(what: string): void {
-    const size = this.size();
     const over = (reason: string) =>
       new StoreLimitError(`Cannot ${what}: the change is too large for one write (${reason})`);
-    if (size.checks > MAX_CHECKS) throw over(`${size.checks} checks, at most ${MAX_CHECKS}`);
-    if (size.mutations > MAX_MUTATIONS) throw over(`${size.mutations} mutations, at most ${MAX_MUTATIONS}`);
-    if (size.bytes > MAX_ATOMIC_BYTES) throw over(`${size.bytes} bytes, at most ${MAX_ATOMIC_BYTES}`);
+    const checks = this.#checks.length;
+    const mutations = this.#mutations.length;
+    if (checks > MAX_CHECKS) throw over(`${checks} checks, at most ${MAX_CHECKS}`);
+    if (mutations > MAX_MUTATIONS) throw over(`${mutations} mutations, at most ${MAX_MUTATIONS}`);
+    let bound = 0;
+    for (const c of this.#checks) bound += keyBound(c.key) + 10;
     for (const m of this.#mutations) {
-      if (keySize(m.key) > MAX_KEY_BYTES) throw over(`a key of ${keySize(m.key)} bytes, at most ${MAX_KEY_BYTES}`);
-      if (m.type === "set" && valueSize(m.value) > MAX_VALUE_BYTES) {
-        throw over(`a value of about ${valueSize(m.value)} bytes, at most ${MAX_VALUE_BYTES}`);
+      let k = keyBound(m.key);
+      if (k > MAX_KEY_BYTES) {
+        k = keySize(m.key);
+        if (k > MAX_KEY_BYTES) throw over(`a key of ${k} bytes, at most ${MAX_KEY_BYTES}`);
       }
+      let v = 9;
+      if (m.type === "set") {
+        v = valueBound(m.value);
+        if (v > MAX_VALUE_BYTES) {
+          v = valueSize(m.value);
+          if (v > MAX_VALUE_BYTES) throw over(`a value of about ${v} bytes, at most ${MAX_VALUE_BYTES}`);
+        }
+      }
+      bound += k + v;
+    }
+    if (bound > MAX_ATOMIC_BYTES) {
+      const bytes = this.size().bytes;
+      if (bytes > MAX_ATOMIC_BYTES) throw over(`${bytes} bytes, at most ${MAX_ATOMIC_BYTES}`);
     }
   }
 
@@ -221,31 +259,60 @@ export function diffIndexes(before: IndexKeys | null, after: IndexKeys | null): 
   };
 }
 
+/** How unique keys a change claims were taken: as read, or assumed free without a read (optimistic). */
+export interface Claims {
+  entries: Deno.KvEntryMaybe<unknown>[];
+  /** True when the keys were assumed free: a failed commit must then be explained by `explainFailure`. */
+  optimistic: boolean;
+}
+
 /**
  * Reads the unique keys a diff claims: each must be free or already held by `id`, else `clash(name)` is thrown (it
  * may instead return RETRY, e.g. when a lookup key was just taken by a concurrent create, and so does this).
  * The entries read are checked unchanged at commit by addIndexDiff.
+ *
+ * With `optimistic`, nothing is read: the keys are assumed free and checked absent at commit, which saves a round
+ * trip on every create and every change of a unique value (the common case: the value is new). A commit that then
+ * fails is explained by `explainFailure`, which reads the keys and reports a clash; the retry reads first.
  */
 export async function readClaims(
   kv: Deno.Kv,
   diff: IndexDiff,
-  options: { id: number; clash: (name: string) => typeof RETRY | never },
-): Promise<Deno.KvEntryMaybe<unknown>[] | typeof RETRY> {
+  options: { id: number; clash: (name: string) => typeof RETRY | never; optimistic?: boolean },
+): Promise<Claims | typeof RETRY> {
+  if (options.optimistic) {
+    return { entries: diff.claim.map(({ key }) => ({ key, value: null, versionstamp: null })), optimistic: true };
+  }
   const current = diff.claim.length === 0 ? [] : await getManyChecked(kv, diff.claim.map((c) => c.key));
   for (const [i, { name }] of diff.claim.entries()) {
     const value = current[i]!.value;
     if (value !== null && value !== options.id && options.clash(name) === RETRY) return RETRY;
   }
-  return current;
+  return { entries: current, optimistic: false };
+}
+
+/**
+ * After a commit with optimistic claims failed: reads the claimed keys and throws (or returns RETRY from) `clash`
+ * when one is held by another record; otherwise the failure was a race elsewhere, to be retried.
+ */
+export async function explainFailure(
+  kv: Deno.Kv,
+  diff: IndexDiff,
+  options: { claims: Claims; id: number; clash: (name: string) => typeof RETRY | never },
+): Promise<typeof RETRY> {
+  if (options.claims.optimistic && diff.claim.length > 0) {
+    await readClaims(kv, diff, { id: options.id, clash: options.clash });
+  }
+  return RETRY;
 }
 
 /** Adds an index diff to a write: claimed keys checked as read and pointed at `id`, old keys deleted, lists kept. */
 export function addIndexDiff(
   write: Write,
   diff: IndexDiff,
-  options: { claims: Deno.KvEntryMaybe<unknown>[]; id: number },
+  options: { claims: Claims; id: number },
 ): void {
-  diff.claim.forEach(({ key }, i) => write.check(options.claims[i]!).set(key, options.id));
+  diff.claim.forEach(({ key }, i) => write.check(options.claims.entries[i]!).set(key, options.id));
   for (const key of diff.release) write.delete(key);
   for (const key of diff.remove) write.delete(key);
   for (const key of diff.add) write.set(key, null);

@@ -4,7 +4,17 @@ import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { keys } from "./keys.ts";
 import { getManyInBatches } from "./batch.ts";
-import { addIndexDiff, diffIndexes, type IndexKeys, readClaims, RETRY, withRetry, Write } from "./commit.ts";
+import {
+  addIndexDiff,
+  type Claims,
+  diffIndexes,
+  explainFailure,
+  type IndexKeys,
+  readClaims,
+  RETRY,
+  withRetry,
+  Write,
+} from "./commit.ts";
 import { BUCKET_SIZE } from "./limits.ts";
 import type { Store } from "./store.ts";
 
@@ -63,14 +73,20 @@ export interface UpsertResult {
  */
 export async function upsertCustomer(store: Store, actor: Actor, request: UpsertCustomer): Promise<UpsertResult> {
   const cid = actor.companyId;
-  return await withRetry(async () => {
+  return await withRetry(async (attempt) => {
     const { entry } = await locate(store.kv, cid, request);
-    const plan = await prepare(store, actor, request, entry);
+    // The first attempt takes new unique values as free without reading them; a clash shows as a failed commit.
+    const plan = await prepare(store, actor, request, entry, { optimistic: attempt === 1 });
     if (plan === RETRY) return RETRY;
     const result = entry
       ? await commit(new Write(store, actor), plan)
       : await store.mutex.run(`customers:${cid}`, () => commitCreate(store, actor, plan));
-    return result ?? RETRY;
+    if (result) return result;
+    return await explainFailure(store.kv, indexDiff(cid, entry?.value ?? null, plan.next), {
+      claims: plan.claims,
+      id: plan.next.id,
+      clash: plan.clash,
+    });
   }, { message: "Cannot save customer: it was changed concurrently, try again" });
 }
 
@@ -106,8 +122,10 @@ interface Plan {
   entry: Deno.KvEntry<Customer> | null;
   next: Customer;
   group: NameResolution | null;
-  /** Unique index entries the new version claims, as read (checked unchanged at commit). */
-  claims: Deno.KvEntryMaybe<unknown>[];
+  /** Unique index entries the new version claims, as read or assumed free (checked at commit). */
+  claims: Claims;
+  /** Throws the 409 of a unique value held by another customer. */
+  clash: (field: string) => never;
 }
 
 async function prepare(
@@ -115,6 +133,7 @@ async function prepare(
   actor: Actor,
   request: UpsertCustomer,
   entry: Deno.KvEntry<Customer> | null,
+  options: { optimistic: boolean },
 ): Promise<Plan | typeof RETRY> {
   const { kv } = store;
   const cid = actor.companyId;
@@ -141,14 +160,12 @@ async function prepare(
   }
   // Unique keys do not depend on the id, so a new customer's claims are read before its id is taken.
   const unique = customerUniqueKeys(next);
-  const claims = await readClaims(kv, indexDiff(cid, existing, next), {
-    id,
-    clash: (field) => {
-      throw uniqueClash(field, field === "email" ? next.email! : unique[field as UniqueField]!, !existing);
-    },
-  });
+  const clash = (field: string): never => {
+    throw uniqueClash(field, field === "email" ? next.email! : unique[field as UniqueField]!, !existing);
+  };
+  const claims = await readClaims(kv, indexDiff(cid, existing, next), { id, clash, optimistic: options.optimistic });
   if (claims === RETRY) return RETRY;
-  return { entry, next, group, claims };
+  return { entry, next, group, claims, clash };
 }
 
 function indexDiff(cid: string, before: Customer | null, after: Customer) {

@@ -2,6 +2,11 @@
 export class KeyedMutex {
   #tails = new Map<string, Promise<unknown>>();
 
+  /** Whether no task of this key is running or waiting. */
+  isIdle(key: string): boolean {
+    return !this.#tails.has(key);
+  }
+
   /** Runs `task` after every earlier task of the same key has settled. */
   run<T>(key: string, task: () => Promise<T>): Promise<T> {
     const previous = this.#tails.get(key) ?? Promise.resolve();

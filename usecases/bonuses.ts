@@ -7,7 +7,8 @@ import {
   checkChange,
   type LedgerEntry,
 } from "../domain/bonus.ts";
-import { findReplay, getBalance, listLedger, updateBonus } from "../storage/bonuses.ts";
+import { findReplay, getBalance, listLedger, readBalanceTargets, replayOf, updateBonus } from "../storage/bonuses.ts";
+import { NotFoundError } from "../domain/errors.ts";
 import { requireEntry } from "../storage/directories.ts";
 import type { Store } from "../storage/store.ts";
 import { customerIdOf } from "./customers.ts";
@@ -48,6 +49,29 @@ export async function changeBonus(
   checkChange(request);
   const { idempotencyKey, ...change } = request;
   const idempotency = idempotencyKey === null ? null : { key: idempotencyKey, fingerprint: bonusFingerprint(change) };
+  if ("id" in request.customer) {
+    // By id, the idempotency record, customer, program and balance are read in one round trip.
+    const customerId = request.customer.id;
+    const found = await readBalanceTargets(store.kv, actor.companyId, {
+      customerId,
+      bonusId: request.bonusId,
+      idempotencyKey,
+    });
+    const earlier = found.read.idempotency?.value;
+    if (earlier && idempotency) return { reply: replayOf(earlier, idempotency), replayed: true };
+    if (!found.customerExists) throw new NotFoundError(`Customer "${customerId}" not found`, "customer_id");
+    if (!found.program) throw new NotFoundError(`Bonus program "${request.bonusId}" not found`, "bonus_id");
+    const result = await updateBonus(store, actor, {
+      customerId,
+      bonusId: request.bonusId,
+      change: request,
+      comment: request.comment,
+      orderId: request.orderId,
+      idempotency,
+      read: found.read,
+    });
+    return { reply: result.reply, replayed: result.replayed };
+  }
   const earlier = idempotency ? await findReplay(store.kv, actor.companyId, idempotency) : null;
   if (earlier) return { reply: earlier, replayed: true };
   const customerId = await resolveBalance(store, actor, { customer: request.customer, bonusId: request.bonusId });
