@@ -3,6 +3,9 @@ import { requireWrite } from "./auth.ts";
 import type { AppEnv } from "./context.ts";
 import { render } from "./reply.ts";
 
+/** Most routed paths whose methods are remembered (every route of the app is far fewer). */
+const MAX_KNOWN_PATHS = 1000;
+
 /** The order methods are listed in an `Allow` header. */
 const ORDER = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -21,10 +24,14 @@ function byOrder(a: string, b: string): number {
  */
 export function allowedMethods(app: Hono<AppEnv>): MiddlewareHandler<AppEnv> {
   let methods: string[] | undefined;
-  return async (c, next) => {
+  // The methods of each routed path, worked out once per path: the routes never change after start. Only paths
+  // some route takes are kept, so their number is bounded by the app's routes, not by what clients send.
+  const known = new Map<string, Set<string>>();
+  const takenBy = (path: string): Set<string> => {
+    const hit = known.get(path);
+    if (hit) return hit;
     // Read on first use, when every route is registered.
     methods ??= [...new Set(app.routes.map((r) => r.method.toUpperCase()))].filter((m) => m !== "ALL");
-    const path = c.req.path;
     const taken = new Set<string>();
     let writes = false;
     for (const method of methods) {
@@ -34,8 +41,14 @@ export function allowedMethods(app: Hono<AppEnv>): MiddlewareHandler<AppEnv> {
         if (handler === requireWrite) writes = true;
       }
     }
-    if (taken.size === 0) return await next();
     if (!writes && taken.size === 1 && taken.has("GET")) taken.add("HEAD");
+    if (taken.size > 0 && known.size < MAX_KNOWN_PATHS) known.set(path, taken);
+    return taken;
+  };
+  return async (c, next) => {
+    const path = c.req.path;
+    const taken = takenBy(path);
+    if (taken.size === 0) return await next();
     const method = c.req.method.toUpperCase();
     if (taken.has(method)) return await next();
     const allow = [...taken].sort(byOrder);
