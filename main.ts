@@ -6,9 +6,9 @@
 import { loadConfig } from "./config.ts";
 import { createApp } from "./routes/app.ts";
 import { logSink } from "./routes/log.ts";
-import { bootstrapApiKey } from "./storage/api_keys.ts";
 import { openKv } from "./storage/open.ts";
 import { createStore } from "./storage/store.ts";
+import { firstStartKey } from "./usecases/api_keys.ts";
 
 const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined || Deno.env.get("DENO_DEPLOY") !== undefined;
 /** Settings read from the environment. */
@@ -19,7 +19,7 @@ const kv = await openKv(config.kvPath);
 // deno-lint-ignore no-console
 export const log = logSink(config, (line) => console.log(line));
 const store = createStore(kv, { auditRetentionDays: config.auditRetentionDays });
-const firstKey = await bootstrapApiKey(store);
+const firstKey = await firstStartKey(store);
 if (firstKey) {
   log(`First start on an empty store: made company "default" and its write API key (shown only now):`);
   log(`  ${firstKey}`);

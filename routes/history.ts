@@ -8,8 +8,13 @@ import { field, id, int, invalid, nonEmpty, text } from "../domain/fields.ts";
 import { historyReply } from "../domain/replies.ts";
 import { z } from "zod";
 import { MAX_PAGE_SIZE, pageWithCursor } from "../domain/paging.ts";
-import type { PositionedEntry } from "../storage/audit.ts";
-import { cardHistory, customerHistory, type HistoryPage, type HistoryPaging } from "../usecases/mod.ts";
+import {
+  cardHistory,
+  customerHistory,
+  type HistoryPage,
+  type HistoryPaging,
+  type PositionedEntry,
+} from "../usecases/mod.ts";
 import { actorOf, type AppEnv, type Deps } from "./context.ts";
 import { reply, type ReplyBody } from "./reply.ts";
 import { input } from "./request.ts";

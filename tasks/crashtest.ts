@@ -11,10 +11,10 @@ import { parseArgs } from "node:util";
 import type { Card } from "../domain/card.ts";
 import type { Customer } from "../domain/customer.ts";
 import type { LedgerEntry } from "../domain/bonus.ts";
-import { createApiKey } from "../storage/api_keys.ts";
 import { bonusKeys, cardKeys, keys } from "../storage/keys.ts";
 import { openKv } from "../storage/open.ts";
-import { type Finding, verifyStore } from "../storage/verify.ts";
+import { createKey, type Finding, verifyStore } from "../usecases/mod.ts";
+import { createStore } from "../storage/store.ts";
 
 const USAGE = `Usage: deno task crashtest [--runs N] [--clients N]
   --runs N     crash-and-restart runs (default 1)
@@ -250,7 +250,12 @@ async function run(options: { clients: number }): Promise<{ clean: boolean; line
   let server: Server | null = null;
   try {
     const setup = await openKv(kvPath);
-    const key = (await createApiKey(setup, { companyId: CID, userId: 1, access: "write", now: Date.now() })).key;
+    const key = (await createKey(createStore(setup), {
+      companyId: CID,
+      userId: 1,
+      access: "write",
+      actorName: "task:crashtest",
+    })).key;
     setup.close();
     server = await startServer(kvPath, key);
     const program = await post(server.base, "/api/bonusprogram/update", { name: "Points" }, { key });
@@ -282,7 +287,7 @@ async function run(options: { clients: number }): Promise<{ clean: boolean; line
     const verifyKv = await openKv(kvPath);
     const findings: Finding[] = [];
     try {
-      await verifyStore(verifyKv, { onFinding: (f) => findings.push(f) });
+      await verifyStore(createStore(verifyKv), { onFinding: (f) => findings.push(f) });
     } finally {
       verifyKv.close();
     }

@@ -1,6 +1,7 @@
 /** API key use cases: create (the plain key is shown once), list and revoke. */
 import { type Access, type ApiKeyRecord, hashApiKey, type RateLimit } from "../domain/api_key.ts";
 import {
+  bootstrapApiKey,
   createApiKey as createStoredKey,
   type CreatedKey,
   findApiKey,
@@ -72,4 +73,12 @@ export async function setKeyRateLimit(
   const updated = await setStoredRateLimit(store, id, limit, options);
   store.apiKeys.deleteWhere((record) => record?.id === id);
   return updated;
+}
+
+/**
+ * On a store that never had a key, makes company "default" with a write key and returns the plain key (shown
+ * once); null on every later start, and in all but one of many processes starting at once.
+ */
+export async function firstStartKey(store: Store): Promise<string | null> {
+  return await bootstrapApiKey(store);
 }

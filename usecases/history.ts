@@ -4,6 +4,8 @@ import type { CustomerRef } from "../domain/bonus.ts";
 import type { CardLookup } from "../domain/card.ts";
 import { NotFoundError } from "../domain/errors.ts";
 import { listHistory, type PositionedEntry } from "../storage/audit.ts";
+
+export type { PositionedEntry };
 import { findCard } from "../storage/cards.ts";
 import type { Store } from "../storage/store.ts";
 import { customerIdOf } from "./customers.ts";
