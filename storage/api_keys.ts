@@ -104,34 +104,45 @@ export async function listCompanies(kv: Deno.Kv): Promise<Company[]> {
   return out;
 }
 
+/**
+ * Changes the key with this public id to what `change` makes of it (the same record: nothing to write), audited
+ * as `actorName` in the key's company; null when no key has that id.
+ */
+async function changeKey(
+  kvOrStore: Deno.Kv | Store,
+  id: string,
+  options: { actorName?: string; what: string; change: (record: ApiKeyRecord, now: number) => ApiKeyRecord },
+): Promise<ApiKeyRecord | null> {
+  const store = storeOf(kvOrStore);
+  return await withRetry(async () => {
+    for await (const e of store.kv.list<ApiKeyRecord>({ prefix: keys.apiKeys() })) {
+      if (e.value.id !== id) continue;
+      const changed = options.change(e.value, store.clock());
+      if (changed === e.value) return e.value;
+      const actor = {
+        companyId: e.value.company_id,
+        name: options.actorName ?? "task:apikey",
+        userId: e.value.user_id,
+      };
+      const write = new Write(store, actor).check(e).set(e.key, changed);
+      write.audit({ entity: "api_key", entityId: id, before: auditedKey(e.value), after: auditedKey(changed) });
+      return await write.commit(options.what) ? changed : RETRY;
+    }
+    return null;
+  }, { message: `Cannot ${options.what}: it was changed concurrently, try again` });
+}
+
 /** Revokes the key with this public id (audited as `actorName`); returns it, or null when no key has that id. */
 export async function revokeApiKey(
   kvOrStore: Deno.Kv | Store,
   id: string,
   options: { actorName?: string } = {},
 ): Promise<ApiKeyRecord | null> {
-  const store = storeOf(kvOrStore);
-  return await withRetry(async () => {
-    for await (const e of store.kv.list<ApiKeyRecord>({ prefix: keys.apiKeys() })) {
-      if (e.value.id !== id) continue;
-      if (e.value.revoked_date !== null) return e.value;
-      const revoked = { ...e.value, revoked_date: store.clock() };
-      const actor = {
-        companyId: e.value.company_id,
-        name: options.actorName ?? "task:apikey",
-        userId: e.value.user_id,
-      };
-      const write = new Write(store, actor).check(e).set(e.key, revoked);
-      write.audit({
-        entity: "api_key",
-        entityId: id,
-        before: auditedKey(e.value),
-        after: auditedKey(revoked),
-      });
-      return await write.commit("revoke API key") ? revoked : RETRY;
-    }
-    return null;
-  }, { message: "Cannot revoke API key: it was changed concurrently, try again" });
+  return await changeKey(kvOrStore, id, {
+    actorName: options.actorName,
+    what: "revoke API key",
+    change: (record, now) => record.revoked_date !== null ? record : { ...record, revoked_date: now },
+  });
 }
 
 /**
@@ -144,28 +155,14 @@ export async function setKeyRateLimit(
   limit: RateLimit | null,
   options: { actorName?: string } = {},
 ): Promise<ApiKeyRecord | null> {
-  const store = storeOf(kvOrStore);
-  return await withRetry(async () => {
-    for await (const e of store.kv.list<ApiKeyRecord>({ prefix: keys.apiKeys() })) {
-      if (e.value.id !== id) continue;
-      const { rate_limit: _old, ...rest } = e.value;
-      const updated: ApiKeyRecord = limit ? { ...rest, rate_limit: limit } : rest;
-      const actor = {
-        companyId: e.value.company_id,
-        name: options.actorName ?? "task:apikey",
-        userId: e.value.user_id,
-      };
-      const write = new Write(store, actor).check(e).set(e.key, updated);
-      write.audit({
-        entity: "api_key",
-        entityId: id,
-        before: auditedKey(e.value),
-        after: auditedKey(updated),
-      });
-      return await write.commit("set the rate limit of an API key") ? updated : RETRY;
-    }
-    return null;
-  }, { message: `Cannot set the rate limit of key "${id}": it keeps changing, try again` });
+  return await changeKey(kvOrStore, id, {
+    actorName: options.actorName,
+    what: `set the rate limit of key "${id}"`,
+    change: (record) => {
+      const { rate_limit: _old, ...rest } = record;
+      return limit ? { ...rest, rate_limit: limit } : rest;
+    },
+  });
 }
 
 /**
