@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { createStore } from "../storage/store.ts";
+import { cardAtTill } from "../usecases/cards.ts";
+import { balancesOf } from "../usecases/customers.ts";
 import { cardLookupReply } from "../domain/replies.ts";
 import {
   assertError,
@@ -483,5 +486,36 @@ Deno.test("GET /api/customer?card_barcode= and ?uid= find a card's owner", async
   await t.step("still a read: POST is 405", async () => {
     const r = await w.call("POST", "/api/customer", { form: { uid: "100500" } });
     assertJson(r, 405);
+  });
+});
+
+Deno.test("cardAtTill() answers the same without HTTP: balances only when asked, none for an unowned card", async () => {
+  await using w = await world({ now: () => NOW });
+  const ids = await till(w);
+  const store = createStore(w.kv, { clock: () => NOW });
+  const actor = { companyId: "acme", name: "task:test", userId: 1 };
+  const owned = await cardAtTill(store, actor, {
+    lookup: { card_barcode: "4600682003144" },
+    bonuses: false,
+    maxAgeMs: 0,
+  });
+  assert.equal(owned.card.id, ids.gold);
+  assert.equal(owned.typeName, "Gold");
+  assert.equal(owned.owner?.id, ids.anna);
+  assert.equal(owned.groupName, "VIP");
+  assert.equal(owned.balances, null);
+  const asked = await cardAtTill(store, actor, { lookup: { uid: "100500" }, bonuses: true, maxAgeMs: 0 });
+  const balances = await balancesOf(store, actor, { customerIds: [ids.anna] });
+  assert.deepEqual(asked.balances, balances.get(ids.anna));
+  assert.deepEqual(asked.balances?.map((b) => b.program.name), ["Points", "Miles"]);
+  const loose = await cardAtTill(store, actor, { lookup: { external_id: "C-4" }, bonuses: true, maxAgeMs: 0 });
+  assert.deepEqual([loose.owner, loose.groupName, loose.balances], [null, null, []]);
+  await assert.rejects(
+    () =>
+      cardAtTill(store, { ...actor, companyId: "globex" }, { lookup: { uid: "100500" }, bonuses: false, maxAgeMs: 0 }),
+    { name: "NotFoundError", message: 'Card with uid "100500" not found' },
+  );
+  await assert.rejects(() => cardAtTill(store, actor, { lookup: {}, bonuses: false, maxAgeMs: 0 }), {
+    name: "ValidationError",
   });
 });
