@@ -16,6 +16,8 @@ export interface Lot {
   available_at: number;
   /** The last millisecond its points can be spent, or null when they never expire. */
   expires_at: number | null;
+  /** Set on a purchase's accrual: the lot stays its own (never merged), so a return takes back from it first. */
+  order?: true;
 }
 
 /** How a program accrues, limits and dates points. Percentages are kept in hundredths of a percent (350 = 3.5%). */
@@ -154,17 +156,20 @@ export function lotDates(
 }
 
 /**
- * Adds points as a lot. A lot spendable at once joins a spendable lot with the same expiry (so a balance holds at most
- * one spendable lot per expiry day, however many credits it had); otherwise it is a new lot. Returns its id.
+ * Adds points as a lot. A credit spendable at once joins a spendable lot with the same expiry that is no purchase's
+ * own (so such credits make at most one lot per expiry day, however many there were); a purchase's accrual
+ * (`own`) is always a lot of its own; `id` adds to that lot, or brings it back with its dates. Returns the lot's id.
  */
 export function addLot(
   wallet: Wallet,
-  options: { amount: number; available_at: number; expires_at: number | null; now: number; id?: number },
+  options: { amount: number; available_at: number; expires_at: number | null; now: number; id?: number; own?: boolean },
 ): { wallet: Wallet; lot: number } {
   const { amount, available_at, expires_at, now } = options;
   const lots = wallet.lots.map((l) => ({ ...l }));
-  if (options.id === undefined && available_at <= now) {
-    const same = lots.find((l) => l.available_at <= now && l.expires_at === expires_at && !isExpired(l, now));
+  if (options.id === undefined && !options.own && available_at <= now) {
+    const same = lots.find((l) =>
+      !l.order && l.available_at <= now && l.expires_at === expires_at && !isExpired(l, now)
+    );
     if (same) {
       same.remaining += amount;
       same.available_at = Math.min(same.available_at, available_at);
@@ -174,7 +179,7 @@ export function addLot(
   const id = options.id ?? wallet.nextLotId;
   const existing = lots.find((l) => l.id === id);
   if (existing) existing.remaining += amount;
-  else lots.push({ id, remaining: amount, available_at, expires_at });
+  else lots.push({ id, remaining: amount, available_at, expires_at, ...(options.own ? { order: true as const } : {}) });
   return {
     wallet: { total: wallet.total + amount, lots, nextLotId: Math.max(wallet.nextLotId, id + 1) },
     lot: id,
@@ -263,12 +268,13 @@ export function giveBack(
       expired += give;
       return;
     }
+    // Back to the very lot it came from (brought back with its dates when it was emptied and dropped).
     w = addLot(w, {
       amount: give,
       available_at: alloc.available_at,
       expires_at: alloc.expires_at,
       now: options.now,
-      id: w.lots.some((l) => l.id === alloc.lot) ? alloc.lot : undefined,
+      id: alloc.lot,
     }).wallet;
     given += give;
   });

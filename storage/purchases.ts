@@ -201,7 +201,12 @@ export async function recordPurchase(
       const accrued = accrual(input.amount - input.spend, rate, rules.rounding);
       let accrualLot: number | null = null;
       if (accrued > 0) {
-        const added = addLot(wallet, { amount: accrued, ...lotDates(rules, { now, timeZone: input.timeZone }), now });
+        const added = addLot(wallet, {
+          amount: accrued,
+          ...lotDates(rules, { now, timeZone: input.timeZone }),
+          now,
+          own: true,
+        });
         wallet = added.wallet;
         accrualLot = added.lot;
         steps.push({ movement: { kind: "accrual", amount: accrued, lots: [[added.lot, accrued]] }, wallet });
