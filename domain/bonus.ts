@@ -3,7 +3,18 @@
  * requests are "the same" for idempotency. Pure: every amount is an integer of minor units (1/100 of a point).
  */
 import { z } from "zod";
-import { formatDateTime } from "./dates.ts";
+import { type CalendarDate, formatDate, formatDateTime, isValidDate, localDate } from "./dates.ts";
+import {
+  addLot,
+  dueLots,
+  expireLot,
+  lotDates,
+  type PointsRules,
+  spendable,
+  takeSpendable,
+  type Wallet,
+  type WalletSummary,
+} from "./points.ts";
 import { ConflictError, quote, UnprocessableError, ValidationError } from "./errors.ts";
 import { type Field, field, type FieldParser, invalid } from "./fields.ts";
 import { MAX_MINOR, moneyToNumber, parseMoney } from "./money.ts";
@@ -24,7 +35,12 @@ export interface BonusChange {
   amount: number;
   /** Whether the balance is set to `amount` instead of moved by it. */
   overwrite: boolean;
+  /** A credit's own expiry day (spendable at once, expiring at the end of that day), instead of the program's. */
+  expireDate?: CalendarDate | null;
 }
+
+/** What made a ledger entry. */
+export type EntryKind = "accrual" | "spend" | "return" | "expire" | "adjust" | "overwrite";
 
 /** The outcome of a change: the new balance and the delta the ledger records. */
 export interface BonusOutcome {
@@ -52,12 +68,24 @@ export interface LedgerEntry {
   idempotency_key: string | null;
   /** Random id of the write that made this entry: lets a writer tell whether a commit it lost track of landed. */
   request_id: string;
+  /** What made it (entries from before kinds: adjust, or overwrite when `overwrite`). */
+  kind?: EntryKind;
+  /** Pending points after the change, minor units (the spendable balance is `balance - pending`). */
+  pending?: number;
+  /** The return of `order_id` it records. */
+  return_id?: string | null;
+  /** The lot an expiry removed, or the lots a spend took from ([lot id, amount]). */
+  lots?: [number, number][];
+  /** Points a return could not take back (the balance would have gone below zero). */
+  shortfall?: number;
 }
 
 /** The reply to an accepted change, kept with its idempotency key so that a retry gets it back verbatim. */
 export interface BonusReply {
   customer_id: number;
   bonus_id: number;
+  /** Points not spendable yet after the change (absent in replies stored before lots). */
+  pending?: number;
   /** Balance after the change, minor units. */
   balance: number;
   transaction_id: number;
@@ -168,8 +196,26 @@ export function bonusFingerprint(request: BonusRequest): string {
     request.overwrite,
     request.comment,
     request.orderId,
+    // Only when given, so that keys kept from before expire_date keep their fingerprints.
+    ...(request.expireDate ? [formatDate(request.expireDate)] : []),
   ]);
 }
+
+/** `expire_date` of a credit: a calendar day, YYYY-MM-DD. */
+export const expireDateField: Field<CalendarDate | null> = field((raw, name) => {
+  const value = raw.trim();
+  if (value === "") return null;
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+  if (!m) throw invalid(name, raw, "must look like YYYY-MM-DD");
+  const date = { year: +m[1]!, month: +m[2]!, day: +m[3]! };
+  if (!isValidDate(date.year, date.month, date.day)) throw invalid(name, raw, "there is no such day");
+  return date;
+}, {
+  wire: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),
+  description:
+    "A credit's own expiry: spendable at once and until the end of this day, instead of the program's dates.",
+  example: "2030-12-31",
+});
 
 /** Parses a required signed amount ("-12.5", "10,00") into minor units; empty is refused. */
 export const amountParser: FieldParser<number> = (raw, field) => {
@@ -236,8 +282,14 @@ export function bonusReplyView(reply: BonusReply): BonusView {
     customer_id: reply.customer_id,
     bonus_id: reply.bonus_id,
     balance: moneyToNumber(reply.balance),
+    pending: moneyToNumber(reply.pending ?? 0),
     transaction_id: reply.transaction_id,
   };
+}
+
+/** The kind of an entry, also for entries written before kinds. */
+export function kindOf(entry: LedgerEntry): EntryKind {
+  return entry.kind ?? (entry.overwrite ? "overwrite" : "adjust");
 }
 
 /** Renders one ledger entry for bonusHistory. */
@@ -246,17 +298,107 @@ export function transactionView(entry: LedgerEntry, timeZone: string): BonusView
     transaction_id: entry.transaction_id,
     customer_id: entry.customer_id,
     bonus_id: entry.bonus_id,
+    kind: kindOf(entry),
     amount: moneyToNumber(entry.amount),
-    balance: moneyToNumber(entry.balance),
+    balance: moneyToNumber(entry.balance - (entry.pending ?? 0)),
+    pending: moneyToNumber(entry.pending ?? 0),
     overwrite: entry.overwrite ? 1 : 0,
     comment: entry.comment,
     order_id: entry.order_id,
+    return_id: entry.return_id ?? null,
     created_date: formatDateTime(entry.created_date, timeZone),
     created_by: entry.created_by,
   };
 }
 
-/** Renders one program's balance of a customer for `GET /api/customer?bonuses=1`. */
-export function balanceView(program: { id: number; name: string }, balance: number): BonusView {
-  return { bonus_id: program.id, bonus_name: program.name, balance: moneyToNumber(balance) };
+/** Renders one program's balance of a customer for `GET /api/customer?bonuses=1` and `/api/card`. */
+export function balanceView(program: { id: number; name: string }, balance: WalletSummary): BonusView {
+  return {
+    bonus_id: program.id,
+    bonus_name: program.name,
+    balance: moneyToNumber(balance.balance),
+    pending: moneyToNumber(balance.pending),
+    next_expire_date: balance.nextExpireDate,
+    next_expire_amount: moneyToNumber(balance.nextExpireAmount),
+  };
+}
+
+/** One movement of points the ledger records as one entry. */
+export interface Movement {
+  kind: EntryKind;
+  /** Signed change of the total, minor units. */
+  amount: number;
+  lots?: [number, number][];
+  shortfall?: number;
+}
+
+/** Writes an `expire` movement for each lot that has expired at `now`, and removes those lots. */
+export function expireDue(wallet: Wallet, now: number): { wallet: Wallet; movements: Movement[] } {
+  let w = wallet;
+  const movements: Movement[] = [];
+  for (const lot of dueLots(wallet, now)) {
+    const out = expireLot(w, lot.id);
+    w = out.wallet;
+    movements.push({ kind: "expire", amount: -out.amount, lots: [[lot.id, out.amount]] });
+  }
+  return { wallet: w, movements };
+}
+
+/**
+ * Applies an updateBonus change to a wallet: a credit becomes a lot (the program's dates, or spendable at once until
+ * the end of `expireDate`), a debit spends the soonest-expiring spendable points, an overwrite sets the spendable
+ * balance (raising it with a lot spendable at once, lowering it by spending). Refused 409 when a debit is larger
+ * than the spendable balance or a credit would pass the limit.
+ */
+export function applyAdjust(
+  wallet: Wallet,
+  change: BonusChange,
+  options: { rules: PointsRules; now: number; timeZone: string },
+): { wallet: Wallet; movement: Movement | null } {
+  checkChange(change);
+  const { rules, now, timeZone } = options;
+  if (change.expireDate) {
+    if (change.overwrite || change.amount <= 0) {
+      throw new ValidationError(
+        "expire_date",
+        "Invalid expire_date: it is for credits (a positive amount, no overwrite)",
+      );
+    }
+    if (formatDate(change.expireDate) < formatDate(localDate(now, timeZone))) {
+      throw new ValidationError(
+        "expire_date",
+        `Invalid expire_date "${formatDate(change.expireDate)}": it is in the past`,
+      );
+    }
+  }
+  const have = spendable(wallet, now);
+  const delta = change.overwrite ? change.amount - have : change.amount;
+  const kind: EntryKind = change.overwrite ? "overwrite" : "adjust";
+  if (delta > 0) {
+    if (wallet.total + delta > MAX_BALANCE) {
+      throw new ConflictError(
+        `Cannot add ${formatPoints(delta)} bonus points: the balance ${formatPoints(wallet.total)} would go over ` +
+          `the limit of ${formatPoints(MAX_BALANCE)}`,
+        "amount",
+      );
+    }
+    const dates = lotDates(rules, { now, timeZone, expireDate: change.expireDate, atOnce: change.overwrite });
+    const added = addLot(wallet, { amount: delta, ...dates, now });
+    return { wallet: added.wallet, movement: { kind, amount: delta, lots: [[added.lot, delta]] } };
+  }
+  if (delta < 0) {
+    const taken = takeSpendable(wallet, -delta, now);
+    if (!taken) {
+      throw new ConflictError(
+        `Cannot remove ${formatPoints(-delta)} bonus points: the balance is ${formatPoints(have)}`,
+        "amount",
+      );
+    }
+    return {
+      wallet: taken.wallet,
+      movement: { kind, amount: delta, lots: taken.taken.map((a) => [a.lot, a.amount]) },
+    };
+  }
+  // An overwrite to the balance it already has, or a zero credit: recorded, as before lots.
+  return { wallet, movement: { kind, amount: 0 } };
 }

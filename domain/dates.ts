@@ -201,3 +201,26 @@ export function checkBirthDate(b: BirthDate, today: CalendarDate, prefix = "birt
     }
   }
 }
+
+/** A calendar date `days` later (or earlier, when negative). */
+export function addDays(date: CalendarDate, days: number): CalendarDate {
+  const d = new Date(Date.UTC(date.year, date.month - 1, date.day + days));
+  return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate() };
+}
+
+/** "YYYY-MM-DD" of a calendar date. */
+export function formatDate(date: CalendarDate): string {
+  return `${String(date.year).padStart(4, "0")}-${String(date.month).padStart(2, "0")}-${
+    String(date.day).padStart(2, "0")
+  }`;
+}
+
+/** The first instant (epoch ms) of a calendar date in a time zone. */
+export function startOfLocalDay(date: CalendarDate, timeZone: string): number {
+  return parseDateTime(formatDate(date), "date", timeZone);
+}
+
+/** The last millisecond of a calendar date in a time zone. */
+export function endOfLocalDay(date: CalendarDate, timeZone: string): number {
+  return startOfLocalDay(addDays(date, 1), timeZone) - 1;
+}

@@ -9,6 +9,8 @@ export interface DirectoryEntry {
   description: string | null;
   created_date: number;
   last_update_date: number;
+  /** Program rules or tier settings by parameter name (see program_settings.ts); absent when none was ever set. */
+  settings?: Record<string, number | string | null>;
 }
 
 /** Longest accepted directory name, in characters. */

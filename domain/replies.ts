@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { CARD_MEDIA, CARD_STATUSES } from "./card.ts";
+import { settingsReplySchema } from "./program_settings.ts";
 
 const dateTime = z.string().regex(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/).meta({
   description: "YYYY-MM-DD HH:MM:SS in the service's TIME_ZONE.",
@@ -58,7 +59,10 @@ export const cardView = z.strictObject({
 export const balanceView = z.strictObject({
   bonus_id: itemId,
   bonus_name: z.string(),
-  balance: z.number().meta({ description: "Points, up to 2 decimal places." }),
+  balance: z.number().meta({ description: "Spendable points, up to 2 decimal places." }),
+  pending: z.number().meta({ description: "Points not spendable yet." }),
+  next_expire_date: z.string().nullable().meta({ description: "YYYY-MM-DD the next points expire; empty: none." }),
+  next_expire_amount: z.number().meta({ description: "Points expiring on next_expire_date." }),
 }).meta({ title: "Balance" });
 
 /** A customer as shown in replies; `cards` and `bonuses` only when asked for. */
@@ -121,7 +125,8 @@ export const bonusChangeReply = z.strictObject({
   success: z.literal(1),
   customer_id: itemId,
   bonus_id: itemId,
-  balance: z.number(),
+  balance: z.number().meta({ description: "Spendable points after the change." }),
+  pending: z.number().meta({ description: "Points not spendable yet." }),
   transaction_id: itemId,
 }).meta(replyMeta("BonusChange"));
 
@@ -130,11 +135,14 @@ export const transactionView = z.strictObject({
   transaction_id: itemId,
   customer_id: itemId,
   bonus_id: itemId,
+  kind: z.enum(["accrual", "spend", "return", "expire", "adjust", "overwrite"]),
   amount: z.number().meta({ description: "The signed change." }),
-  balance: z.number().meta({ description: "The balance after it." }),
+  balance: z.number().meta({ description: "The spendable balance after it." }),
+  pending: z.number().meta({ description: "The pending points after it." }),
   overwrite: flag,
   comment: optionalText,
   order_id: optionalText,
+  return_id: optionalText,
   created_date: dateTime,
   created_by: z.int(),
 }).meta({ title: "Transaction" });
@@ -146,6 +154,9 @@ export const bonusHistoryReply = z.strictObject({
   customer_id: itemId,
   bonus_id: itemId,
   balance: z.number(),
+  pending: z.number(),
+  next_expire_date: z.string().nullable(),
+  next_expire_amount: z.number(),
   count: count,
   transactions: list(transactionView, "transaction"),
   page: z.int().min(1).optional(),
@@ -162,6 +173,8 @@ export interface DirectoryNames {
   idField: string;
   /** Name of the name field, e.g. "type_name". */
   nameField: string;
+  /** Settings fields the entries show (program rules, tier settings). */
+  settings?: Record<string, unknown>;
 }
 
 function pascal(snake: string): string {
@@ -174,6 +187,7 @@ export function directoryEntryView(names: DirectoryNames) {
     [names.idField]: itemId,
     [names.nameField]: z.string(),
     description: optionalText,
+    ...settingsReplySchema(Object.keys(names.settings ?? {})),
     created_date: dateTime,
     last_update_date: dateTime,
   }).meta({ title: pascal(names.type) });
@@ -236,3 +250,31 @@ export function historyReply(idField: "customer_id" | "card_id") {
     next_cursor: cursor,
   }).meta(replyMeta(idField === "card_id" ? "CardHistory" : "CustomerHistory"));
 }
+
+/** `POST /api/purchase`: what the order accrued and spent, and the balance and tier after it. */
+export const purchaseReply = z.strictObject({
+  success: z.literal(1),
+  order_id: z.string(),
+  customer_id: itemId,
+  bonus_id: itemId,
+  accrued: z.number(),
+  spent: z.number(),
+  balance: z.number().meta({ description: "Spendable points after the purchase." }),
+  pending: z.number(),
+  tier: optionalText.meta({ description: "The customer's group after the purchase." }),
+}).meta(replyMeta("Purchase"));
+
+/** `POST /api/purchase/return`: what the return took back and gave back, and the balance and tier after it. */
+export const returnReply = z.strictObject({
+  success: z.literal(1),
+  order_id: z.string(),
+  return_id: z.string(),
+  customer_id: itemId,
+  bonus_id: itemId,
+  taken_back: z.number(),
+  given_back: z.number(),
+  shortfall: z.number().meta({ description: "Accrued points that could not be taken back (already spent)." }),
+  balance: z.number(),
+  pending: z.number(),
+  tier: optionalText,
+}).meta(replyMeta("Return"));

@@ -11,14 +11,22 @@ import { customerRoutes } from "./customer.ts";
 import { allowedMethods } from "./methods.ts";
 import { directoryRoutes, type DirectoryShape } from "./directory.ts";
 import { historyRoutes } from "./history.ts";
+import { purchaseRoutes } from "./purchase.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { healthRoutes } from "./health.ts";
 import { logError, requestLog } from "./log.ts";
 import { badKeyLimit, keyRateLimit } from "./rate_limit.ts";
 import { render, type ReplyBody } from "./reply.ts";
+import { GROUP_SETTINGS, PROGRAM_SETTINGS } from "../domain/program_settings.ts";
 
 /** Customer groups on the wire: `GET /api/customergroup`. */
-const GROUPS: DirectoryShape = { kind: "groups", type: "group", idField: "group_id", nameField: "group_name" };
+const GROUPS: DirectoryShape = {
+  kind: "groups",
+  type: "group",
+  idField: "group_id",
+  nameField: "group_name",
+  settings: GROUP_SETTINGS,
+};
 /** Card types on the wire: `GET /api/cardtype`. */
 const CARD_TYPES: DirectoryShape = {
   kind: "card_types",
@@ -32,6 +40,7 @@ const BONUS_PROGRAMS: DirectoryShape = {
   type: "bonus_program",
   idField: "id",
   nameField: "name",
+  settings: PROGRAM_SETTINGS,
 };
 
 /** What the app is built from. */
@@ -97,6 +106,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/api/customer", cardRoutes(deps));
   app.route("/api/customer", bonusRoutes(deps));
   app.route("/api", historyRoutes(deps));
+  app.route("/api/purchase", purchaseRoutes(deps));
   app.route("/api/customergroup", directoryRoutes(deps, GROUPS));
   app.route("/api/cardtype", directoryRoutes(deps, CARD_TYPES));
   app.route("/api/bonusprogram", directoryRoutes(deps, BONUS_PROGRAMS));

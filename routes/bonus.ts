@@ -6,6 +6,7 @@ import {
   type BonusRequest,
   checkChange,
   type CustomerRef,
+  expireDateField,
   idempotencyKeyField,
   MAX_COMMENT,
   MAX_ORDER_ID,
@@ -60,6 +61,7 @@ export function bonusRoutes(deps: Deps) {
       comment: text(MAX_COMMENT).describe("Kept in the ledger entry."),
       order_id: text(MAX_ORDER_ID).describe("Kept in the ledger entry."),
       idempotency_key: idempotencyKeyField,
+      expire_date: expireDateField,
     },
     summary: "Add, remove or set bonus points",
     description: "Changes one balance of one customer and writes a ledger entry, atomically. A removal larger " +
@@ -99,10 +101,15 @@ export function bonusRoutes(deps: Deps) {
         overwrite: f.overwrite ?? false,
         comment: f.comment ?? null,
         orderId: f.order_id ?? null,
+        expireDate: f.expire_date ?? null,
       };
       checkChange(request);
       const key = pickIdempotencyKey(c.req.header("idempotency-key"), f.idempotency_key);
-      const result = await changeBonus(store, actorOf(c.var.caller), { ...request, idempotencyKey: key });
+      const result = await changeBonus(store, actorOf(c.var.caller), {
+        ...request,
+        idempotencyKey: key,
+        timeZone: deps.config.timeZone,
+      });
       const res = reply(c, bonusReplyView(result.reply));
       if (result.replayed) res.headers.set(REPLAYED_HEADER, "true");
       return res;
@@ -120,6 +127,7 @@ export function bonusRoutes(deps: Deps) {
         page,
         beforeId: q.cursor ?? undefined,
         pageSize,
+        timeZone: deps.config.timeZone,
       });
       const transactions = ledger.entries.map((e) => transactionView(e, deps.config.timeZone));
       return reply(c, {
@@ -127,7 +135,10 @@ export function bonusRoutes(deps: Deps) {
         type: "transaction",
         customer_id: ledger.customerId,
         bonus_id: ledger.bonusId,
-        balance: moneyToNumber(ledger.balance),
+        balance: moneyToNumber(ledger.balance.balance),
+        pending: moneyToNumber(ledger.balance.pending),
+        next_expire_date: ledger.balance.nextExpireDate,
+        next_expire_amount: moneyToNumber(ledger.balance.nextExpireAmount),
         count: transactions.length,
         transactions,
         ...(page === null ? {} : { page }),
@@ -144,6 +155,7 @@ export async function bonusesExtra(
   options: { actor: Actor; customers: Customer[] },
 ): Promise<Map<number, ReplyValue>> {
   const balances = await balancesOf(deps.store, options.actor, {
+    timeZone: deps.config.timeZone,
     customerIds: options.customers.map((c) => c.id),
   });
   const out = new Map<number, ReplyValue>();

@@ -3,7 +3,8 @@ import { type DirectoryEntry, directoryName } from "../domain/directory.ts";
 import { formatDateTime } from "../domain/dates.ts";
 import { ValidationError } from "../domain/errors.ts";
 import { directoryListReply, directoryWriteReply } from "../domain/replies.ts";
-import { id, nonEmpty, text } from "../domain/fields.ts";
+import { type FieldRule, id, nonEmpty, text } from "../domain/fields.ts";
+import { settingsView } from "../domain/program_settings.ts";
 import { type DirectoryKind, listDirectory, saveDirectoryEntry } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
 import { actorOf, type AppEnv, type Deps } from "./context.ts";
@@ -19,6 +20,8 @@ export interface DirectoryShape {
   idField: string;
   /** Name of the name parameter and field, e.g. "type_name" or "name". */
   nameField: string;
+  /** Settings the entries take (program rules, tier settings), by parameter name. */
+  settings?: Record<string, FieldRule>;
 }
 
 /** Renders a directory entry with the shape's field names. */
@@ -27,9 +30,19 @@ export function directoryView(entry: DirectoryEntry, shape: DirectoryShape, time
     [shape.idField]: entry.id,
     [shape.nameField]: entry.name,
     description: entry.description,
+    ...settingsView(Object.keys(shape.settings ?? {}), entry.settings),
     created_date: formatDateTime(entry.created_date, timeZone),
     last_update_date: formatDateTime(entry.last_update_date, timeZone),
   };
+}
+
+/** The settings a request changes: those it names, an empty value resetting one. */
+function settingsOf(shape: DirectoryShape, fields: Record<string, unknown>): Record<string, number | string | null> {
+  const out: Record<string, number | string | null> = {};
+  for (const name of Object.keys(shape.settings ?? {})) {
+    if (fields[name] !== undefined) out[name] = fields[name] as number | string | null;
+  }
+  return out;
 }
 
 /**
@@ -43,6 +56,7 @@ export function directoryRoutes(deps: Deps, shape: DirectoryShape) {
     fields: {
       [shape.nameField]: directoryName.describe("The name: required to create; unique per company in any case."),
       description: text(1000).describe("Free text."),
+      ...shape.settings,
     },
     summary: `Create or change a ${shape.type.replace("_", " ")}`,
     reply: directoryWriteReply(shape),
@@ -76,6 +90,7 @@ export function directoryRoutes(deps: Deps, shape: DirectoryShape) {
         id: entryId ?? undefined,
         name,
         description: fields.description as string | null | undefined,
+        settings: settingsOf(shape, fields),
         fields: { id: shape.idField, name: shape.nameField },
       });
       return reply(c, { success: 1, [shape.idField]: entry.id, isnew: isNew ? 1 : 0 });

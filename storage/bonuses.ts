@@ -5,13 +5,23 @@
  * and a retried request is applied at most once, however many processes share the store.
  */
 import {
+  applyAdjust,
   type BonusChange,
   type BonusReply,
+  expireDue,
   idempotencyMisuse,
   type LedgerEntry,
-  ledgerEntry,
-  nextBalance,
+  type Movement,
 } from "../domain/bonus.ts";
+import {
+  DEFAULT_RULES,
+  type Lot,
+  type PointsRules,
+  summarize,
+  type Wallet,
+  walletOf,
+  type WalletSummary,
+} from "../domain/points.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
 import type { Actor } from "../domain/audit.ts";
 import { AppError, ConflictError } from "../domain/errors.ts";
@@ -30,10 +40,15 @@ export const MAX_BONUS_ATTEMPTS = 16;
 /** Key builders of the bonus collections (defined with every other key in keys.ts). */
 export { bonusKeys };
 
-/** A stored balance: minor units, and the id of its newest ledger entry (= number of entries). */
+/**
+ * A stored balance: the total of its lots (spendable, pending and expired but not yet written off) in minor units,
+ * the id of its newest ledger entry (= number of entries), and its lots (absent in records from before lots).
+ */
 export interface BalanceRecord {
   balance: number;
   last_transaction_id: number;
+  lots?: Lot[];
+  next_lot_id?: number;
 }
 
 /** What an idempotency key holds. */
@@ -58,6 +73,10 @@ export interface BonusUpdate {
   orderId: string | null;
   /** When given, the change is applied at most once per key. */
   idempotency: Idempotency | null;
+  /** The program's rules (dates and limits of lots; default: points at once, for ever). */
+  rules?: PointsRules;
+  /** Time zone of lot days (default UTC). */
+  timeZone?: string;
   /** Whether changes of one balance queue in this process (default true); correctness never depends on it. */
   queued?: boolean;
   /**
@@ -141,36 +160,35 @@ async function applyWithRetries(store: Store, actor: Actor, update: BonusUpdate)
     if (earlier?.value) return { reply: replayOf(earlier.value, idempotency!), replayed: true, attempts: n };
 
     const now = store.clock();
-    const record = current.value ?? ZERO;
-    const outcome = nextBalance(record.balance, update.change);
-    const transactionId = record.last_transaction_id + 1;
-    const entry = ledgerEntry(
-      { overwrite: update.change.overwrite, comment: update.comment, orderId: update.orderId },
-      {
-        transactionId,
-        customerId,
-        bonusId,
-        outcome,
-        now,
+    const expired = expireDue(walletOf(current.value), now);
+    const adjusted = applyAdjust(expired.wallet, update.change, {
+      rules: update.rules ?? DEFAULT_RULES,
+      now,
+      timeZone: update.timeZone ?? "UTC",
+    });
+    const write = new Write(store, actor).check(current);
+    const { entries, entryKeys } = addWalletChange(write, {
+      cid,
+      customerId,
+      bonusId,
+      before: current.value,
+      steps: [
+        ...expired.movements.map((m) => ({ movement: m, wallet: expired.wallet })),
+        { movement: adjusted.movement!, wallet: adjusted.wallet },
+      ],
+      now,
+      common: {
+        comment: update.comment,
+        orderId: update.orderId,
         userId: actor.userId,
         idempotencyKey: idempotency?.key ?? null,
         requestId,
+        overwrite: update.change.overwrite,
       },
-    );
-    const reply = replyOfEntry(entry);
-    const entryKey = bonusKeys.ledgerEntry(cid, customerId, bonusId, transactionId);
-    const next: BalanceRecord = { balance: outcome.balance, last_transaction_id: transactionId };
-    const write = new Write(store, actor)
-      .check(current, { key: entryKey, versionstamp: null })
-      .set(balanceKey, next)
-      .set(entryKey, entry);
-    write.audit({
-      entity: "balance",
-      entityId: `${customerId}:${bonusId}`,
-      before: { bonus_id: bonusId, balance: record.balance, transaction_id: record.last_transaction_id },
-      after: { bonus_id: bonusId, balance: outcome.balance, transaction_id: transactionId },
-      filedUnder: { entity: "customer", entityId: customerId },
     });
+    const entry = entries.at(-1)!;
+    const entryKey = entryKeys.at(-1)!;
+    const reply = replyOfEntry(entry);
     if (idempotencyKey) {
       const saved: IdempotencyRecord = { fingerprint: idempotency!.fingerprint, reply, created_date: now };
       write.check({ key: idempotencyKey, versionstamp: null }).set(idempotencyKey, saved, {
@@ -209,14 +227,100 @@ async function applyWithRetries(store: Store, actor: Actor, update: BonusUpdate)
   }
 }
 
-/** The reply an accepted change gives, read off its ledger entry. */
+/** The reply an accepted change gives, read off its ledger entry: the spendable balance and the pending points. */
 function replyOfEntry(entry: LedgerEntry): BonusReply {
+  const pending = entry.pending ?? 0;
   return {
     customer_id: entry.customer_id,
     bonus_id: entry.bonus_id,
-    balance: entry.balance,
+    balance: entry.balance - pending,
+    pending,
     transaction_id: entry.transaction_id,
   };
+}
+
+/** What every ledger entry of one write shares. */
+export interface EntryCommon {
+  comment: string | null;
+  orderId: string | null;
+  returnId?: string | null;
+  userId: number;
+  idempotencyKey: string | null;
+  requestId: string;
+  overwrite?: boolean;
+}
+
+/**
+ * Adds a change of one balance to a write: one ledger entry per movement (consecutive transaction ids, each with the
+ * total and the pending points after it), the new balance record with its lots, and the audit entry (filed in the
+ * customer's history). The caller has checked the balance record it read. The one way any balance is changed.
+ */
+export function addWalletChange(
+  write: Write,
+  options: {
+    cid: string;
+    customerId: number;
+    bonusId: number;
+    before: BalanceRecord | null;
+    /** Each movement with the wallet after it. */
+    steps: { movement: Movement; wallet: Wallet }[];
+    now: number;
+    common: EntryCommon;
+  },
+): { entries: LedgerEntry[]; entryKeys: Deno.KvKey[]; record: BalanceRecord } {
+  const { cid, customerId, bonusId, before, now, common } = options;
+  const last = before?.last_transaction_id ?? 0;
+  const entries: LedgerEntry[] = [];
+  const entryKeys: Deno.KvKey[] = [];
+  options.steps.forEach(({ movement, wallet }, i) => {
+    const transactionId = last + 1 + i;
+    const entry: LedgerEntry = {
+      transaction_id: transactionId,
+      customer_id: customerId,
+      bonus_id: bonusId,
+      amount: movement.amount,
+      balance: wallet.total,
+      overwrite: movement.kind === "overwrite" || (common.overwrite ?? false) && movement.kind !== "expire",
+      comment: movement.kind === "expire" ? null : common.comment,
+      order_id: movement.kind === "expire" ? null : common.orderId,
+      created_date: now,
+      created_by: common.userId,
+      idempotency_key: movement.kind === "expire" ? null : common.idempotencyKey,
+      request_id: common.requestId,
+      kind: movement.kind,
+      pending: pendingOf(wallet, now),
+      return_id: movement.kind === "return" ? common.returnId ?? null : null,
+      ...(movement.lots ? { lots: movement.lots } : {}),
+      ...(movement.shortfall ? { shortfall: movement.shortfall } : {}),
+    };
+    // The balance record's check (the caller's) guards these keys: transaction ids follow from it.
+    const key = bonusKeys.ledgerEntry(cid, customerId, bonusId, transactionId);
+    write.set(key, entry);
+    entries.push(entry);
+    entryKeys.push(key);
+  });
+  const final = options.steps.at(-1)?.wallet ?? walletOf(before);
+  const record: BalanceRecord = {
+    balance: final.total,
+    last_transaction_id: last + options.steps.length,
+    lots: final.lots,
+    next_lot_id: final.nextLotId,
+  };
+  write.set(bonusKeys.balance(cid, customerId, bonusId), record);
+  write.audit({
+    entity: "balance",
+    entityId: `${customerId}:${bonusId}`,
+    before: { bonus_id: bonusId, balance: before?.balance ?? 0, transaction_id: last },
+    after: { bonus_id: bonusId, balance: record.balance, transaction_id: record.last_transaction_id },
+    filedUnder: { entity: "customer", entityId: customerId },
+  });
+  return { entries, entryKeys, record };
+}
+
+function pendingOf(wallet: Wallet, now: number): number {
+  let pending = 0;
+  for (const lot of wallet.lots) if (lot.available_at > now) pending += lot.remaining;
+  return pending;
 }
 
 /** Reads back the ledger keys of attempts with an unknown outcome; the entry one of them wrote, if any. */
@@ -231,6 +335,15 @@ async function findOwnEntry(kv: Deno.Kv, unsure: Deno.KvKey[], requestId: string
 /** Whether a store error is SQLite refusing a transaction because another process holds the lock. */
 function isStoreBusy(error: unknown): boolean {
   return error instanceof Error && /database is (locked|busy)/i.test(error.message);
+}
+
+/** Reads one balance record as stored (null: never changed). */
+export async function getBalanceRecord(
+  kv: Deno.Kv,
+  cid: string,
+  options: { customerId: number; bonusId: number },
+): Promise<BalanceRecord | null> {
+  return (await kv.get<BalanceRecord>(bonusKeys.balance(cid, options.customerId, options.bonusId))).value;
 }
 
 /** Reads one balance; a balance never changed reads as zero with no transactions. */
@@ -259,10 +372,10 @@ export async function listLedger(
   return out;
 }
 
-/** One program's balance of a customer. */
+/** One program's balance of a customer: what is spendable, pending and expiring next. */
 export interface ProgramBalance {
   program: DirectoryEntry;
-  balance: number;
+  balance: WalletSummary;
 }
 
 /**
@@ -273,9 +386,9 @@ export interface ProgramBalance {
 export async function customerBalances(
   kv: Deno.Kv,
   cid: string,
-  options: { customerIds: number[] },
+  options: { customerIds: number[]; now: number; timeZone: string },
 ): Promise<Map<number, ProgramBalance[]>> {
-  const { customerIds } = options;
+  const { customerIds, now, timeZone } = options;
   const out = new Map<number, ProgramBalance[]>();
   if (customerIds.length === 0) return out;
   const programs = await listEntries(kv, cid, "bonus_programs");
@@ -289,7 +402,8 @@ export async function customerBalances(
     pairs.map((p) => bonusKeys.balance(cid, p.customerId, p.program.id)),
   );
   pairs.forEach((p, i) => {
-    out.get(p.customerId)!.push({ program: p.program, balance: entries[i]!.value?.balance ?? 0 });
+    const balance = summarize(walletOf(entries[i]!.value), now, timeZone);
+    out.get(p.customerId)!.push({ program: p.program, balance });
   });
   return out;
 }

@@ -91,6 +91,23 @@ export async function getEntriesCached(
   return out;
 }
 
+/**
+ * Lists a whole directory, served from the store's cache when read less than `maxAgeMs` ago (a change made in this
+ * process shows at once; one made by another process within `maxAgeMs`).
+ */
+export async function listEntriesCached(
+  store: Store,
+  cid: string,
+  options: { kind: DirectoryKind; maxAgeMs: number },
+): Promise<DirectoryEntry[]> {
+  const key = `${cid}/${options.kind}`;
+  const hit = store.directoryLists.get(key);
+  if (hit) return hit;
+  const entries = await listEntries(store.kv, cid, options.kind);
+  store.directoryLists.set(key, entries, options.maxAgeMs);
+  return entries;
+}
+
 /** Lists a whole directory in id order (directories are small: tens to hundreds of entries). */
 export async function listEntries(kv: Deno.Kv, cid: string, kind: DirectoryKind): Promise<DirectoryEntry[]> {
   const out: DirectoryEntry[] = [];
@@ -139,6 +156,8 @@ export async function saveEntry(
     id?: number;
     name?: string;
     description?: string | null;
+    /** Settings to change (null resets one to its default); the others stay. */
+    settings?: Record<string, number | string | null>;
     /** Parameter names to blame in errors (default "id" and "name"). */
     fields?: { id: string; name: string };
   },
@@ -160,6 +179,9 @@ export async function saveEntry(
       entry = { ...current.value, last_update_date: now };
       if (options.name !== undefined) entry.name = options.name;
       if (options.description !== undefined) entry.description = options.description;
+      if (options.settings && Object.keys(options.settings).length > 0) {
+        entry.settings = { ...entry.settings, ...options.settings };
+      }
     } else {
       if (options.name === undefined) throw new ValidationError(fields.name, `${LABEL[kind]} needs a name`);
       const sequence = await kv.get<number>(directoryKeys.sequence(cid, kind));
@@ -172,6 +194,7 @@ export async function saveEntry(
         description: options.description ?? null,
         created_date: now,
         last_update_date: now,
+        ...(options.settings && Object.keys(options.settings).length > 0 ? { settings: { ...options.settings } } : {}),
       };
     }
     const oldName = before ? directoryNameKey(before.value.name) : null;
@@ -200,6 +223,7 @@ export async function saveEntry(
     });
     if (!await write.commit(`save ${LABEL[kind].toLowerCase()}`)) return RETRY;
     store.directories.delete(`${cid}/${kind}/${entry.id}`);
+    store.directoryLists.delete(`${cid}/${kind}`);
     return { entry, isNew: options.id === undefined };
   }, { message: `Cannot save ${LABEL[kind].toLowerCase()}: it changed concurrently, try again` });
 }

@@ -145,3 +145,16 @@ export const auditKeys = {
     options.order,
   ],
 };
+
+/** Key builders of purchases: one record per order (unique per company), one per return of an order. */
+export const orderKeys = {
+  order: (cid: string, orderId: string): Deno.KvKey => ["company", cid, "orders", orderId],
+  orders: (cid: string): Deno.KvKey => ["company", cid, "orders"],
+  orderReturn: (cid: string, orderId: string, returnId: string): Deno.KvKey => [
+    "company",
+    cid,
+    "order_returns",
+    orderId,
+    returnId,
+  ],
+};

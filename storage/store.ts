@@ -55,6 +55,8 @@ export interface Store {
   directories: TtlCache<DirectoryEntry>;
   /** API keys looked up recently (hits and misses), by the presented key: in memory only, never stored. */
   apiKeys: TtlCache<ApiKeyRecord | null>;
+  /** Whole directories read recently (the customer groups, for tiers), by "cid/kind". */
+  directoryLists: TtlCache<DirectoryEntry[]>;
   /** The last id this process committed from each sequence, with the versionstamp of that commit. */
   sequences: Map<string, { value: number; versionstamp: string }>;
   /** How long an audit entry is kept, ms. */
@@ -82,6 +84,7 @@ export function createStore(kv: Deno.Kv, options: StoreOptions = {}): Store {
     mutex: new KeyedMutex(),
     directories: new TtlCache({ maxEntries: options.maxCachedEntries ?? 10_000, clock }),
     apiKeys: new TtlCache({ maxEntries: options.maxCachedEntries ?? 10_000, clock }),
+    directoryLists: new TtlCache({ maxEntries: 1000, clock }),
     sequences: new Map(),
     auditRetentionMs: (options.auditRetentionDays ?? 365) * 24 * 60 * 60 * 1000,
     nextAuditOrder: auditOrders(),

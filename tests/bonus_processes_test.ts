@@ -56,7 +56,14 @@ Deno.test("two server processes on one KV file lose no bonus update and apply ea
 
     const read = await request(b, "GET", "/api/customer", { key, query: { id: customerId, bonuses: 1 } });
     assert.deepEqual(read.body.customers[0].bonuses, [
-      { bonus_id: bonusId, bonus_name: "Points", balance: Number(decimal(SEED + accepted)) },
+      {
+        bonus_id: bonusId,
+        bonus_name: "Points",
+        balance: Number(decimal(SEED + accepted)),
+        pending: 0,
+        next_expire_date: null,
+        next_expire_amount: 0,
+      },
     ]);
     const history = await request(a, "GET", "/api/customer/bonusHistory", {
       key,

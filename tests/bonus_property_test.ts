@@ -90,6 +90,7 @@ function expected(model: Model, sent: Sent): { status: number; body: Record<stri
     customer_id: CUSTOMER,
     bonus_id: PROGRAM,
     balance: next / 100,
+    pending: 0,
     transaction_id: model.ledger.length,
   };
   if (sent.key !== null) model.keys.set(sent.key, { minor: sent.minor, overwrite: sent.overwrite, reply });
@@ -191,6 +192,9 @@ Deno.test("updateBonus agrees with a simple model over random sequences of adds,
         bonus_id: PROGRAM,
         bonus_name: "Points",
         balance: model.balance / 100,
+        pending: 0,
+        next_expire_date: null,
+        next_expire_amount: 0,
       }]);
     }),
     { numRuns: 60 },

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { bonusKeys } from "../storage/bonuses.ts";
-import { JSON_TYPE, type Reply, snapshot, type World, world, XML_TYPE } from "./kit.ts";
+import { JSON_TYPE, pickBalance, type Reply, snapshot, type World, world, XML_TYPE } from "./kit.ts";
 
 const NOW = Date.UTC(2024, 0, 2, 3, 4, 5);
 
@@ -52,25 +52,42 @@ Deno.test("GET|POST /api/customer/updateBonus adds, removes and overwrites", asy
     const res = await update(w, { customer_id: c, bonus_id: b, amount: "100.50" });
     assert.equal(res.status, 200);
     assert.equal(res.type, JSON_TYPE);
-    assert.deepEqual(res.body, { success: 1, customer_id: c, bonus_id: b, balance: 100.5, transaction_id: 1 });
+    assert.deepEqual(res.body, {
+      success: 1,
+      customer_id: c,
+      bonus_id: b,
+      balance: 100.5,
+      pending: 0,
+      transaction_id: 1,
+    });
   });
 
   await t.step("removes with a negative amount, from the query string too", async () => {
     const res = await w.call("GET", "/api/customer/updateBonus", {
       query: { customer_id: c, bonus_id: b, amount: "-0.5" },
     });
-    assert.deepEqual(res.body, { success: 1, customer_id: c, bonus_id: b, balance: 100, transaction_id: 2 });
+    assert.deepEqual(res.body, {
+      success: 1,
+      customer_id: c,
+      bonus_id: b,
+      balance: 100,
+      pending: 0,
+      transaction_id: 2,
+    });
   });
 
   await t.step("overwrite sets the balance and records the difference", async () => {
     const res = await update(w, { customer_id: c, bonus_id: b, amount: 30, overwrite: "true", comment: " reset " });
-    assert.deepEqual(res.body, { success: 1, customer_id: c, bonus_id: b, balance: 30, transaction_id: 3 });
+    assert.deepEqual(res.body, { success: 1, customer_id: c, bonus_id: b, balance: 30, pending: 0, transaction_id: 3 });
     const [last] = await ledger(w, c, b);
     assert.deepEqual(last, {
       transaction_id: 3,
       customer_id: c,
       bonus_id: b,
       amount: -70,
+      kind: "overwrite",
+      pending: 0,
+      return_id: null,
       balance: 30,
       overwrite: 1,
       comment: "reset",
@@ -91,7 +108,14 @@ Deno.test("GET|POST /api/customer/updateBonus adds, removes and overwrites", asy
   await t.step("customer_external_id finds the customer; customer_id wins when both are given", async () => {
     const other = await customer(w, { external_id: "1C-42" });
     const byExternal = await update(w, { customer_external_id: "1C-42", bonus_id: b, amount: 5 });
-    assert.deepEqual(byExternal.body, { success: 1, customer_id: other, bonus_id: b, balance: 5, transaction_id: 1 });
+    assert.deepEqual(byExternal.body, {
+      success: 1,
+      customer_id: other,
+      bonus_id: b,
+      balance: 5,
+      pending: 0,
+      transaction_id: 1,
+    });
     const both = await update(w, { customer_id: c, customer_external_id: "1C-42", bonus_id: b, amount: 1 });
     assert.equal(both.body.customer_id, c);
     assert.equal(both.body.balance, 31.1);
@@ -105,7 +129,7 @@ Deno.test("GET|POST /api/customer/updateBonus adds, removes and overwrites", asy
     assert.equal(
       res.text,
       `<?xml version="1.0" encoding="UTF-8"?>\n<root>\n<success>1</success>\n<customer_id>${c}</customer_id>\n` +
-        `<bonus_id>${b}</bonus_id>\n<balance>30</balance>\n<transaction_id>6</transaction_id>\n</root>\n`,
+        `<bonus_id>${b}</bonus_id>\n<balance>30</balance>\n<pending>0</pending>\n<transaction_id>6</transaction_id>\n</root>\n`,
     );
   });
 
@@ -168,9 +192,16 @@ Deno.test("updateBonus is exact: 0.1 and 0.2 added 1000 times each make 300.00",
     }
   }
   const balance = await w.kv.get<{ balance: number; last_transaction_id: number }>(bonusKeys.balance("acme", c, b));
-  assert.deepEqual(balance.value, { balance: 30000, last_transaction_id: 2000 });
+  assert.deepEqual(pickBalance(balance.value), { balance: 30000, last_transaction_id: 2000 });
   const read = await w.call("GET", "/api/customer", { query: { id: c, bonuses: 1 } });
-  assert.deepEqual(read.body.customers[0].bonuses, [{ bonus_id: b, bonus_name: "Points", balance: 300 }]);
+  assert.deepEqual(read.body.customers[0].bonuses, [{
+    bonus_id: b,
+    bonus_name: "Points",
+    balance: 300,
+    pending: 0,
+    next_expire_date: null,
+    next_expire_amount: 0,
+  }]);
   let sum = 0;
   for await (const e of w.kv.list<{ amount: number }>({ prefix: bonusKeys.ledger("acme", c, b) })) {
     sum += e.value.amount;
@@ -185,7 +216,7 @@ Deno.test("updateBonus with an idempotency key applies a request at most once", 
   const params = { customer_id: c, bonus_id: b, amount: "10" };
 
   const first = await update(w, { ...params, idempotency_key: "order-1" });
-  assert.deepEqual(first.body, { success: 1, customer_id: c, bonus_id: b, balance: 10, transaction_id: 1 });
+  assert.deepEqual(first.body, { success: 1, customer_id: c, bonus_id: b, balance: 10, pending: 0, transaction_id: 1 });
   const after = await snapshot(w.kv);
 
   await t.step("a retry returns the first reply and changes nothing", async () => {
@@ -212,7 +243,10 @@ Deno.test("updateBonus with an idempotency key applies a request at most once", 
       { headers: { "Idempotency-Key": "order-1" } },
     );
     assert.equal(res.headers.get("Idempotent-Replayed"), "true");
-    assert.match(await res.text(), /<balance>10<\/balance>\n<transaction_id>1<\/transaction_id>/);
+    assert.match(
+      await res.text(),
+      /<balance>10<\/balance>\n<pending>0<\/pending>\n<transaction_id>1<\/transaction_id>/,
+    );
     const fresh = await w.app.request(
       `/api/customer/updateBonus?apikey=${w.key}&customer_id=${c}&bonus_id=${b}&amount=1`,
       { headers: { "Idempotency-Key": "order-2" } },
@@ -377,12 +411,26 @@ Deno.test("bonus balances, ledgers and idempotency keys are per company", async 
   const own = await update(w, { customer_id: gc, bonus_id: gb, amount: 3, idempotency_key: "same" }, {
     key: w.otherKey,
   });
-  assert.deepEqual(own.body, { success: 1, customer_id: gc, bonus_id: gb, balance: 3, transaction_id: 1 });
+  assert.deepEqual(own.body, { success: 1, customer_id: gc, bonus_id: gb, balance: 3, pending: 0, transaction_id: 1 });
 
   const acme = await w.call("GET", "/api/customer", { query: { id: c, bonuses: 1 } });
-  assert.deepEqual(acme.body.customers[0].bonuses, [{ bonus_id: b, bonus_name: "Points", balance: 10 }]);
+  assert.deepEqual(acme.body.customers[0].bonuses, [{
+    bonus_id: b,
+    bonus_name: "Points",
+    balance: 10,
+    pending: 0,
+    next_expire_date: null,
+    next_expire_amount: 0,
+  }]);
   const globex = await w.call("GET", "/api/customer", { query: { id: gc, bonuses: 1 }, key: w.otherKey });
-  assert.deepEqual(globex.body.customers[0].bonuses, [{ bonus_id: gb, bonus_name: "Globex points", balance: 3 }]);
+  assert.deepEqual(globex.body.customers[0].bonuses, [{
+    bonus_id: gb,
+    bonus_name: "Globex points",
+    balance: 3,
+    pending: 0,
+    next_expire_date: null,
+    next_expire_amount: 0,
+  }]);
   const history = await w.call("GET", "/api/customer/bonusHistory", {
     query: { customer_id: gc, bonus_id: gb },
     key: w.otherKey,
@@ -406,15 +454,31 @@ Deno.test("GET /api/customer?bonuses=1 lists every program's balance per custome
   const json = await w.call("GET", "/api/customer", { query: { bonuses: 1 } });
   assert.equal(json.status, 200);
   assert.deepEqual(json.body.customers.map((x: { id: number; bonuses: unknown }) => [x.id, x.bonuses]), [
-    [a, [{ bonus_id: p1, bonus_name: "Points", balance: 0 }, {
-      bonus_id: p2,
-      bonus_name: "Miles & <more>",
-      balance: 12.5,
-    }]],
-    [b, [{ bonus_id: p1, bonus_name: "Points", balance: 0.05 }, {
+    [a, [
+      { bonus_id: p1, bonus_name: "Points", balance: 0, pending: 0, next_expire_date: null, next_expire_amount: 0 },
+      {
+        bonus_id: p2,
+        bonus_name: "Miles & <more>",
+        balance: 12.5,
+        pending: 0,
+        next_expire_date: null,
+        next_expire_amount: 0,
+      },
+    ]],
+    [b, [{
+      bonus_id: p1,
+      bonus_name: "Points",
+      balance: 0.05,
+      pending: 0,
+      next_expire_date: null,
+      next_expire_amount: 0,
+    }, {
       bonus_id: p2,
       bonus_name: "Miles & <more>",
       balance: 0,
+      pending: 0,
+      next_expire_date: null,
+      next_expire_amount: 0,
     }]],
   ]);
   const without = await w.call("GET", "/api/customer", { query: { id: a } });
@@ -460,11 +524,17 @@ Deno.test("GET /api/customer?bonuses=1 lists every program's balance per custome
 <bonus_id>${p1}</bonus_id>
 <bonus_name>Points</bonus_name>
 <balance>0</balance>
+<pending>0</pending>
+<next_expire_date/>
+<next_expire_amount>0</next_expire_amount>
 </bonus>
 <bonus>
 <bonus_id>${p2}</bonus_id>
 <bonus_name>Miles &amp; &lt;more&gt;</bonus_name>
 <balance>12.5</balance>
+<pending>0</pending>
+<next_expire_date/>
+<next_expire_amount>0</next_expire_amount>
 </bonus>
 </bonuses>
 </customer>
@@ -497,6 +567,9 @@ Deno.test("GET /api/customer?bonuses=1 reads many customers' balances in batches
       bonus_id: p,
       bonus_name: `P${j + 1}`,
       balance: j === i % 3 ? i + 1 : 0,
+      pending: 0,
+      next_expire_date: null,
+      next_expire_amount: 0,
     }));
     assert.deepEqual(cu.bonuses, expected);
   }
@@ -524,6 +597,9 @@ Deno.test("GET /api/customer/bonusHistory pages the ledger newest first", async 
       customer_id: c,
       bonus_id: b,
       balance: 28,
+      pending: 0,
+      next_expire_date: null,
+      next_expire_amount: 0,
       count: 7,
       page: 1,
       page_size: 50,
@@ -581,17 +657,23 @@ Deno.test("GET /api/customer/bonusHistory pages the ledger newest first", async 
 <customer_id>${c}</customer_id>
 <bonus_id>${b}</bonus_id>
 <balance>128</balance>
+<pending>0</pending>
+<next_expire_date/>
+<next_expire_amount>0</next_expire_amount>
 <count>1</count>
 <transactions>
 <transaction>
 <transaction_id>8</transaction_id>
 <customer_id>${c}</customer_id>
 <bonus_id>${b}</bonus_id>
+<kind>adjust</kind>
 <amount>100</amount>
 <balance>128</balance>
+<pending>0</pending>
 <overwrite>0</overwrite>
 <comment/>
 <order_id/>
+<return_id/>
 <created_date>2024-01-02 03:04:05</created_date>
 <created_by>2</created_by>
 </transaction>

@@ -516,3 +516,10 @@ export async function tempDir(prefix = "loyalty_test_"): Promise<{ path: string 
   const path = await Deno.makeTempDir({ prefix });
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
+
+/** The two bookkeeping fields of a stored balance (its lots aside), for comparing totals. */
+export function pickBalance(
+  record: { balance: number; last_transaction_id: number } | null | undefined,
+): { balance: number; last_transaction_id: number } | null {
+  return record ? { balance: record.balance, last_transaction_id: record.last_transaction_id } : null;
+}

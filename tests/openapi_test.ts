@@ -12,6 +12,7 @@ import {
   directoryWriteReply,
   errorReply,
 } from "../domain/replies.ts";
+import { GROUP_SETTINGS, PROGRAM_SETTINGS } from "../domain/program_settings.ts";
 import { openApiDocument, type RouteEntry } from "../routes/openapi.ts";
 import { describeRoute, descriptionOf } from "../routes/route_doc.ts";
 import { type CallOptions, randomCustomer, type Reply, request, world } from "./helpers.ts";
@@ -275,10 +276,15 @@ Deno.test("real replies match their documented schemas", async (t) => {
     assert.ok(result.success, `${r.text}\n${result.error?.message}`);
     return r.body;
   };
-  const names = (type: string, idField: string, nameField: string) => ({ type, idField, nameField });
-  const group = names("group", "group_id", "group_name");
+  const names = (type: string, idField: string, nameField: string, settings?: Record<string, unknown>) => ({
+    type,
+    idField,
+    nameField,
+    settings,
+  });
+  const group = names("group", "group_id", "group_name", GROUP_SETTINGS);
   const cardType = names("card_type", "type_id", "type_name");
-  const program = names("bonus_program", "id", "name");
+  const program = names("bonus_program", "id", "name", PROGRAM_SETTINGS);
 
   await t.step("directories", async () => {
     check(

@@ -197,7 +197,11 @@ export async function cardsOf(
 export async function balancesOf(
   store: Store,
   actor: Actor,
-  options: { customerIds: number[] },
+  options: { customerIds: number[]; timeZone: string },
 ): Promise<Map<number, ProgramBalance[]>> {
-  return await customerBalances(store.kv, actor.companyId, { customerIds: options.customerIds });
+  return await customerBalances(store.kv, actor.companyId, {
+    customerIds: options.customerIds,
+    now: store.clock(),
+    timeZone: options.timeZone,
+  });
 }

@@ -20,6 +20,8 @@ export async function saveDirectoryEntry(
     id?: number;
     name?: string;
     description?: string | null;
+    /** Program rules or tier settings to change (null resets one). */
+    settings?: Record<string, number | string | null>;
     /** Parameter names to blame in errors. */
     fields?: { id: string; name: string };
   },

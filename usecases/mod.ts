@@ -9,3 +9,4 @@ export * from "./directories.ts";
 export * from "./history.ts";
 export * from "./api_keys.ts";
 export * from "./admin.ts";
+export * from "./purchases.ts";
