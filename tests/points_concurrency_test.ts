@@ -7,6 +7,7 @@ import { DEFAULT_CONFIG } from "../config.ts";
 import { createApp } from "../routes/app.ts";
 import { createApiKey } from "../storage/api_keys.ts";
 import { bonusKeys } from "../storage/keys.ts";
+import { openKv } from "../storage/open.ts";
 import { decimal, type Reply, request, tempDir, world } from "./kit.ts";
 
 const CLIENTS = 50;
@@ -170,13 +171,17 @@ Deno.test("50 tills buying and returning for one customer through one app lose n
 Deno.test("50 tills buying and returning for one customer through two apps over one KV file lose nothing", async () => {
   await using dir = await tempDir();
   const kvPath = `${dir.path}/points.kv`;
-  // Two store handles on one file: what two server processes have.
-  using kvA = await Deno.openKv(kvPath);
-  using kvB = await Deno.openKv(kvPath);
+  // Two store handles on one file, opened as the service opens its store: what two server processes have.
+  using kvA = await openKv(kvPath);
+  using kvB = await openKv(kvPath);
   const config = { ...DEFAULT_CONFIG, kvPath, timeZone: "UTC", logRequests: false };
   const key = (await createApiKey(kvA, { companyId: "acme", userId: 2, access: "write", now: Date.now() })).key;
-  const apps = [createApp({ kv: kvA, config }), createApp({ kv: kvB, config })];
+  const log = (line: string) => errors.push(line);
+  const errors: string[] = [];
+  const apps = [createApp({ kv: kvA, config, log }), createApp({ kv: kvB, config, log })];
   const ids = await setUp(apps[0]!, key);
-  const tally = await tills(apps, key, ids);
+  const tally = await tills(apps, key, ids).catch((error) => {
+    throw new Error(`${error.message}\nlogged: ${errors.join("\n")}`);
+  });
   await assertNothingLost(apps[1]!, kvB, key, ids, tally);
 });
