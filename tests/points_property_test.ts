@@ -102,7 +102,10 @@ interface Model {
 }
 
 /** What the service must answer: the status, and the body (success) or the field named (refusal). */
-type Want = { status: 200; body: Record<string, unknown> } | { status: number; field?: string };
+type Want = { status: 200; body: Record<string, unknown> } | {
+  status: number;
+  field?: string;
+};
 
 const isExpired = (l: Lot, now: number) => l.expires_at !== null && l.expires_at < now;
 const isSpendable = (l: Lot, now: number) => l.available_at <= now && !isExpired(l, now) && l.remaining > 0;
@@ -110,24 +113,36 @@ const isPending = (l: Lot, now: number) => l.available_at > now && l.remaining >
 
 /** Spending order: soonest expiry first (never last), then earliest available, then oldest. */
 function spendingOrder(a: Lot, b: Lot): number {
-  return (a.expires_at ?? Infinity) - (b.expires_at ?? Infinity) || a.available_at - b.available_at || a.id - b.id;
+  return (a.expires_at ?? Infinity) - (b.expires_at ?? Infinity) ||
+    a.available_at - b.available_at || a.id - b.id;
 }
 
 function spendableOf(c: Customer, now: number): number {
-  return c.lots.filter((l) => isSpendable(l, now)).reduce((s, l) => s + l.remaining, 0);
+  return c.lots.filter((l) => isSpendable(l, now)).reduce(
+    (s, l) => s + l.remaining,
+    0,
+  );
 }
 
 function pendingOf(c: Customer, now: number): number {
-  return c.lots.filter((l) => isPending(l, now)).reduce((s, l) => s + l.remaining, 0);
+  return c.lots.filter((l) => isPending(l, now)).reduce(
+    (s, l) => s + l.remaining,
+    0,
+  );
 }
 
 /** The `bonuses=1` item of a customer. */
 function summary(m: Model, c: Customer): Record<string, unknown> {
   const live = c.lots.filter((l) => l.remaining > 0 && !isExpired(l, m.now) && l.expires_at !== null);
   let soonest: number | null = null;
-  for (const l of live) if (soonest === null || l.expires_at! < soonest) soonest = l.expires_at;
+  for (const l of live) {
+    if (soonest === null || l.expires_at! < soonest) soonest = l.expires_at;
+  }
   const day = soonest === null ? null : ymd(soonest);
-  const amount = live.filter((l) => ymd(l.expires_at!) === day).reduce((s, l) => s + l.remaining, 0);
+  const amount = live.filter((l) => ymd(l.expires_at!) === day).reduce(
+    (s, l) => s + l.remaining,
+    0,
+  );
   return {
     bonus_id: PROGRAM,
     bonus_name: PROGRAM_NAME,
@@ -140,14 +155,20 @@ function summary(m: Model, c: Customer): Record<string, unknown> {
 
 /** Writes an expire entry for every lot that has expired with points left: the first part of any balance write. */
 function expire(m: Model, c: Customer): void {
-  for (const l of c.lots.filter((l) => l.remaining > 0 && isExpired(l, m.now))) {
+  for (
+    const l of c.lots.filter((l) => l.remaining > 0 && isExpired(l, m.now))
+  ) {
     const amount = l.remaining;
     l.remaining = 0;
     record(m, c, { kind: "expire", amount: -amount });
   }
 }
 
-function record(m: Model, c: Customer, e: { kind: string; amount: number; order_id?: string; return_id?: string }) {
+function record(
+  m: Model,
+  c: Customer,
+  e: { kind: string; amount: number; order_id?: string; return_id?: string },
+) {
   c.entries.push({
     kind: e.kind,
     amount: e.amount,
@@ -159,10 +180,16 @@ function record(m: Model, c: Customer, e: { kind: string; amount: number; order_
 }
 
 /** Takes `amount` from spendable lots in spending order; the caller has checked there is enough. */
-function spendLots(m: Model, c: Customer, amount: number): { lot: number; amount: number; returned: number }[] {
+function spendLots(
+  m: Model,
+  c: Customer,
+  amount: number,
+): { lot: number; amount: number; returned: number }[] {
   const used = [];
   let left = amount;
-  for (const l of c.lots.filter((l) => isSpendable(l, m.now)).sort(spendingOrder)) {
+  for (
+    const l of c.lots.filter((l) => isSpendable(l, m.now)).sort(spendingOrder)
+  ) {
     if (left === 0) break;
     const take = Math.min(left, l.remaining);
     l.remaining -= take;
@@ -174,17 +201,27 @@ function spendLots(m: Model, c: Customer, amount: number): { lot: number; amount
 }
 
 /** A new lot: available at once or at the start of a later day, expiring by the program's lifetime. */
-function credit(m: Model, c: Customer, amount: number, dates: { available_at: number; expires_at: number | null }) {
+function credit(
+  m: Model,
+  c: Customer,
+  amount: number,
+  dates: { available_at: number; expires_at: number | null },
+) {
   const lot = { id: m.nextLot++, remaining: amount, ...dates };
   c.lots.push(lot);
   return lot.id;
 }
 
 /** The dates of a purchase accrual (and an updateBonus credit) made now. */
-function accrualDates(m: Model): { available_at: number; expires_at: number | null } {
+function accrualDates(
+  m: Model,
+): { available_at: number; expires_at: number | null } {
   const { pendingDays, lifetimeDays } = m.rules;
   const available_at = pendingDays > 0 ? dayStart(m.now, pendingDays) : m.now;
-  return { available_at, expires_at: lifetimeDays === null ? null : dayEnd(available_at, lifetimeDays) };
+  return {
+    available_at,
+    expires_at: lifetimeDays === null ? null : dayEnd(available_at, lifetimeDays),
+  };
 }
 
 function round(numerator: number, rounding: Rules["rounding"]): number {
@@ -207,19 +244,29 @@ function groupName(m: Model, c: Customer): string | null {
   return m.groups.find((g) => g.id === c.group)?.name ?? null;
 }
 
-function purchase(m: Model, c: Customer, p: { order_id: string; amount: number; spend: number }): Want {
+function purchase(
+  m: Model,
+  c: Customer,
+  p: { order_id: string; amount: number; spend: number },
+): Want {
   const earlier = m.orders.get(p.order_id);
   if (earlier) {
-    const same = earlier.customer === c.id && earlier.amount === p.amount && earlier.spend === p.spend;
+    const same = earlier.customer === c.id && earlier.amount === p.amount &&
+      earlier.spend === p.spend;
     return same ? { status: 200, body: earlier.reply } : { status: 422, field: "order_id" };
   }
   const limit = Math.floor(p.amount * m.rules.maxSpendBp / 10_000);
-  if (p.spend > p.amount || p.spend > limit || p.spend > spendableOf(c, m.now)) return { status: 409, field: "spend" };
-  const percent = m.groups.find((g) => g.id === c.group)?.accrualBp ?? m.rules.accrualBp;
+  if (
+    p.spend > p.amount || p.spend > limit || p.spend > spendableOf(c, m.now)
+  ) return { status: 409, field: "spend" };
+  const percent = m.groups.find((g) => g.id === c.group)?.accrualBp ??
+    m.rules.accrualBp;
   const accrued = round((p.amount - p.spend) * percent, m.rules.rounding);
   expire(m, c);
   const used = spendLots(m, c, p.spend);
-  if (p.spend > 0) record(m, c, { kind: "spend", amount: -p.spend, order_id: p.order_id });
+  if (p.spend > 0) {
+    record(m, c, { kind: "spend", amount: -p.spend, order_id: p.order_id });
+  }
   let lot: number | null = null;
   if (accrued > 0) {
     lot = credit(m, c, accrued, accrualDates(m));
@@ -253,14 +300,19 @@ function purchase(m: Model, c: Customer, p: { order_id: string; amount: number; 
   return { status: 200, body: reply };
 }
 
-function purchaseReturn(m: Model, r: { order_id: string; return_id: string; amount: number }): Want {
+function purchaseReturn(
+  m: Model,
+  r: { order_id: string; return_id: string; amount: number },
+): Want {
   const o = m.orders.get(r.order_id);
   if (!o) return { status: 404 };
   const earlier = o.returns.get(r.return_id);
   if (earlier) {
     return earlier.amount === r.amount ? { status: 200, body: earlier.reply } : { status: 422, field: "return_id" };
   }
-  if (o.returnedMoney + r.amount > o.amount) return { status: 409, field: "amount" };
+  if (o.returnedMoney + r.amount > o.amount) {
+    return { status: 409, field: "amount" };
+  }
   const c = m.customers.find((x) => x.id === o.customer)!;
   expire(m, c);
   const before = o.returnedMoney;
@@ -278,8 +330,12 @@ function purchaseReturn(m: Model, r: { order_id: string; return_id: string; amou
   };
   const own = c.lots.find((l) => l.id === o.lot);
   if (own && !isExpired(own, m.now)) from(own);
-  for (const l of c.lots.filter((l) => isSpendable(l, m.now)).sort(spendingOrder)) if (left > 0) from(l);
-  for (const l of c.lots.filter((l) => isPending(l, m.now)).sort(spendingOrder)) if (left > 0) from(l);
+  for (
+    const l of c.lots.filter((l) => isSpendable(l, m.now)).sort(spendingOrder)
+  ) if (left > 0) from(l);
+  for (
+    const l of c.lots.filter((l) => isPending(l, m.now)).sort(spendingOrder)
+  ) if (left > 0) from(l);
   const shortfall = left;
   const taken = takeBack - shortfall;
 
@@ -297,7 +353,12 @@ function purchaseReturn(m: Model, r: { order_id: string; return_id: string; amou
     given += part;
   }
   o.returnedMoney = after;
-  record(m, c, { kind: "return", amount: given - taken, order_id: r.order_id, return_id: r.return_id });
+  record(m, c, {
+    kind: "return",
+    amount: given - taken,
+    order_id: r.order_id,
+    return_id: r.return_id,
+  });
   c.sales = Math.max(0, c.sales - r.amount);
   applyTiers(m, c);
   const reply = {
@@ -323,7 +384,9 @@ function updateBonus(
   c: Customer,
   u: { amount: number; overwrite: boolean; expireDate: string | null },
 ): Want {
-  if (u.expireDate !== null && u.expireDate < ymd(m.now)) return { status: 400, field: "expire_date" };
+  if (u.expireDate !== null && u.expireDate < ymd(m.now)) {
+    return { status: 400, field: "expire_date" };
+  }
   const balance = spendableOf(c, m.now);
   const delta = u.overwrite ? u.amount - balance : u.amount;
   if (delta < 0 && -delta > balance) return { status: 409, field: "amount" };
@@ -331,10 +394,16 @@ function updateBonus(
   if (delta < 0) spendLots(m, c, -delta);
   if (delta > 0) {
     const dates = u.expireDate !== null
-      ? { available_at: m.now, expires_at: dayEnd(Date.parse(`${u.expireDate}T00:00:00Z`)) }
+      ? {
+        available_at: m.now,
+        expires_at: dayEnd(Date.parse(`${u.expireDate}T00:00:00Z`)),
+      }
       : u.overwrite
       // Available now; lifetime counts from the day the points become spendable, today.
-      ? { available_at: m.now, expires_at: m.rules.lifetimeDays === null ? null : dayEnd(m.now, m.rules.lifetimeDays) }
+      ? {
+        available_at: m.now,
+        expires_at: m.rules.lifetimeDays === null ? null : dayEnd(m.now, m.rules.lifetimeDays),
+      }
       : accrualDates(m);
     credit(m, c, delta, dates);
   }
@@ -369,20 +438,28 @@ const settings = fc.record({
     { minLength: 2, maxLength: 2 },
   ),
   customers: fc.constantFrom(1, 2),
+  /** Points each customer starts with (an overwrite: spendable at once), minor units. */
+  seed: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 50_000 })),
   secondInGroup: fc.boolean(),
   start: fc.integer({ min: 0, max: 364 * 24 }),
 });
 type Settings = typeof settings extends fc.Arbitrary<infer T> ? T : never;
 
 type Step =
-  | { kind: "purchase"; c: number; amount: number; spendMode: number; x: number }
+  | {
+    kind: "purchase";
+    c: number;
+    amount: number;
+    spendMode: number;
+    x: number;
+  }
   | { kind: "replay"; pick: number; change: number }
   | { kind: "return"; pick: number; mode: number; x: number }
   | { kind: "returnReplay"; pick: number; same: boolean }
   | { kind: "credit"; c: number; amount: number; expireIn: number | null }
   | { kind: "debit"; c: number; amount: number; all: boolean }
   | { kind: "overwrite"; c: number; amount: number }
-  | { kind: "clock"; ms: number };
+  | { kind: "clock"; ms: number; edge: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   {
@@ -390,22 +467,38 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     arbitrary: fc.record({
       kind: fc.constant("purchase" as const),
       c: fc.nat(1),
-      amount: fc.oneof(fc.integer({ min: 1, max: 30_000 }), fc.constantFrom(1, 100, 9_999, 10_000)),
-      spendMode: fc.nat(5),
+      amount: fc.oneof(
+        fc.integer({ min: 1, max: 30_000 }),
+        fc.constantFrom(1, 100, 9_999, 10_000),
+      ),
+      spendMode: fc.nat(9),
       x: fc.nat(10_000),
     }),
   },
   {
     weight: 1,
-    arbitrary: fc.record({ kind: fc.constant("replay" as const), pick: fc.nat(), change: fc.nat(3) }),
+    arbitrary: fc.record({
+      kind: fc.constant("replay" as const),
+      pick: fc.nat(),
+      change: fc.nat(3),
+    }),
   },
   {
-    weight: 4,
-    arbitrary: fc.record({ kind: fc.constant("return" as const), pick: fc.nat(), mode: fc.nat(4), x: fc.nat(10_000) }),
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant("return" as const),
+      pick: fc.nat(),
+      mode: fc.nat(4),
+      x: fc.nat(10_000),
+    }),
   },
   {
     weight: 1,
-    arbitrary: fc.record({ kind: fc.constant("returnReplay" as const), pick: fc.nat(), same: fc.boolean() }),
+    arbitrary: fc.record({
+      kind: fc.constant("returnReplay" as const),
+      pick: fc.nat(),
+      same: fc.boolean(),
+    }),
   },
   {
     weight: 2,
@@ -413,7 +506,13 @@ const step: fc.Arbitrary<Step> = fc.oneof(
       kind: fc.constant("credit" as const),
       c: fc.nat(1),
       amount: fc.integer({ min: 1, max: 20_000 }),
-      expireIn: fc.option(fc.integer({ min: -3, max: 400 }), { freq: 2 }),
+      expireIn: fc.option(
+        fc.oneof({ weight: 5, arbitrary: fc.integer({ min: 0, max: 400 }) }, {
+          weight: 1,
+          arbitrary: fc.integer({ min: -3, max: -1 }),
+        }),
+        { freq: 2 },
+      ),
     }),
   },
   {
@@ -427,7 +526,11 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   },
   {
     weight: 1,
-    arbitrary: fc.record({ kind: fc.constant("overwrite" as const), c: fc.nat(1), amount: fc.nat(30_000) }),
+    arbitrary: fc.record({
+      kind: fc.constant("overwrite" as const),
+      c: fc.nat(1),
+      amount: fc.nat(30_000),
+    }),
   },
   {
     weight: 3,
@@ -438,6 +541,8 @@ const step: fc.Arbitrary<Step> = fc.oneof(
         fc.integer({ min: 1, max: 20 }).map((d) => d * DAY),
         fc.integer({ min: 30, max: 180 }).map((d) => d * DAY + 5 * HOUR),
       ),
+      // 1: then on to the next midnight exactly, 2: to the last millisecond of that day (the edges of lot dates).
+      edge: fc.constantFrom(0, 0, 0, 1, 2),
     }),
   },
 );
@@ -449,12 +554,17 @@ function hundredths(text: string | null, otherwise: number): number {
 
 /** Sets up the program, the two tier groups and the customers, in the service and in the model. */
 async function setUp(w: World, s: Settings, now: number): Promise<Model> {
-  const program: Record<string, string | number> = { name: PROGRAM_NAME, pending_days: s.pendingDays };
+  const program: Record<string, string | number> = {
+    name: PROGRAM_NAME,
+    pending_days: s.pendingDays,
+  };
   if (s.accrual !== null) program.accrual_percent = s.accrual;
   if (s.maxSpend !== null) program.max_spend_percent = s.maxSpend;
   if (s.lifetimeDays !== null) program.lifetime_days = s.lifetimeDays;
   if (s.rounding !== null) program.rounding = s.rounding;
-  const made = await w.call("POST", "/api/bonusprogram/update", { form: program });
+  const made = await w.call("POST", "/api/bonusprogram/update", {
+    form: program,
+  });
   assert.equal(made.status, 200, made.text);
   assert.equal(made.body.id, PROGRAM);
 
@@ -482,7 +592,13 @@ async function setUp(w: World, s: Settings, now: number): Promise<Model> {
     if (group) form.group_name = group.name;
     const r = await w.call("POST", "/api/customer/update", { form });
     assert.equal(r.status, 200, r.text);
-    customers.push({ id: r.body.id, sales: 0, group: group?.id ?? null, lots: [], entries: [] });
+    customers.push({
+      id: r.body.id,
+      sales: 0,
+      group: group?.id ?? null,
+      lots: [],
+      entries: [],
+    });
   }
   return {
     now,
@@ -507,7 +623,9 @@ function check(got: Reply, want: Want, where: string): void {
     assert.deepEqual(got.body, want.body, where);
   } else {
     assert.equal(got.body.success, 0, `${where}: ${got.text}`);
-    if (want.field !== undefined) assert.equal(got.body.field, want.field, `${where}: ${got.text}`);
+    if (want.field !== undefined) {
+      assert.equal(got.body.field, want.field, `${where}: ${got.text}`);
+    }
   }
 }
 
@@ -517,8 +635,10 @@ function comparable(entries: Entry[]): Record<string, unknown>[] {
   for (const e of entries) {
     const last = out.at(-1);
     if (e.kind === "expire") {
-      if (last?.kind === "expire") last.amount = Math.round(((last.amount as number) + e.amount) * 100) / 100;
-      else out.push({ kind: "expire", amount: e.amount });
+      if (last?.kind === "expire") {
+        last.amount = Math.round(((last.amount as number) + e.amount) * 100) /
+          100;
+      } else out.push({ kind: "expire", amount: e.amount });
       continue;
     }
     out.push({ ...e });
@@ -527,20 +647,37 @@ function comparable(entries: Entry[]): Record<string, unknown>[] {
 }
 
 /** Reads a customer (`bonuses=1`) and their ledger and compares both with the model. */
-async function compare(w: World, m: Model, c: Customer, where: string): Promise<void> {
-  const read = await w.call("GET", "/api/customer", { query: { id: c.id, bonuses: 1 } });
+async function compare(
+  w: World,
+  m: Model,
+  c: Customer,
+  where: string,
+): Promise<void> {
+  const read = await w.call("GET", "/api/customer", {
+    query: { id: c.id, bonuses: 1 },
+  });
   assert.equal(read.status, 200, read.text);
   const got = read.body.customers[0];
   assert.deepEqual(
-    { accumulated_sales: got.accumulated_sales, group_name: got.group_name, bonuses: got.bonuses },
-    { accumulated_sales: c.sales / 100, group_name: groupName(m, c), bonuses: [summary(m, c)] },
+    {
+      accumulated_sales: got.accumulated_sales,
+      group_name: got.group_name,
+      bonuses: got.bonuses,
+    },
+    {
+      accumulated_sales: c.sales / 100,
+      group_name: groupName(m, c),
+      bonuses: [summary(m, c)],
+    },
     `${where}: customer ${c.id}`,
   );
   const history = await w.call("GET", "/api/customer/bonusHistory", {
     query: { customer_id: c.id, bonus_id: PROGRAM, page_size: 1000 },
   });
   assert.equal(history.status, 200, history.text);
-  const service: Entry[] = history.body.transactions.map((t: Record<string, unknown>) => ({
+  const service: Entry[] = history.body.transactions.map((
+    t: Record<string, unknown>,
+  ) => ({
     kind: t.kind,
     amount: t.amount,
     balance: t.balance,
@@ -554,7 +691,11 @@ async function compare(w: World, m: Model, c: Customer, where: string): Promise<
     balance: e.balance / 100,
     pending: e.pending / 100,
   }));
-  assert.deepEqual(comparable(service), comparable(model), `${where}: ledger of customer ${c.id}`);
+  assert.deepEqual(
+    comparable(service),
+    comparable(model),
+    `${where}: ledger of customer ${c.id}`,
+  );
   assert.deepEqual(
     history.body.transactions.map((t: { transaction_id: number }) => t.transaction_id).reverse(),
     service.map((_, i) => i + 1),
@@ -567,7 +708,13 @@ async function compare(w: World, m: Model, c: Customer, where: string): Promise<
 }
 
 /** Runs one step against the model and the service; returns the customer whose balance it touched. */
-async function run(w: World, m: Model, s: Step, i: number, log: string[]): Promise<Customer | null> {
+async function run(
+  w: World,
+  m: Model,
+  s: Step,
+  i: number,
+  log: string[],
+): Promise<Customer | null> {
   const customerOf = (n: number) => m.customers[n % m.customers.length]!;
   const accepted = [...m.orders.values()];
   const post = (path: string, form: Record<string, string | number>) => w.call("POST", path, { form });
@@ -576,14 +723,30 @@ async function run(w: World, m: Model, s: Step, i: number, log: string[]): Promi
   switch (s.kind) {
     case "clock":
       m.now += s.ms;
+      if (s.edge === 1) m.now = dayStart(m.now, 1);
+      if (s.edge === 2) m.now = dayEnd(m.now);
       say(`clock +${s.ms / HOUR}h -> ${new Date(m.now).toISOString()}`);
       return null;
     case "purchase": {
       const c = customerOf(s.c);
-      const limit = Math.min(Math.floor(s.amount * m.rules.maxSpendBp / 10_000), spendableOf(c, m.now));
-      const spend = [0, Math.floor(limit * (s.x % 101) / 100), limit, limit + 1 + (s.x % 50), s.amount + 1, s.x][
-        s.spendMode
-      ]!;
+      const limit = Math.min(
+        Math.floor(s.amount * m.rules.maxSpendBp / 10_000),
+        spendableOf(c, m.now),
+      );
+      // Mostly spends that fit (none, some, the most allowed); some over the limit, over the amount, or arbitrary.
+      const some = Math.floor(limit * (s.x % 101) / 100);
+      const spend = [
+        0,
+        0,
+        some,
+        some,
+        some,
+        limit,
+        limit,
+        limit + 1 + (s.x % 50),
+        s.amount + 1,
+        s.x,
+      ][s.spendMode]!;
       const p = { order_id: `order-${i}`, amount: s.amount, spend };
       say(`purchase ${JSON.stringify({ customer: c.id, ...p })}`);
       const want = purchase(m, c, p);
@@ -618,19 +781,34 @@ async function run(w: World, m: Model, s: Step, i: number, log: string[]): Promi
         spend: decimal(p.spend),
       });
       check(got, want, log.join("\n"));
-      if (want.status === 200) assert.equal(got.headers.get("Idempotent-Replayed"), "true");
+      if (want.status === 200) {
+        assert.equal(got.headers.get("Idempotent-Replayed"), "true");
+      }
       return c;
     }
     case "return": {
       const o = accepted[s.pick % Math.max(1, accepted.length)];
+      if (!o && s.mode !== 3) return null;
       const left = o ? o.amount - o.returnedMoney : 0;
       // 0: part of what is left, 1: all of it, 2: more than that, 3: an unknown order.
-      const amount = [1 + (s.x % Math.max(1, left)), left, left + 1 + (s.x % 100), 1 + (s.x % 1000)][s.mode % 4]!;
+      const amount = [
+        1 + (s.x % Math.max(1, left)),
+        left,
+        left + 1 + (s.x % 100),
+        1 + (s.x % 1000),
+      ][s.mode % 4]!;
       if (amount <= 0) return null;
-      const r = { order_id: o && s.mode !== 3 ? o.order_id : `unknown-${i}`, return_id: `return-${i}`, amount };
+      const r = {
+        order_id: o && s.mode !== 3 ? o.order_id : `unknown-${i}`,
+        return_id: `return-${i}`,
+        amount,
+      };
       say(`return ${JSON.stringify(r)}`);
       const want = purchaseReturn(m, r);
-      const got = await post("/api/purchase/return", { ...r, amount: decimal(r.amount) });
+      const got = await post("/api/purchase/return", {
+        ...r,
+        amount: decimal(r.amount),
+      });
       check(got, want, log.join("\n"));
       return o && s.mode !== 3 ? m.customers.find((x) => x.id === o.customer)! : null;
     }
@@ -638,10 +816,17 @@ async function run(w: World, m: Model, s: Step, i: number, log: string[]): Promi
       const returns = accepted.flatMap((o) => [...o.returns].map(([id, r]) => ({ o, id, amount: r.amount })));
       const r = returns[s.pick % Math.max(1, returns.length)];
       if (!r) return null;
-      const sent = { order_id: r.o.order_id, return_id: r.id, amount: r.amount + (s.same ? 0 : 1) };
+      const sent = {
+        order_id: r.o.order_id,
+        return_id: r.id,
+        amount: r.amount + (s.same ? 0 : 1),
+      };
       say(`return again ${JSON.stringify(sent)}`);
       const want = purchaseReturn(m, sent);
-      const got = await post("/api/purchase/return", { ...sent, amount: decimal(sent.amount) });
+      const got = await post("/api/purchase/return", {
+        ...sent,
+        amount: decimal(sent.amount),
+      });
       check(got, want, log.join("\n"));
       return m.customers.find((x) => x.id === r.o.customer)!;
     }
@@ -661,7 +846,11 @@ async function run(w: World, m: Model, s: Step, i: number, log: string[]): Promi
       if (u.amount === 0 && !u.overwrite) return null;
       say(`updateBonus ${JSON.stringify({ customer: c.id, ...u })}`);
       const want = updateBonus(m, c, u);
-      const form: Record<string, string | number> = { customer_id: c.id, bonus_id: PROGRAM, amount: decimal(u.amount) };
+      const form: Record<string, string | number> = {
+        customer_id: c.id,
+        bonus_id: PROGRAM,
+        amount: decimal(u.amount),
+      };
       if (u.overwrite) form.overwrite = 1;
       if (u.expireDate !== null) form.expire_date = u.expireDate;
       const got = await post("/api/customer/updateBonus", form);
@@ -673,27 +862,41 @@ async function run(w: World, m: Model, s: Step, i: number, log: string[]): Promi
         const newest = await w.call("GET", "/api/customer/bonusHistory", {
           query: { customer_id: c.id, bonus_id: PROGRAM, page_size: 1 },
         });
-        assert.equal(transaction_id, newest.body.transactions[0]?.transaction_id, log.join("\n"));
+        assert.equal(
+          transaction_id,
+          newest.body.transactions[0]?.transaction_id,
+          log.join("\n"),
+        );
       }
       return c;
     }
   }
 }
 
+/** Runs one sequence of steps against a fresh service and the model, comparing after every step. */
+async function agree(s: Settings, steps: Step[]): Promise<void> {
+  let clock = Date.UTC(2026, 0, 1, 0, 17, 23, 456) + s.start * HOUR;
+  await using w = await world({ now: () => clock, config: { timeZone: "UTC" } });
+  const m = await setUp(w, s, clock);
+  const log = [`settings ${JSON.stringify(s)}`];
+  if (s.seed > 0) {
+    for (const [n] of m.customers.entries()) {
+      await run(w, m, { kind: "overwrite", c: n, amount: s.seed }, -1 - n, log);
+      await compare(w, m, m.customers[n]!, log.join("\n"));
+    }
+  }
+  for (const [i, st] of steps.entries()) {
+    const touched = await run(w, m, st, i, log);
+    clock = m.now;
+    for (const c of touched ? [touched] : m.customers) await compare(w, m, c, log.join("\n"));
+  }
+  for (const c of m.customers) await compare(w, m, c, `${log.join("\n")}\nat the end`);
+}
+
 Deno.test("points agree with a simple model over random purchases, returns, credits, debits, overwrites and clock moves", async () => {
   await fc.assert(
-    fc.asyncProperty(settings, fc.array(step, { minLength: 1, maxLength: 20 }), async (s, steps) => {
-      let clock = Date.UTC(2026, 0, 1, 0, 17, 23, 456) + s.start * HOUR;
-      await using w = await world({ now: () => clock, config: { timeZone: "UTC" } });
-      const m = await setUp(w, s, clock);
-      const log = [`settings ${JSON.stringify(s)}`];
-      for (const [i, st] of steps.entries()) {
-        const touched = await run(w, m, st, i, log);
-        clock = m.now;
-        for (const c of touched ? [touched] : m.customers) await compare(w, m, c, log.join("\n"));
-      }
-      for (const c of m.customers) await compare(w, m, c, `${log.join("\n")}\nat the end`);
-    }),
-    { numRuns: 80 },
+    fc.asyncProperty(settings, fc.array(step, { minLength: 5, maxLength: 20, size: "max" }), agree),
+    // POINTS_PROPERTY_RUNS=3000 for a deeper search than CI's.
+    { numRuns: Number(Deno.env.get("POINTS_PROPERTY_RUNS") ?? 80) },
   );
 });
