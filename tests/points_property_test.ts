@@ -900,3 +900,30 @@ Deno.test("points agree with a simple model over random purchases, returns, cred
     { numRuns: Number(Deno.env.get("POINTS_PROPERTY_RUNS") ?? 80) },
   );
 });
+
+Deno.test("a return takes back from the soonest-expiring lot once the order's own points were spent (found by the model)", async () => {
+  // Shrunk counterexample: the purchase's accrual joined the never-expiring lot that earlier points and a later
+  // credit also went into, so "the order's lot" held more than was left of the order's points; the return took all
+  // of it from there and left the lot expiring today, where the contract takes the rest from that lot first.
+  await agree(
+    {
+      accrual: "100",
+      maxSpend: null,
+      pendingDays: 0,
+      lifetimeDays: null,
+      rounding: null,
+      groups: [{ min: null, accrual: null }, { min: null, accrual: null }],
+      customers: 1,
+      seed: 0,
+      secondInGroup: false,
+      start: 0,
+    },
+    [
+      { kind: "purchase", c: 0, amount: 10000, spendMode: 0, x: 0 },
+      { kind: "purchase", c: 0, amount: 2, spendMode: 2, x: 4898 },
+      { kind: "credit", c: 0, amount: 1, expireIn: 0 },
+      { kind: "credit", c: 0, amount: 1, expireIn: null },
+      { kind: "return", pick: 0, mode: 1, x: 0 },
+    ],
+  );
+});
