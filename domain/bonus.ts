@@ -332,16 +332,22 @@ export interface Movement {
   shortfall?: number;
 }
 
-/** Writes an `expire` movement for each lot that has expired at `now`, and removes those lots. */
-export function expireDue(wallet: Wallet, now: number): { wallet: Wallet; movements: Movement[] } {
+/** One movement with the wallet right after it: what a ledger entry records. */
+export interface Step {
+  movement: Movement;
+  wallet: Wallet;
+}
+
+/** An `expire` step for each lot that has expired at `now` (oldest expiry first), removing those lots. */
+export function expireDue(wallet: Wallet, now: number): { wallet: Wallet; steps: Step[] } {
   let w = wallet;
-  const movements: Movement[] = [];
+  const steps: Step[] = [];
   for (const lot of dueLots(wallet, now)) {
     const out = expireLot(w, lot.id);
     w = out.wallet;
-    movements.push({ kind: "expire", amount: -out.amount, lots: [[lot.id, out.amount]] });
+    steps.push({ movement: { kind: "expire", amount: -out.amount, lots: [[lot.id, out.amount]] }, wallet: w });
   }
-  return { wallet: w, movements };
+  return { wallet: w, steps };
 }
 
 /**

@@ -6,7 +6,6 @@
  */
 import { addDays, type CalendarDate, endOfLocalDay, formatDate, localDate, startOfLocalDay } from "./dates.ts";
 import { ConflictError } from "./errors.ts";
-import { formatMoney } from "./money.ts";
 
 /** One lot of points. */
 export interface Lot {
@@ -293,6 +292,12 @@ export function accrual(base: number, bp: number, rounding: Rounding): number {
 /** The most of an order of `amount` that points may pay. */
 export function maxSpend(amount: number, maxSpendBp: number): number {
   return Math.floor((amount * maxSpendBp) / 10_000);
+}
+
+/** Minor units with exactly two decimals ("50.00"), as messages write points. */
+function formatMoney(minor: number): string {
+  const digits = String(Math.abs(minor)).padStart(3, "0");
+  return `${minor < 0 ? "-" : ""}${digits.slice(0, -2)}.${digits.slice(-2)}`;
 }
 
 /** Refuses a spend the order, the program or the balance does not allow (409 naming `spend`). */

@@ -278,3 +278,26 @@ export const returnReply = z.strictObject({
   pending: z.number(),
   tier: optionalText,
 }).meta(replyMeta("Return"));
+/** A card's owner as `GET /api/card` shows it: who the customer is and their group. */
+export const cardOwnerView = z.strictObject({
+  id: itemId,
+  external_id: optionalText,
+  fname: optionalText,
+  lname: optionalText,
+  mname: optionalText,
+  phone: optionalText.meta({ description: "International digits, e.g. 79001234567." }),
+  email: optionalText,
+  group_id: itemId.nullable(),
+  group_name: optionalText,
+}).meta({ title: "CardOwner" });
+
+/** `GET /api/card`: the card, its owner (empty for a card without one) and, with `bonuses=1`, the owner's balances. */
+export const cardLookupReply = z.strictObject({
+  success: z.literal(1),
+  type: z.literal("card"),
+  card: cardView,
+  customer: cardOwnerView.nullable(),
+  bonuses: list(balanceView, "bonus").optional().meta({
+    description: "Every bonus program with the owner's balance (empty for a card without an owner).",
+  }),
+}).meta(replyMeta("CardLookup"));

@@ -7,6 +7,7 @@ import { authenticate } from "./auth.ts";
 import type { AppEnv, Deps, Format } from "./context.ts";
 import { bonusesExtra, bonusRoutes } from "./bonus.ts";
 import { cardRoutes, cardsExtra } from "./card.ts";
+import { cardLookupRoutes } from "./card_lookup.ts";
 import { customerRoutes } from "./customer.ts";
 import { allowedMethods } from "./methods.ts";
 import { directoryRoutes, type DirectoryShape } from "./directory.ts";
@@ -107,6 +108,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/api/customer", bonusRoutes(deps));
   app.route("/api", historyRoutes(deps));
   app.route("/api/purchase", purchaseRoutes(deps));
+  app.route("/api/card", cardLookupRoutes(deps));
   app.route("/api/customergroup", directoryRoutes(deps, GROUPS));
   app.route("/api/cardtype", directoryRoutes(deps, CARD_TYPES));
   app.route("/api/bonusprogram", directoryRoutes(deps, BONUS_PROGRAMS));

@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { CARD_LOOKUP_PARSERS } from "../domain/card.ts";
 import { type Customer, customerFieldParsers, customerView, READ_ONLY_CUSTOMER_FIELDS } from "../domain/customer.ts";
 import { localDate } from "../domain/dates.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
@@ -41,6 +42,8 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
         description: "The customer with this email, any case.",
         example: "sergey@example.com",
       }),
+      card_barcode: CARD_LOOKUP_PARSERS.card_barcode.describe("The owner of the card with this barcode."),
+      uid: CARD_LOOKUP_PARSERS.uid.describe("The owner of the card with this number."),
       with_phone: bool.describe("1: only customers with a phone; 0: only those without."),
       with_email: bool.describe("1: only customers with an email; 0: only those without."),
       ...PAGING_PARSERS,
@@ -99,12 +102,15 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
       const pageSize = q.page_size ?? DEFAULT_PAGE_SIZE;
       const page = q.page ?? 1;
       const head = { success: 1, type: "customer" };
-      const lookup = q.id != null || q.external_id != null || q.phone != null || q.email != null;
+      const lookup = q.id != null || q.external_id != null || q.phone != null || q.email != null ||
+        q.card_barcode != null || q.uid != null;
       const found = await findCustomers(store, actor, {
         id: q.id ?? undefined,
         externalId: q.external_id ?? undefined,
         phone: q.phone ?? undefined,
         email: q.email ?? undefined,
+        cardBarcode: q.card_barcode ?? undefined,
+        uid: q.uid ?? undefined,
         withPhone: q.with_phone,
         withEmail: q.with_email,
         pageSize,

@@ -173,7 +173,7 @@ async function applyWithRetries(store: Store, actor: Actor, update: BonusUpdate)
       bonusId,
       before: current.value,
       steps: [
-        ...expired.movements.map((m) => ({ movement: m, wallet: expired.wallet })),
+        ...expired.steps,
         { movement: adjusted.movement!, wallet: adjusted.wallet },
       ],
       now,

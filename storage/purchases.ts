@@ -185,10 +185,7 @@ export async function recordPurchase(
       const expired = expireDue(walletOf(balance.value), now);
       let wallet: Wallet = expired.wallet;
       checkSpend({ amount: input.amount, spend: input.spend, rules, spendable: spendable(wallet, now) });
-      const steps: { movement: Movement; wallet: Wallet }[] = expired.movements.map((m) => ({
-        movement: m,
-        wallet: expired.wallet,
-      }));
+      const steps: { movement: Movement; wallet: Wallet }[] = [...expired.steps];
       let spent: Allocation[] = [];
       if (input.spend > 0) {
         const taken = takeSpendable(wallet, input.spend, now)!;
@@ -336,7 +333,7 @@ export async function recordReturn(
       const given = giveBack(back.wallet, { amount: give, spent: o.spent, returned: o.spent_returned, now });
       const wallet = given.wallet;
       const steps: { movement: Movement; wallet: Wallet }[] = [
-        ...expired.movements.map((m) => ({ movement: m, wallet: expired.wallet })),
+        ...expired.steps,
         {
           movement: { kind: "return", amount: given.given - back.taken, shortfall: back.shortfall },
           wallet,

@@ -13,9 +13,23 @@ function assertUsageError(r: TaskResult, message: string, usage: string): void {
 
 /** What differs between the three directory tasks. */
 const DIRECTORIES = [
-  { task: "group", label: "customer group", path: "/api/customergroup", list: "groups", name: "group_name" },
-  { task: "cardtype", label: "card type", path: "/api/cardtype", list: "card_types", name: "type_name" },
-  { task: "bonusprogram", label: "bonus program", path: "/api/bonusprogram", list: "bonus_programs", name: "name" },
+  {
+    task: "group",
+    label: "customer group",
+    path: "/api/customergroup",
+    list: "groups",
+    name: "group_name",
+    settings: ["accrual_percent", "min_accumulated_sales"],
+  },
+  { task: "cardtype", label: "card type", path: "/api/cardtype", list: "card_types", name: "type_name", settings: [] },
+  {
+    task: "bonusprogram",
+    label: "bonus program",
+    path: "/api/bonusprogram",
+    list: "bonus_programs",
+    name: "name",
+    settings: ["accrual_percent", "max_spend_percent", "pending_days", "lifetime_days", "rounding"],
+  },
 ] as const;
 
 for (const d of DIRECTORIES) {
@@ -36,13 +50,15 @@ for (const d of DIRECTORIES) {
       const cleared = await run("update", "--company", "acme", "--id", "2", "--description", "");
       assert.equal(cleared.code, 0, cleared.err);
       const list = await run("list", "--company", "acme");
+      const header = ["id", "name", "description", ...d.settings].join("\t");
+      const empty = d.settings.map(() => "\t").join("");
       assert.deepEqual(list, {
         code: 0,
-        out: "id\tname\tdescription\n1\tPlatinum\t5% off\n2\tSilver\t\n",
+        out: `${header}\n1\tPlatinum\t5% off${empty}\n2\tSilver\t${empty}\n`,
         err: "",
       });
       const other = await run("list", "--company", "globex");
-      assert.deepEqual(other, { code: 0, out: "id\tname\tdescription\n", err: "" });
+      assert.deepEqual(other, { code: 0, out: `${header}\n`, err: "" });
     });
 
     await t.step("refused arguments exit 2 with the reason and the usage, and change nothing", async () => {
@@ -178,4 +194,42 @@ Deno.test("deno task apikey: usage, refused arguments, listing and revoking", as
     const after = (await run("list", "--company", "acme")).out.trim().split("\n")[1]!.split("\t");
     assert.match(after[5]!, time, "the list shows when the key was revoked");
   });
+});
+
+Deno.test("deno task bonusprogram and group take the program rules and tier settings by the API's rules", async () => {
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/rules.kv`;
+  const program = (...args: string[]) => runTask("bonusprogram", args, { kvPath });
+  const group = (...args: string[]) => runTask("group", args, { kvPath });
+  const made = await program(
+    "create",
+    "--company",
+    "acme",
+    "--name",
+    "Points",
+    "--accrual-percent",
+    "3.5",
+    "--pending-days",
+    "14",
+    "--lifetime-days",
+    "365",
+    "--rounding",
+    "nearest",
+  );
+  assert.equal(made.code, 0, made.err);
+  const listed = await program("list", "--company", "acme");
+  assert.equal(
+    listed.out,
+    "id\tname\tdescription\taccrual_percent\tmax_spend_percent\tpending_days\tlifetime_days\trounding\n" +
+      "1\tPoints\t\t3.5\t\t14\t365\tnearest\n",
+  );
+  const reset = await program("update", "--company", "acme", "--id", "1", "--lifetime-days", "");
+  assert.equal(reset.code, 0, reset.err);
+  assert.match((await program("list", "--company", "acme")).out, /\n1\tPoints\t\t3\.5\t\t14\t\tnearest\n$/);
+  const bad = await program("update", "--company", "acme", "--id", "1", "--accrual-percent", "120");
+  assert.equal(bad.code, 2);
+  assert.ok(bad.err.startsWith('Invalid --accrual-percent "120": must be from 0 to 100'), bad.err);
+  const tier = await group("create", "--company", "acme", "--name", "Gold", "--min-accumulated-sales", "50000");
+  assert.equal(tier.code, 0, tier.err);
+  assert.match((await group("list", "--company", "acme")).out, /\n1\tGold\t\t\t50000\n$/);
 });

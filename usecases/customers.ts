@@ -4,7 +4,7 @@
  */
 import type { Actor } from "../domain/audit.ts";
 import type { CustomerRef } from "../domain/bonus.ts";
-import type { Card } from "../domain/card.ts";
+import type { Card, CardLookup } from "../domain/card.ts";
 import {
   applyCustomerPatch,
   type Customer,
@@ -16,7 +16,7 @@ import { localDate } from "../domain/dates.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { NotFoundError } from "../domain/errors.ts";
 import { customerBalances, type ProgramBalance } from "../storage/bonuses.ts";
-import { cardsOfCustomers } from "../storage/cards.ts";
+import { cardsOfCustomers, findCard } from "../storage/cards.ts";
 import {
   countList,
   findCustomerId,
@@ -94,6 +94,9 @@ export interface CustomerQuery {
   externalId?: string;
   phone?: string;
   email?: string;
+  /** The owner of the card with this barcode, or with this uid (card number); a card without owner finds none. */
+  cardBarcode?: string;
+  uid?: string;
   /** Presence filters. */
   withPhone?: boolean | null;
   withEmail?: boolean | null;
@@ -119,12 +122,17 @@ const STREAM_THRESHOLD = 1000;
 export async function findCustomers(store: Store, actor: Actor, q: CustomerQuery): Promise<FoundCustomers> {
   const { kv } = store;
   const cid = actor.companyId;
-  if (q.id !== undefined || q.externalId !== undefined || q.phone !== undefined || q.email !== undefined) {
+  if (
+    q.id !== undefined || q.externalId !== undefined || q.phone !== undefined || q.email !== undefined ||
+    q.cardBarcode !== undefined || q.uid !== undefined
+  ) {
     const lookups: (number | Promise<number | null>)[] = [];
     if (q.id !== undefined) lookups.push(q.id);
     if (q.externalId !== undefined) lookups.push(findCustomerId(kv, cid, "external_id", q.externalId));
     if (q.phone !== undefined) lookups.push(findCustomerId(kv, cid, "phone", q.phone));
     if (q.email !== undefined) lookups.push(findCustomerId(kv, cid, "email", q.email));
+    if (q.cardBarcode !== undefined) lookups.push(ownerOf(kv, cid, { card_barcode: q.cardBarcode }));
+    if (q.uid !== undefined) lookups.push(ownerOf(kv, cid, { uid: q.uid }));
     const ids = new Set(await Promise.all(lookups));
     const onlyId = ids.size === 1 ? [...ids][0] : null;
     const found = onlyId != null ? await getCustomer(kv, cid, onlyId) : null;
@@ -149,6 +157,11 @@ export async function findCustomers(store: Store, actor: Actor, q: CustomerQuery
     for await (const rows of streamList(kv, cid, { list, limit: total })) yield keep(rows);
   };
   return { kind: "stream", total, batches: batches() };
+}
+
+/** The id of the owner of the card a lookup finds; null for no card or a card without an owner. */
+async function ownerOf(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<number | null> {
+  return (await findCard(kv, cid, lookup))?.customer_id ?? null;
 }
 
 /** Names of the groups of these customers, from the store's directory cache. */
@@ -193,15 +206,18 @@ export async function cardsOf(
   return out;
 }
 
-/** Every program's balance of each customer (0 when never changed), in program id order. */
+/**
+ * Every program's balance of each customer (0 when never changed), in program id order: spendable, pending and the
+ * next expiry, as of the store's clock, days in `timeZone` (default UTC).
+ */
 export async function balancesOf(
   store: Store,
   actor: Actor,
-  options: { customerIds: number[]; timeZone: string },
+  options: { customerIds: number[]; timeZone?: string },
 ): Promise<Map<number, ProgramBalance[]>> {
   return await customerBalances(store.kv, actor.companyId, {
     customerIds: options.customerIds,
     now: store.clock(),
-    timeZone: options.timeZone,
+    timeZone: options.timeZone ?? "UTC",
   });
 }
