@@ -927,3 +927,33 @@ Deno.test("a return takes back from the soonest-expiring lot once the order's ow
     ],
   );
 });
+
+Deno.test("a return takes back from the order's own lot after a return gave points back to it (found by the model)", async () => {
+  // Shrunk counterexample: the order's accrual lot was emptied by a debit and dropped; a return of another order gave
+  // spent points back to it, but under a new lot, so the next return of the first order no longer found "its" lot
+  // and took the lot expiring today instead.
+  await agree(
+    {
+      accrual: "12.34",
+      maxSpend: null,
+      pendingDays: 0,
+      lifetimeDays: null,
+      rounding: null,
+      groups: [{ min: null, accrual: null }, { min: null, accrual: null }],
+      customers: 1,
+      seed: 1,
+      secondInGroup: false,
+      start: 0,
+    },
+    [
+      { kind: "purchase", c: 0, amount: 9, spendMode: 0, x: 0 },
+      { kind: "overwrite", c: 0, amount: 5 },
+      { kind: "purchase", c: 0, amount: 10000, spendMode: 9, x: 4 },
+      { kind: "debit", c: 0, amount: 1234, all: false },
+      { kind: "return", pick: 1, mode: 0, x: 4999 },
+      { kind: "credit", c: 0, amount: 1, expireIn: 0 },
+      { kind: "return", pick: 0, mode: 0, x: 0 },
+      { kind: "return", pick: 0, mode: 1, x: 0 },
+    ],
+  );
+});
