@@ -54,6 +54,8 @@ export interface Allocation {
   amount: number;
   available_at: number;
   expires_at: number | null;
+  /** The lot was a purchase's own. */
+  order?: true;
 }
 
 /** What a stored balance record holds (older records have no lots: their whole balance is one lot). */
@@ -81,11 +83,16 @@ function isSpendable(lot: Lot, now: number): boolean {
   return lot.available_at <= now && !isExpired(lot, now) && lot.remaining > 0;
 }
 
-/** Spending order: soonest expiry first (never last), then the earliest available, then the oldest lot. */
+/**
+ * Spending order: soonest expiry first (never last); among points expiring together, other points before a purchase's
+ * own (kept for its returns, and so that merging other credits of one expiry changes nothing anyone can see); then the
+ * earliest available, then the oldest lot.
+ */
 function bySpendingOrder(a: Lot, b: Lot): number {
   const ea = a.expires_at ?? Infinity;
   const eb = b.expires_at ?? Infinity;
-  return ea - eb || a.available_at - b.available_at || a.id - b.id;
+  return ea - eb || Number(a.order ?? false) - Number(b.order ?? false) || a.available_at - b.available_at ||
+    a.id - b.id;
 }
 
 /** What a balance shows at an instant. */
@@ -210,7 +217,13 @@ export function takeSpendable(
     const take = Math.min(left, lot.remaining);
     lot.remaining -= take;
     left -= take;
-    taken.push({ lot: lot.id, amount: take, available_at: lot.available_at, expires_at: lot.expires_at });
+    taken.push({
+      lot: lot.id,
+      amount: take,
+      available_at: lot.available_at,
+      expires_at: lot.expires_at,
+      ...(lot.order ? { order: true as const } : {}),
+    });
   }
   return { wallet: { ...wallet, total: wallet.total - amount, lots: lots.filter((l) => l.remaining > 0) }, taken };
 }
@@ -275,6 +288,7 @@ export function giveBack(
       expires_at: alloc.expires_at,
       now: options.now,
       id: alloc.lot,
+      own: alloc.order,
     }).wallet;
     given += give;
   });

@@ -57,6 +57,8 @@ interface Lot {
   remaining: number;
   available_at: number;
   expires_at: number | null;
+  /** A purchase's accrual. */
+  order?: boolean;
 }
 
 /** A ledger entry as the model sees it (expire entries are compared as the sum of each run of them). */
@@ -111,9 +113,13 @@ const isExpired = (l: Lot, now: number) => l.expires_at !== null && l.expires_at
 const isSpendable = (l: Lot, now: number) => l.available_at <= now && !isExpired(l, now) && l.remaining > 0;
 const isPending = (l: Lot, now: number) => l.available_at > now && l.remaining > 0;
 
-/** Spending order: soonest expiry first (never last), then earliest available, then oldest. */
+/**
+ * Spending order: soonest expiry first (never last); among points expiring together, other points before a purchase's
+ * own (kept for its returns); then earliest available, then oldest.
+ */
 function spendingOrder(a: Lot, b: Lot): number {
   return (a.expires_at ?? Infinity) - (b.expires_at ?? Infinity) ||
+    Number(a.order ?? false) - Number(b.order ?? false) ||
     a.available_at - b.available_at || a.id - b.id;
 }
 
@@ -206,8 +212,9 @@ function credit(
   c: Customer,
   amount: number,
   dates: { available_at: number; expires_at: number | null },
+  order = false,
 ) {
-  const lot = { id: m.nextLot++, remaining: amount, ...dates };
+  const lot = { id: m.nextLot++, remaining: amount, ...dates, ...(order ? { order: true } : {}) };
   c.lots.push(lot);
   return lot.id;
 }
@@ -269,7 +276,7 @@ function purchase(
   }
   let lot: number | null = null;
   if (accrued > 0) {
-    lot = credit(m, c, accrued, accrualDates(m));
+    lot = credit(m, c, accrued, accrualDates(m), true);
     record(m, c, { kind: "accrual", amount: accrued, order_id: p.order_id });
   }
   c.sales += p.amount;
