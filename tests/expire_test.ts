@@ -7,7 +7,7 @@ import { createStore, type Store } from "../storage/store.ts";
 import { verifyStore } from "../storage/verify.ts";
 import { createApp } from "../routes/app.ts";
 import { createApiKey } from "../storage/api_keys.ts";
-import { DEFAULT_CONFIG } from "../config.ts";
+import { DEFAULT_CONFIG, loadConfig } from "../config.ts";
 import { nextRunAt, startExpirySchedule } from "../server/expiry_schedule.ts";
 import { expirePoints, expirePointsLeased } from "../usecases/admin.ts";
 import { assertJson, request, runTask, snapshot, tempDir, type World, world } from "./kit.ts";
@@ -295,6 +295,22 @@ Deno.test("nextRunAt() is the next start of the hour in the zone", () => {
   assert.equal(nextRunAt(now, 3, "Europe/Moscow"), Date.UTC(2026, 2, 29, 0, 0, 0));
   // Berlin moves to summer time on 2026-03-29: 03:00 that day is 01:00 UTC.
   assert.equal(nextRunAt(now, 3, "Europe/Berlin"), Date.UTC(2026, 2, 29, 1, 0, 0));
+});
+
+Deno.test("loadConfig() reads EXPIRE_SCHEDULE and EXPIRE_AT_HOUR", () => {
+  const load = (env: Record<string, string>) => loadConfig((name) => env[name]);
+  assert.deepEqual([DEFAULT_CONFIG.expireSchedule, DEFAULT_CONFIG.expireAtHour], [true, 3]);
+  assert.equal(load({ EXPIRE_SCHEDULE: "0" }).expireSchedule, false);
+  assert.equal(load({ EXPIRE_SCHEDULE: "no" }).expireSchedule, false);
+  assert.equal(load({ EXPIRE_SCHEDULE: "1" }).expireSchedule, true);
+  assert.equal(load({ EXPIRE_AT_HOUR: "0" }).expireAtHour, 0);
+  assert.equal(load({ EXPIRE_AT_HOUR: "23" }).expireAtHour, 23);
+  assert.throws(() => load({ EXPIRE_AT_HOUR: "24" }), {
+    message: 'Invalid EXPIRE_AT_HOUR "24": must be an hour from 0 to 23',
+  });
+  assert.throws(() => load({ EXPIRE_AT_HOUR: "3am" }), {
+    message: 'Invalid EXPIRE_AT_HOUR "3am": must be a whole number',
+  });
 });
 
 // Ignored until storage/bonuses.ts (and purchases.ts) give each expire entry the wallet after it: today a write that
