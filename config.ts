@@ -41,6 +41,10 @@ export interface Config {
   bodyTimeoutMs: number;
   /** Time a kept-alive connection may sit without a request, ms (IDLE_TIMEOUT_MS, default 30000). */
   idleTimeoutMs: number;
+  /** Whether the service writes off expired points on its own, daily and shortly after start (EXPIRE_SCHEDULE, default 1). */
+  expireSchedule: boolean;
+  /** Local hour (0-23, in TIME_ZONE) of the daily expiry run (EXPIRE_AT_HOUR, default 3). */
+  expireAtHour: number;
 }
 
 /** Default settings: also what tests start from. */
@@ -64,6 +68,8 @@ export const DEFAULT_CONFIG: Config = {
   headerTimeoutMs: 10_000,
   bodyTimeoutMs: 30_000,
   idleTimeoutMs: 30_000,
+  expireSchedule: true,
+  expireAtHour: 3,
 };
 
 function intSetting(name: string, raw: string | undefined, fallback: number): number {
@@ -91,6 +97,9 @@ export function loadConfig(env: (name: string) => string | undefined, onDeploy =
     throw new Error(`Invalid LOG_FORMAT "${logFormat}": must be text or json`);
   }
   const maxConnections = env("MAX_CONNECTIONS");
+  const expireSchedule = env("EXPIRE_SCHEDULE");
+  const expireAtHour = intSetting("EXPIRE_AT_HOUR", env("EXPIRE_AT_HOUR"), DEFAULT_CONFIG.expireAtHour);
+  if (expireAtHour > 23) throw new Error(`Invalid EXPIRE_AT_HOUR "${expireAtHour}": must be an hour from 0 to 23`);
   return {
     port: intSetting("PORT", env("PORT"), DEFAULT_CONFIG.port),
     host: env("HOST") || DEFAULT_CONFIG.host,
@@ -117,5 +126,7 @@ export function loadConfig(env: (name: string) => string | undefined, onDeploy =
     headerTimeoutMs: positiveSetting("HEADER_TIMEOUT_MS", env("HEADER_TIMEOUT_MS"), DEFAULT_CONFIG.headerTimeoutMs),
     bodyTimeoutMs: positiveSetting("BODY_TIMEOUT_MS", env("BODY_TIMEOUT_MS"), DEFAULT_CONFIG.bodyTimeoutMs),
     idleTimeoutMs: positiveSetting("IDLE_TIMEOUT_MS", env("IDLE_TIMEOUT_MS"), DEFAULT_CONFIG.idleTimeoutMs),
+    expireSchedule: !expireSchedule || !["0", "false", "no"].includes(expireSchedule.toLowerCase()),
+    expireAtHour,
   };
 }

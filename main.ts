@@ -9,6 +9,7 @@ import { logSink } from "./routes/log.ts";
 import { openKv } from "./storage/open.ts";
 import { createStore } from "./storage/store.ts";
 import { firstStartKey } from "./usecases/api_keys.ts";
+import { startExpirySchedule } from "./server/expiry_schedule.ts";
 
 const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined || Deno.env.get("DENO_DEPLOY") !== undefined;
 /** Settings read from the environment. */
@@ -23,6 +24,11 @@ const firstKey = await firstStartKey(store);
 if (firstKey) {
   log(`First start on an empty store: made company "default" and its write API key (shown only now):`);
   log(`  ${firstKey}`);
+}
+
+// Expired points are written off on their own (EXPIRE_SCHEDULE=0 turns it off); its timers never hold the process.
+if (config.expireSchedule) {
+  startExpirySchedule(store, { atHour: config.expireAtHour, timeZone: config.timeZone, log });
 }
 
 /** The app, exported for `deno serve --parallel main.ts` and for Deno Deploy. */

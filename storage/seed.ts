@@ -1,5 +1,5 @@
 import { type Customer, customerLists, customerUniqueKeys } from "../domain/customer.ts";
-import { ledgerEntry } from "../domain/bonus.ts";
+import { type LedgerEntry, ledgerEntry } from "../domain/bonus.ts";
 import type { Card } from "../domain/card.ts";
 import type { BalanceRecord } from "./bonuses.ts";
 import { Write } from "./commit.ts";
@@ -101,4 +101,66 @@ export async function rawInsertCards(kv: Deno.Kv, cid: string, cards: Card[]): P
     op.set(cardKeys.idSequence(cid), last).set(cardKeys.numberSequence(cid), last);
     if (!await op.commit("seed cards")) throw new Error("Raw card insert failed");
   }
+}
+
+/** A lot to seed: its points and dates (epoch ms; expires_at null: never). */
+export interface SeedLot {
+  amount: number;
+  available_at: number;
+  expires_at: number | null;
+}
+
+/**
+ * Gives balances that do not exist yet their lots, each lot with its own ledger entry (kind adjust, so balance ==
+ * sum of the ledger == sum of the lots), many balances per atomic operation and unchecked: for seeding benchmarks
+ * and fixtures, e.g. with lots already expired.
+ */
+export async function rawInsertLots(
+  kv: Deno.Kv,
+  cid: string,
+  options: { balances: { customerId: number; bonusId: number; lots: SeedLot[] }[]; now: number; userId: number },
+): Promise<void> {
+  const store = storeOf(kv);
+  let op = new Write(store);
+  let mutations = 0;
+  const flush = async () => {
+    if (mutations > 0 && !await op.commit("seed lots")) throw new Error("Raw lot insert failed");
+    op = new Write(store);
+    mutations = 0;
+  };
+  for (const b of options.balances) {
+    if (mutations + b.lots.length + 1 > MAX_MUTATIONS) await flush();
+    let total = 0;
+    let pending = 0;
+    const lots = b.lots.map((lot, i) => {
+      total += lot.amount;
+      if (lot.available_at > options.now) pending += lot.amount;
+      const entry: LedgerEntry = {
+        ...ledgerEntry({ overwrite: false, comment: "seeded lot", orderId: null }, {
+          transactionId: i + 1,
+          customerId: b.customerId,
+          bonusId: b.bonusId,
+          outcome: { balance: total, delta: lot.amount },
+          now: options.now,
+          userId: options.userId,
+          idempotencyKey: null,
+          requestId: `seed-${b.customerId}-${b.bonusId}-${i + 1}`,
+        }),
+        kind: "adjust",
+        pending,
+        lots: [[i + 1, lot.amount]],
+      };
+      op.set(bonusKeys.ledgerEntry(cid, b.customerId, b.bonusId, i + 1), entry);
+      return { id: i + 1, remaining: lot.amount, available_at: lot.available_at, expires_at: lot.expires_at };
+    });
+    const record: BalanceRecord = {
+      balance: total,
+      last_transaction_id: lots.length,
+      lots,
+      next_lot_id: lots.length + 1,
+    };
+    op.set(bonusKeys.balance(cid, b.customerId, b.bonusId), record);
+    mutations += lots.length + 1;
+  }
+  await flush();
 }

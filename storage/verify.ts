@@ -1,7 +1,7 @@
 /**
  * The integrity check: reads a whole store in key order and reports, per company, every record whose index keys are
  * missing or point elsewhere, orphan index keys, duplicate unique values, counters and bucket counts that disagree
- * with their records, dangling references, balances that differ from their ledger, and sequences behind their
+ * with their records, dangling references, balances that differ from their ledger or their lots, and sequences behind their
  * highest id. It streams (kv.list in key order, batched getMany for the other side of each invariant), so memory
  * stays flat however large the store is. Every suspected defect is read again in one consistent getMany (or with a
  * stable versionstamp) before it is reported, so a check run beside the live service does not report writes in
@@ -153,6 +153,27 @@ class ListCursor {
     this.head = r.done ? null : r.value;
     if (!r.done) this.#onRead(1);
   }
+}
+
+/**
+ * What is wrong with the lots of a balance record: their remainders must add up to its balance, none may be below
+ * zero, and their ids must be unique and below next_lot_id. Records from before lots have none to check.
+ */
+export function lotProblems(record: BalanceRecord): string[] {
+  if (!record.lots) return [];
+  const problems: string[] = [];
+  const sum = record.lots.reduce((a, l) => a + l.remaining, 0);
+  if (sum !== record.balance) problems.push(`balance is ${record.balance}, its lots hold ${sum}`);
+  const seen = new Set<number>();
+  for (const lot of record.lots) {
+    if (lot.remaining < 0) problems.push(`lot ${lot.id} holds ${lot.remaining}, below zero`);
+    if (seen.has(lot.id)) problems.push(`lot id ${lot.id} is used twice`);
+    seen.add(lot.id);
+    if (!(lot.id < (record.next_lot_id ?? 1))) {
+      problems.push(`lot id ${lot.id} is not below next_lot_id ${record.next_lot_id ?? "(missing)"}`);
+    }
+  }
+  return problems;
 }
 
 /** Runs the check (and repair) over the store; findings go to `onFinding` as they are confirmed. */
@@ -900,6 +921,13 @@ class CompanyCheck {
         ),
       );
       for (const [i, p] of parsed.entries()) {
+        // A record is written whole by one atomic write: its lots agree with its total in any one read of it.
+        for (const problem of lotProblems(p.record)) {
+          await this.#defect(
+            "balance_lots",
+            `Balance of customer "${p.customerId}" in program "${p.bonusId}": ${problem} (balances are never repaired)`,
+          );
+        }
         const hasLast = lastEntries[i]!.versionstamp !== null;
         const empty = (p.record.last_transaction_id ?? 0) === 0;
         // A balance with no ledger is not seen by the ledger pass: look at it here.

@@ -4,6 +4,7 @@
  * separate processes, drives both with wrk over loopback, and prints (and writes to bench/results.md)
  * requests/s, p50/p99 latency and each scenario's ratio to its baseline measured in the same run.
  * `--quick` uses a small store and short runs, and exits non-zero when a ratio drops below half its target.
+ * The expiry job is timed in-process over its own store of balances made of expired lots (bench/expire_run.ts).
  */
 import { parseArgs } from "node:util";
 import { blankCustomer, type Customer } from "../domain/customer.ts";
@@ -33,6 +34,10 @@ const WARMUP = quick ? 0 : 1;
 const OUT = values.out ?? (quick ? null : new URL("../bench/results.md", import.meta.url).pathname);
 const ROOT = new URL("..", import.meta.url).pathname;
 const COMPANY = "bench";
+/** Balances of 5 expired lots each that the expiry benchmark writes off. */
+const EXPIRE_CUSTOMERS = quick ? 10_000 : 100_000;
+/** The JS heap the expiry process may use, MB: it runs out if the job's memory grows with the store. */
+const EXPIRE_HEAP_MB = 64;
 /** Written under the table: why the 1.5x multi-core row is reported, not gated. */
 const NOTE = "Note: with wrk on the same two cores, one worker already keeps about 1.4 cores busy, so even the bare " +
   "baseline scales about 1.0x on two workers here; the 1.5x multi-core target needs more cores than the load " +
@@ -89,6 +94,8 @@ async function seed(kvPath: string): Promise<{ key: string }> {
   }
   await flush();
   await seedExtras(kv, COMPANY, { customers: N, now });
+  // Purchases accrue 5% in program 1.
+  await saveDirectoryEntry(store, actor, { kind: "bonus_programs", id: 1, settings: { accrual_percent: 500 } });
   kv.close();
   return { key };
 }
@@ -216,6 +223,41 @@ const get = (path: string) => `  return wrk.format("GET", ${path})`;
 const post = (path: string, body: string) =>
   `  return wrk.format("POST", ${path}, {["Content-Type"] = "application/x-www-form-urlencoded"}, ${body})`;
 
+/** What the expiry benchmark measured (bench/expire_run.ts). */
+interface ExpiryResult {
+  balances: number;
+  lots: number;
+  secondRun: number;
+  seconds: number;
+  lotsPerSecond: number;
+  rssBeforeMb: number;
+  rssPeakMb: number;
+}
+
+/** Seeds EXPIRE_CUSTOMERS balances of 5 expired lots in a store of their own, then times the expiry over them. */
+async function benchExpiry(kvPath: string): Promise<ExpiryResult> {
+  const script = new URL("../bench/expire_run.ts", import.meta.url).pathname;
+  const run = async (args: string[], flags: string[] = []) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-kv", ...flags, script, ...args],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    if (!out.success) throw new Error(`bench/expire_run.ts ${args[0]} failed`);
+    return new TextDecoder().decode(out.stdout);
+  };
+  console.log(`Expiry: seeding ${EXPIRE_CUSTOMERS} balances x 5 expired lots ...`);
+  await run(["seed", kvPath, String(EXPIRE_CUSTOMERS), "5"]);
+  const result = JSON.parse(await run(["expire", kvPath], [`--v8-flags=--max-old-space-size=${EXPIRE_HEAP_MB}`]));
+  console.log(
+    `  ${"expire".padEnd(28)} ${result.lots} lots in ${result.seconds.toFixed(1)} s: ${
+      result.lotsPerSecond.toFixed(0)
+    } lots/s, peak RSS ${result.rssPeakMb.toFixed(0)} MB`,
+  );
+  return result;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 const started = performance.now();
 const dir = await Deno.makeTempDir({ prefix: "loyalty-bench-" });
@@ -232,6 +274,8 @@ const env = {
   INSERT_FROM: String(N * 10 + 1),
   RATE_LIMIT_PER_SECOND: "100000000",
   RATE_LIMIT_BURST: "100000000",
+  // The scheduled expiry would scan the store in the middle of a measurement.
+  EXPIRE_SCHEDULE: "0",
 };
 const baseline = await start(
   ["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "bench/baseline_server.ts"],
@@ -312,6 +356,23 @@ try {
         lua: post(`"/api/customer/updateBonus?customer_id=1&bonus_id=1&amount=0.01" .. ${k}`, `""`),
       },
     },
+    {
+      name: "updateBonus, random customers",
+      options: {
+        url: app.url,
+        lua: post(`"/api/customer/updateBonus?customer_id=" .. id .. "&bonus_id=1&amount=0.01" .. ${k}`, `""`),
+      },
+    },
+    {
+      name: "purchase, random customers",
+      options: {
+        url: app.url,
+        lua: post(
+          `"/api/purchase?apikey=${key}"`,
+          `"customer_id=" .. id .. "&bonus_id=1&order_id=B" .. n .. "&amount=100"`,
+        ),
+      },
+    },
     { name: "baseline: raw atomic insert", options: { url: baseline.url, lua: post(`"/insert?i=" .. n`, `""`) } },
     {
       name: "create customer",
@@ -342,6 +403,8 @@ try {
   const writes = new Set([
     "baseline: naive retry loop",
     "updateBonus, 1 customer",
+    "updateBonus, random customers",
+    "purchase, random customers",
     "baseline: raw atomic insert",
     "create customer",
   ]);
@@ -391,6 +454,7 @@ try {
     s.process.kill();
     await s.process.status;
   }
+  const expiry = await benchExpiry(`${dir}/expire.kv`);
 
   // Targets: [name, measured ratio (or value), target, how it is measured].
   const r = (name: string) => results.get(name)!;
@@ -485,6 +549,28 @@ try {
     },
     { scenario: "peak RSS of the service", value: rss, target: 200, lower: true, unit: "MB" },
     { scenario: "updateBonus lost updates", value: Math.abs(lost), target: 0, lower: true, unit: "" },
+    {
+      scenario: "purchase / updateBonus (random customers)",
+      value: r("purchase, random customers").rps / r("updateBonus, random customers").rps,
+      target: 0.6,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: `expire ${EXPIRE_CUSTOMERS} balances x 5 lots`,
+      value: expiry.lotsPerSecond,
+      target: 20_000,
+      lower: false,
+      unit: "lots/s",
+    },
+    {
+      scenario: `expire peak RSS (JS heap capped at ${EXPIRE_HEAP_MB} MB)`,
+      value: expiry.rssPeakMb,
+      target: 200,
+      lower: true,
+      unit: "MB",
+    },
+    { scenario: "expire: lots left for a second run", value: expiry.secondRun, target: 0, lower: true, unit: "" },
   ];
   // Errors of the service fail the quick run; a baseline's do not (the naive loop is meant to struggle).
   const errors = [...results.values()].filter((x) => x.errors > 0 && !x.name.startsWith("baseline"));
@@ -511,6 +597,11 @@ try {
         (x.lower ? x.value <= x.target : x.value >= x.target) ? "yes" : x.gate === false ? "no (see note)" : "**no**"
       } |`
     ),
+    ``,
+    `Expiry: ${expiry.lots} lots of ${expiry.balances} balances written off in ${expiry.seconds.toFixed(1)} s ` +
+    `(${expiry.lotsPerSecond.toFixed(0)} lots/s) by the use case in a process of its own, peak RSS ` +
+    `${expiry.rssPeakMb.toFixed(0)} MB (${expiry.rssBeforeMb.toFixed(0)} MB before it started); a second run ` +
+    `found ${expiry.secondRun} lots.`,
     ``,
     NOTE,
     ``,

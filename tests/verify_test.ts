@@ -214,6 +214,31 @@ Deno.test("verifyStore() reports balances, duplicates and dangling references, a
   assert.equal((await kv.get<{ balance: number }>(balanceKey)).value!.balance, balance.balance + 100);
 });
 
+Deno.test("verifyStore() reports lots that disagree with their balance, below zero, or with bad ids", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  await populate(kv);
+  // Customers 1000-1002 hold 500 each (one ledger entry, a record from before lots): give them broken lots.
+  assert.deepEqual(defects(await check(kv)), []);
+  const lot = (id: number, remaining: number) => ({ id, remaining, available_at: 0, expires_at: null });
+  const set = (customerId: number, lots: ReturnType<typeof lot>[], next: number) =>
+    kv.set(bonusKeys.balance(CID, customerId, 1), { balance: 500, last_transaction_id: 1, lots, next_lot_id: next });
+  await set(1000, [lot(1, 400), lot(2, 50)], 3);
+  await set(1001, [lot(1, 505), lot(2, -5)], 3);
+  await set(1002, [lot(1, 200), lot(1, 300), lot(4, 0)], 4);
+  assert.deepEqual(defects(await check(kv)), [
+    'balance_lots: Balance of customer "1000" in program "1": balance is 500, its lots hold 450 ' +
+    "(balances are never repaired)",
+    'balance_lots: Balance of customer "1001" in program "1": lot 2 holds -5, below zero ' +
+    "(balances are never repaired)",
+    'balance_lots: Balance of customer "1002" in program "1": lot id 1 is used twice (balances are never repaired)',
+    'balance_lots: Balance of customer "1002" in program "1": lot id 4 is not below next_lot_id 4 ' +
+    "(balances are never repaired)",
+  ]);
+  const repaired = await check(kv, true);
+  assert.ok(repaired.every((f) => f.check !== "balance_lots" || f.repair === "not derivable"));
+  assert.equal(defects(await check(kv)).length, 4);
+});
+
 /** Four clients writing through the app until stopped: creates, phone changes, bonus changes, card inserts. */
 function writeBeside(kv: Deno.Kv, key: string): () => Promise<void> {
   const app = createApp({ kv, config: { ...DEFAULT_CONFIG, kvPath: ":memory:", logRequests: false } });
