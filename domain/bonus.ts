@@ -338,16 +338,24 @@ export interface Step {
   wallet: Wallet;
 }
 
-/** An `expire` step for each lot that has expired at `now` (oldest expiry first), removing those lots. */
-export function expireDue(wallet: Wallet, now: number): { wallet: Wallet; steps: Step[] } {
+/**
+ * An `expire` step for each lot that has expired at `now` (oldest expiry first, at most `limit` of them), removing
+ * those lots; `more` tells whether due lots were left for another write.
+ */
+export function expireDue(
+  wallet: Wallet,
+  now: number,
+  options: { limit?: number } = {},
+): { wallet: Wallet; steps: Step[]; more: boolean } {
   let w = wallet;
   const steps: Step[] = [];
-  for (const lot of dueLots(wallet, now)) {
+  const due = dueLots(wallet, now);
+  for (const lot of due.slice(0, options.limit ?? due.length)) {
     const out = expireLot(w, lot.id);
     w = out.wallet;
     steps.push({ movement: { kind: "expire", amount: -out.amount, lots: [[lot.id, out.amount]] }, wallet: w });
   }
-  return { wallet: w, steps };
+  return { wallet: w, steps, more: steps.length < due.length };
 }
 
 /**

@@ -7,10 +7,11 @@
  */
 import type { Actor } from "../domain/audit.ts";
 import type { Movement } from "../domain/bonus.ts";
-import { dueLots, expireLot, type Wallet, walletOf } from "../domain/points.ts";
+import { type Wallet, walletOf } from "../domain/points.ts";
+import { expireDue } from "../domain/bonus.ts";
 import { addWalletChange, type BalanceRecord, bonusKeys, MAX_BONUS_ATTEMPTS } from "./bonuses.ts";
 import { backoff, Write } from "./commit.ts";
-import { keys } from "./keys.ts";
+import { expiryKeys, keys } from "./keys.ts";
 import { MAX_CHECKS, MAX_MUTATIONS } from "./limits.ts";
 import type { Store } from "./store.ts";
 
@@ -21,11 +22,8 @@ const LOTS_PER_WRITE = 200;
 /** Mutations one balance adds besides its ledger entries: the record and the audit entry. */
 const MUTATIONS_PER_BALANCE = 2;
 
-/** Key builders of the expiry job (global: the job runs over every company). */
-export const expiryKeys = {
-  /** The lease of the scheduled job: who runs it and until when. */
-  lease: (): Deno.KvKey => ["meta", "leases", "expire"],
-};
+/** Key builders of the expiry job (defined with every other key in keys.ts). */
+export { expiryKeys };
 
 /** How to run an expiry. */
 export interface ExpiryOptions {
@@ -67,20 +65,11 @@ interface Due {
 
 /** The expire steps of a balance as read (the same movements as domain/bonus.ts expireDue), or null if none is due. */
 function dueOf(entry: Deno.KvEntry<BalanceRecord>, now: number): Due | null {
-  const wallet = walletOf(entry.value);
-  const due = dueLots(wallet, now);
-  if (due.length === 0) return null;
+  const { steps, more } = expireDue(walletOf(entry.value), now, { limit: LOTS_PER_WRITE });
+  if (steps.length === 0) return null;
   const [customerId, bonusId] = entry.key.slice(-2) as number[];
-  let w = wallet;
-  let points = 0;
-  const steps: Due["steps"] = [];
-  for (const lot of due.slice(0, LOTS_PER_WRITE)) {
-    const out = expireLot(w, lot.id);
-    w = out.wallet;
-    points += out.amount;
-    steps.push({ movement: { kind: "expire", amount: -out.amount, lots: [[lot.id, out.amount]] }, wallet: w });
-  }
-  return { customerId: customerId!, bonusId: bonusId!, entry, steps, points, more: due.length > LOTS_PER_WRITE };
+  const points = -steps.reduce((sum, s) => sum + s.movement.amount, 0);
+  return { customerId: customerId!, bonusId: bonusId!, entry, steps, points, more };
 }
 
 /** Writes off the due lots of several balances in one atomic write; false when any of them changed since read. */

@@ -158,3 +158,9 @@ export const orderKeys = {
     returnId,
   ],
 };
+
+/** Key builders of the expiry job (global: the job runs over every company). */
+export const expiryKeys = {
+  /** The lease of the scheduled job: who runs it and until when. */
+  lease: (): Deno.KvKey => ["meta", "leases", "expire"],
+};

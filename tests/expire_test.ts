@@ -313,11 +313,8 @@ Deno.test("loadConfig() reads EXPIRE_SCHEDULE and EXPIRE_AT_HOUR", () => {
   });
 });
 
-// Ignored until storage/bonuses.ts (and purchases.ts) give each expire entry the wallet after it: today a write that
-// expires two lots at once records the final total as the balance of both entries, which verify reports.
 Deno.test({
   name: "updateBonus expiring two lots at once records each entry's running balance",
-  ignore: true,
   fn: async () => {
     let clock = START;
     await using w = await world({ now: () => clock });
