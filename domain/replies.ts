@@ -261,6 +261,8 @@ export const purchaseReply = z.strictObject({
   spent: z.number(),
   balance: z.number().meta({ description: "Spendable points after the purchase." }),
   pending: z.number(),
+  next_expire_date: z.string().nullable(),
+  next_expire_amount: z.number(),
   tier: optionalText.meta({ description: "The customer's group after the purchase." }),
 }).meta(replyMeta("Purchase"));
 
@@ -276,6 +278,8 @@ export const returnReply = z.strictObject({
   shortfall: z.number().meta({ description: "Accrued points that could not be taken back (already spent)." }),
   balance: z.number(),
   pending: z.number(),
+  next_expire_date: z.string().nullable(),
+  next_expire_amount: z.number(),
   tier: optionalText,
 }).meta(replyMeta("Return"));
 /** A card's owner as `GET /api/card` shows it: who the customer is and their group. */

@@ -104,6 +104,8 @@ export function purchaseRoutes(deps: Deps) {
         spent: moneyToNumber(r.spent),
         balance: moneyToNumber(r.balance),
         pending: moneyToNumber(r.pending),
+        next_expire_date: r.next_expire_date ?? null,
+        next_expire_amount: moneyToNumber(r.next_expire_amount ?? 0),
         tier: r.tier,
       });
       if (result.replayed) res.headers.set(REPLAYED_HEADER, "true");
@@ -132,6 +134,8 @@ export function purchaseRoutes(deps: Deps) {
         shortfall: moneyToNumber(r.shortfall),
         balance: moneyToNumber(r.balance),
         pending: moneyToNumber(r.pending),
+        next_expire_date: r.next_expire_date ?? null,
+        next_expire_amount: moneyToNumber(r.next_expire_amount ?? 0),
         tier: r.tier,
       });
       if (result.replayed) res.headers.set(REPLAYED_HEADER, "true");

@@ -42,6 +42,8 @@ export interface PurchaseReply {
   spent: number;
   balance: number;
   pending: number;
+  next_expire_date?: string | null;
+  next_expire_amount?: number;
   tier: string | null;
 }
 
@@ -56,6 +58,8 @@ export interface ReturnReply {
   shortfall: number;
   balance: number;
   pending: number;
+  next_expire_date?: string | null;
+  next_expire_amount?: number;
   tier: string | null;
 }
 
@@ -227,6 +231,8 @@ export async function recordPurchase(
         spent: input.spend,
         balance: summary.balance,
         pending: summary.pending,
+        next_expire_date: summary.nextExpireDate,
+        next_expire_amount: summary.nextExpireAmount,
         tier,
       };
       const record: OrderRecord = {
@@ -361,6 +367,8 @@ export async function recordReturn(
         shortfall: back.shortfall,
         balance: summary.balance,
         pending: summary.pending,
+        next_expire_date: summary.nextExpireDate,
+        next_expire_amount: summary.nextExpireAmount,
         tier,
       };
       const nextOrder: OrderRecord = {

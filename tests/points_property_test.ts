@@ -290,6 +290,8 @@ function purchase(
     spent: p.spend / 100,
     balance: spendableOf(c, m.now) / 100,
     pending: pendingOf(c, m.now) / 100,
+    next_expire_date: summary(m, c).next_expire_date,
+    next_expire_amount: summary(m, c).next_expire_amount,
     tier: groupName(m, c),
   };
   m.orders.set(p.order_id, {
@@ -379,6 +381,8 @@ function purchaseReturn(
     shortfall: shortfall / 100,
     balance: spendableOf(c, m.now) / 100,
     pending: pendingOf(c, m.now) / 100,
+    next_expire_date: summary(m, c).next_expire_date,
+    next_expire_amount: summary(m, c).next_expire_amount,
     tier: groupName(m, c),
   };
   o.returns.set(r.return_id, { amount: r.amount, reply });

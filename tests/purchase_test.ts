@@ -44,6 +44,8 @@ Deno.test("a purchase accrues by the program's percent on the money paid, spends
       spent: 0,
       balance: 50,
       pending: 0,
+      next_expire_date: null,
+      next_expire_amount: 0,
       tier: null,
     });
   });
