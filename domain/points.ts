@@ -32,6 +32,12 @@ export interface PointsRules {
 /** How accrual is rounded to a minor unit. */
 export type Rounding = "down" | "nearest" | "up";
 
+/**
+ * Most purchase lots a balance keeps as their own: the oldest beyond it join the other points (a return of such an
+ * old purchase then takes back from the soonest-expiring points). Keeps a frequent buyer's record small.
+ */
+export const MAX_OWN_LOTS = 100;
+
 /** The rules of a program with none set: no accrual, no spending limit, points at once and for ever. */
 export const DEFAULT_RULES: PointsRules = {
   accrualBp: 0,
@@ -188,9 +194,33 @@ export function addLot(
   if (existing) existing.remaining += amount;
   else lots.push({ id, remaining: amount, available_at, expires_at, ...(options.own ? { order: true as const } : {}) });
   return {
-    wallet: { total: wallet.total + amount, lots, nextLotId: Math.max(wallet.nextLotId, id + 1) },
+    wallet: {
+      total: wallet.total + amount,
+      lots: releaseOldOwnLots(lots, now),
+      nextLotId: Math.max(wallet.nextLotId, id + 1),
+    },
     lot: id,
   };
+}
+
+/** Beyond MAX_OWN_LOTS purchase lots, the oldest become ordinary points, joining a spendable lot of their expiry. */
+function releaseOldOwnLots(lots: Lot[], now: number): Lot[] {
+  const own = lots.filter((l) => l.order).sort((a, b) => a.id - b.id);
+  if (own.length <= MAX_OWN_LOTS) return lots;
+  let out = lots;
+  for (const lot of own.slice(0, own.length - MAX_OWN_LOTS)) {
+    const same = lot.available_at <= now
+      ? out.find((l) => !l.order && l.available_at <= now && l.expires_at === lot.expires_at && !isExpired(l, now))
+      : undefined;
+    if (same) {
+      same.remaining += lot.remaining;
+      same.available_at = Math.min(same.available_at, lot.available_at);
+      out = out.filter((l) => l !== lot);
+    } else {
+      delete lot.order;
+    }
+  }
+  return out;
 }
 
 /** The points spendable at `now`. */

@@ -91,3 +91,15 @@ Deno.test("tierFor() moves a customer in a tier or none to the highest tier reac
   assert.equal(tierFor(3, 99_000, groups), 3);
   assert.equal(tierFor(null, 10, [{ id: 5, minSales: 100 }]), null);
 });
+
+Deno.test("a frequent buyer's balance keeps at most MAX_OWN_LOTS purchase lots: older ones join the other points", async () => {
+  const { MAX_OWN_LOTS } = await import("./points.ts");
+  let w = walletOf(null);
+  for (let i = 0; i < MAX_OWN_LOTS + 50; i++) {
+    w = addLot(w, { amount: 100, available_at: NOW - DAY, expires_at: null, now: NOW, own: true }).wallet;
+  }
+  assert.equal(w.lots.filter((l) => l.order).length, MAX_OWN_LOTS);
+  assert.equal(w.lots.length, MAX_OWN_LOTS + 1, "the released ones merged into one lot of their expiry");
+  assert.equal(w.total, (MAX_OWN_LOTS + 50) * 100);
+  assert.equal(w.lots.reduce((s, l) => s + l.remaining, 0), w.total);
+});
