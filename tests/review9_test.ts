@@ -235,3 +235,46 @@ Deno.test("DEFECT: spending points gathered over many purchases is refused 413 (
   const r = await s.buy({ order_id: "BIG", amount: "1000", spend: String(have) });
   assert.equal(r.status, 200, r.text);
 });
+
+Deno.test('DEFECT: expire_date=9999-12-31 is refused naming a parameter "date" nobody sent, quoting 10000-01-01', async () => {
+  const s = await shop();
+  await using _ = s.w;
+  const r = await s.w.call("POST", "/api/customer/updateBonus", {
+    form: { customer_id: s.customer, bonus_id: s.program, amount: "5", expire_date: "9999-12-31" },
+  });
+  // Either accepted (a far-future expiry) or 400 naming expire_date; never a field the client did not send.
+  if (r.status !== 200) {
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.body.field, "expire_date", r.text);
+  }
+});
+
+Deno.test("DEFECT: accrual of a very large order is off by 0.01 (amount x percent passes 2^53 in floating point)", async () => {
+  const s = await shop({ accrual_percent: "78.73", rounding: "nearest" });
+  await using _ = s.w;
+  // 97005251050.00 x 78.73% = 76372234151.6665 -> nearest 76372234151.67 (exact in BigInt).
+  const r = await s.buy({ order_id: "BIG", amount: "97005251050" });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.body.accrued, 76372234151.67);
+});
+
+Deno.test("day boundaries in America/New_York across DST: pending and expiry at local midnight", async () => {
+  // 2025-03-07 23:30 EST (04:30 UTC on the 8th); DST starts 2025-03-09.
+  const s = await shop({ accrual_percent: "10", pending_days: "2", lifetime_days: "1" }, {
+    timeZone: "America/New_York",
+  });
+  await using _ = s.w;
+  s.setClock(Date.UTC(2025, 2, 8, 4, 30));
+  const r = await s.buy({ order_id: "NY", amount: "100" });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.body.pending, 10);
+  assert.equal(r.body.next_expire_date, "2025-03-10");
+  s.setClock(Date.UTC(2025, 2, 9, 4, 59, 59)); // 2025-03-08 23:59:59 EST: still pending
+  assert.deepEqual([(await s.card()).bonuses[0].balance, (await s.card()).bonuses[0].pending], [0, 10]);
+  s.setClock(Date.UTC(2025, 2, 9, 5, 0, 0)); // 2025-03-09 00:00 EST: spendable
+  assert.deepEqual([(await s.card()).bonuses[0].balance, (await s.card()).bonuses[0].pending], [10, 0]);
+  s.setClock(Date.UTC(2025, 2, 11, 3, 59, 59)); // 2025-03-10 23:59:59 EDT: last moment
+  assert.equal((await s.card()).bonuses[0].balance, 10);
+  s.setClock(Date.UTC(2025, 2, 11, 4, 0, 0)); // 2025-03-11 00:00 EDT: expired
+  assert.equal((await s.card()).bonuses[0].balance, 0);
+});
