@@ -209,6 +209,7 @@ export const expireDateField: Field<CalendarDate | null> = field((raw, name) => 
   if (!m) throw invalid(name, raw, "must look like YYYY-MM-DD");
   const date = { year: +m[1]!, month: +m[2]!, day: +m[3]! };
   if (!isValidDate(date.year, date.month, date.day)) throw invalid(name, raw, "there is no such day");
+  if (date.year > 2200) throw invalid(name, raw, "the year must be at most 2200");
   return date;
 }, {
   wire: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),

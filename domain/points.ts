@@ -325,23 +325,29 @@ export function giveBack(
   return { wallet: w, given, expired, returned };
 }
 
-/** Divides with the program's rounding: floor, half up, or ceiling. */
-function divide(numerator: number, denominator: number, rounding: Rounding): number {
-  const q = Math.floor(numerator / denominator);
-  const r = numerator - q * denominator;
-  if (r === 0 || rounding === "down") return q;
-  if (rounding === "up") return q + 1;
-  return 2 * r >= denominator ? q + 1 : q;
+/**
+ * `a × b / d` for non-negative whole numbers, rounded as asked (floor, half up, ceiling), exactly: in BigInt when the
+ * product passes 2^53, where floating point would lose the last unit.
+ */
+function mulDiv(a: number, b: number, d: number, rounding: Rounding = "down"): number {
+  const q = BigInt(a) * BigInt(b);
+  const div = BigInt(d);
+  const floor = q / div;
+  const r = q - floor * div;
+  let out = floor;
+  if (r !== 0n && rounding === "up") out += 1n;
+  if (r !== 0n && rounding === "nearest" && 2n * r >= div) out += 1n;
+  return Number(out);
 }
 
 /** Points accrued on `base` minor units of money at `bp` hundredths of a percent, rounded as the program says. */
 export function accrual(base: number, bp: number, rounding: Rounding): number {
-  return base <= 0 || bp <= 0 ? 0 : divide(base * bp, 10_000, rounding);
+  return base <= 0 || bp <= 0 ? 0 : mulDiv(base, bp, 10_000, rounding);
 }
 
 /** The most of an order of `amount` that points may pay. */
 export function maxSpend(amount: number, maxSpendBp: number): number {
-  return Math.floor((amount * maxSpendBp) / 10_000);
+  return mulDiv(amount, maxSpendBp, 10_000);
 }
 
 /** Minor units with exactly two decimals ("50.00"), as messages write points. */
@@ -372,7 +378,7 @@ export function checkSpend(options: { amount: number; spend: number; rules: Poin
 
 /** The cumulative share of `total` for `part` of `whole`, rounded down: a full `whole` gives exactly `total`. */
 export function shareOf(total: number, part: number, whole: number): number {
-  return whole <= 0 ? 0 : Math.floor((total * part) / whole);
+  return whole <= 0 ? 0 : mulDiv(total, part, whole);
 }
 
 /** A customer group as a tier: the sales that reach it (null: not a tier). */

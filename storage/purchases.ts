@@ -7,7 +7,7 @@
 import type { Actor } from "../domain/audit.ts";
 import type { Customer } from "../domain/customer.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
-import { expireDue, type Movement } from "../domain/bonus.ts";
+import { expireDue, MAX_BALANCE, type Movement } from "../domain/bonus.ts";
 import { NotFoundError, UnprocessableError } from "../domain/errors.ts";
 import {
   accrual,
@@ -204,6 +204,13 @@ export async function recordPurchase(
       const rate = groupAccrualBp(group?.settings) ?? rules.accrualBp;
       const accrued = accrual(input.amount - input.spend, rate, rules.rounding);
       let accrualLot: number | null = null;
+      if (accrued > 0 && wallet.total + accrued > MAX_BALANCE) {
+        throw new ConflictError(
+          `Cannot accrue ${fmt(accrued)} points: the balance ${fmt(wallet.total)} would go over the limit of ` +
+            `${fmt(MAX_BALANCE)}`,
+          "amount",
+        );
+      }
       if (accrued > 0) {
         const added = addLot(wallet, {
           amount: accrued,
