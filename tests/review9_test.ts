@@ -240,7 +240,7 @@ Deno.test("spending points gathered over many purchases fits one write (few allo
   assert.equal(r.status, 200, r.text);
 });
 
-Deno.test('DEFECT: expire_date=9999-12-31 is refused naming a parameter "date" nobody sent, quoting 10000-01-01', async () => {
+Deno.test("expire_date=9999-12-31 is refused naming expire_date", async () => {
   const s = await shop();
   await using _ = s.w;
   const r = await s.w.call("POST", "/api/customer/updateBonus", {
