@@ -7,7 +7,7 @@
  * acknowledged bonus change, and the same reply when an acknowledged idempotency key is replayed. Then it runs
  * the integrity check, which must find nothing. One line per run, a summary; exit 1 when any run is not clean.
  */
-import { parseArgs } from "node:util";
+import { parseOptions, usageError } from "./_cli.ts";
 import type { Card } from "../domain/card.ts";
 import type { Customer } from "../domain/customer.ts";
 import type { LedgerEntry } from "../domain/bonus.ts";
@@ -28,8 +28,7 @@ const KILL_AFTER_MS = [300, 1500] as const;
 const START_TIMEOUT_MS = 60_000;
 
 function usage(message: string): never {
-  console.error(`${message}\n${USAGE}`);
-  Deno.exit(2);
+  usageError(message, USAGE);
 }
 
 function count(raw: string | undefined, name: string, fallback: number): number {
@@ -311,21 +310,7 @@ async function run(options: { clients: number }): Promise<{ clean: boolean; line
   }
 }
 
-let args;
-try {
-  args = parseArgs({
-    args: Deno.args,
-    options: { runs: { type: "string" }, clients: { type: "string" }, help: { type: "boolean" } },
-    strict: true,
-    allowPositionals: false,
-  }).values;
-} catch (error) {
-  usage(error instanceof Error ? error.message : String(error));
-}
-if (args.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const args = parseOptions({ runs: { type: "string" }, clients: { type: "string" } }, USAGE);
 const runs = count(args.runs, "--runs", 1);
 const clients = count(args.clients, "--clients", 16);
 const started = Date.now();

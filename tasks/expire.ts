@@ -5,7 +5,7 @@
  * "YYYY-MM-DD HH:MM:SS" (in TIME_ZONE) runs it as of another time. Safe to run twice and beside the service. Exit 0
  * when done (with a summary line), 2 on a usage error.
  */
-import { parseArgs } from "node:util";
+import { parseOptions, usageError } from "./_cli.ts";
 import { loadConfig } from "../config.ts";
 import { parseDateTime } from "../domain/dates.ts";
 import { openKv } from "../storage/open.ts";
@@ -18,25 +18,10 @@ const USAGE = `Usage: deno task expire [--company ID] [--now DATE]
 Reads and writes the store at KV_PATH. Exit 0 when done, 2 on a usage error.`;
 
 function usage(message: string): never {
-  console.error(`${message}\n${USAGE}`);
-  Deno.exit(2);
+  usageError(message, USAGE);
 }
 
-let args;
-try {
-  args = parseArgs({
-    args: Deno.args,
-    options: { company: { type: "string" }, now: { type: "string" }, help: { type: "boolean" } },
-    strict: true,
-    allowPositionals: false,
-  }).values;
-} catch (error) {
-  usage(error instanceof Error ? error.message : String(error));
-}
-if (args.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const args = parseOptions({ company: { type: "string" }, now: { type: "string" } }, USAGE);
 if (args.company !== undefined && args.company.trim() === "") usage("--company needs a company id");
 
 const config = loadConfig((name) => Deno.env.get(name));

@@ -5,7 +5,7 @@
  * listing otherwise, 2 on a usage error. Progress goes to stderr: a live line on a terminal, else a line every
  * few seconds. Safe beside the running service; --repair writes with versionstamp checks.
  */
-import { parseArgs } from "node:util";
+import { parseOptions, usageError } from "./_cli.ts";
 import { loadConfig } from "../config.ts";
 import { openKv } from "../storage/open.ts";
 import { createStore } from "../storage/store.ts";
@@ -20,25 +20,10 @@ Reads the store at KV_PATH. Exit 0 when clean, 1 when defects remain, 2 on a usa
 const PROGRESS_EVERY_MS = 3000;
 
 function usage(message: string): never {
-  console.error(`${message}\n${USAGE}`);
-  Deno.exit(2);
+  usageError(message, USAGE);
 }
 
-let args;
-try {
-  args = parseArgs({
-    args: Deno.args,
-    options: { company: { type: "string" }, repair: { type: "boolean" }, help: { type: "boolean" } },
-    strict: true,
-    allowPositionals: false,
-  }).values;
-} catch (error) {
-  usage(error instanceof Error ? error.message : String(error));
-}
-if (args.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const args = parseOptions({ company: { type: "string" }, repair: { type: "boolean" } }, USAGE);
 if (args.company !== undefined && args.company.trim() === "") usage("--company needs a company id");
 
 const config = loadConfig((name) => Deno.env.get(name));
