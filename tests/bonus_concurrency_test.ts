@@ -98,7 +98,6 @@ async function hammer(kv: Deno.Kv, options: { queued: boolean; workers: number; 
   let attempts = 0;
   let applied = 0;
   let gaveUp = 0;
-  const started = performance.now();
   await Promise.all(Array.from({ length: options.workers }, async () => {
     for (let i = 0; i < options.each; i++) {
       try {
@@ -119,9 +118,8 @@ async function hammer(kv: Deno.Kv, options: { queued: boolean; workers: number; 
       }
     }
   }));
-  const seconds = (performance.now() - started) / 1000;
   const balance = (await kv.get<BalanceRecord>(bonusKeys.balance("acme", 1, 1))).value;
-  return { attempts, applied, gaveUp, perSecond: applied / seconds, balance };
+  return { attempts, applied, gaveUp, balance };
 }
 
 Deno.test("queueing writers of one balance in-process removes retries that a bare optimistic loop pays", async () => {
@@ -140,7 +138,7 @@ Deno.test("queueing writers of one balance in-process removes retries that a bar
   // Without it the same load wastes attempts (and may give up), yet still loses nothing it accepted.
   assert.ok(naive.attempts > naive.applied, JSON.stringify(naive));
   assert.deepEqual(pickBalance(naive.balance), { balance: naive.applied, last_transaction_id: naive.applied });
-  assert.ok(queued.perSecond > naive.perSecond, `queued ${queued.perSecond}/s vs naive ${naive.perSecond}/s`);
+  // Which is faster is the benchmark's to say (updateBonus / naive retry loop), not a timed unit test's.
 });
 
 Deno.test("one idempotency key sent for different balances at once is applied once, without the queue", async () => {
