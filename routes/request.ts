@@ -163,8 +163,9 @@ function oneKey(keys: (string | undefined)[]): string | undefined {
  */
 export function outsideKey(c: Context): string | undefined {
   const bearer = c.req.header("authorization");
+  // Several X-API-Key headers reach us joined by ", " (keys hold no comma): each counts as a key sent.
   return oneKey([
-    c.req.header("x-api-key"),
+    ...(c.req.header("x-api-key")?.split(",") ?? []).map((k) => k.trim()),
     bearer && /^bearer\s+/i.test(bearer) ? bearer.replace(/^bearer\s+/i, "").trim() : undefined,
     queryOf(c).apikey,
   ]);

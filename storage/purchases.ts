@@ -8,6 +8,7 @@ import type { Actor } from "../domain/audit.ts";
 import type { Customer } from "../domain/customer.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { expireDue, MAX_BALANCE, type Movement } from "../domain/bonus.ts";
+import { MAX_MINOR } from "../domain/money.ts";
 import { NotFoundError, UnprocessableError } from "../domain/errors.ts";
 import {
   accrual,
@@ -223,6 +224,13 @@ export async function recordPurchase(
         steps.push({ movement: { kind: "accrual", amount: accrued, lots: [[added.lot, accrued]] }, wallet });
       }
 
+      if (customer.value.accumulated_sales + input.amount > MAX_MINOR) {
+        throw new ConflictError(
+          `Cannot record purchase: accumulated_sales ${fmt(customer.value.accumulated_sales)} would go over the ` +
+            `limit of ${fmt(MAX_MINOR)}`,
+          "amount",
+        );
+      }
       const { next, tier } = customerAfter(customer.value, {
         sales: customer.value.accumulated_sales + input.amount,
         groups,

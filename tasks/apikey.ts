@@ -28,20 +28,27 @@ function fail(message: string): never {
   Deno.exit(2);
 }
 
-const { positionals, values } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    company: { type: "string" },
-    name: { type: "string" },
-    user: { type: "string", default: "1" },
-    access: { type: "string", default: "write" },
-    label: { type: "string" },
-    rate: { type: "string" },
-    burst: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  },
-});
+// An unknown option, or one missing its value, is answered by the usage (exit 2), not a stack trace.
+const { positionals, values } = (() => {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        company: { type: "string" },
+        name: { type: "string" },
+        user: { type: "string", default: "1" },
+        access: { type: "string", default: "write" },
+        label: { type: "string" },
+        rate: { type: "string" },
+        burst: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+})();
 if (values.help) {
   console.log(USAGE);
   Deno.exit(0);

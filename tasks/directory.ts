@@ -52,17 +52,24 @@ function fail(message: string): never {
 }
 
 if (!kind) fail(`Unknown directory "${kindName}": use group, cardtype or bonusprogram`);
-const { positionals, values } = parseArgs({
-  args: rest,
-  allowPositionals: true,
-  options: {
-    company: { type: "string" },
-    id: { type: "string" },
-    name: { type: "string" },
-    description: { type: "string" },
-    ...Object.fromEntries(settingNames.map((n) => [flag(n), { type: "string" as const }])),
-  },
-});
+// An unknown option, or one missing its value, is answered by the usage (exit 2), not a stack trace.
+const { positionals, values } = (() => {
+  try {
+    return parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        company: { type: "string" },
+        id: { type: "string" },
+        name: { type: "string" },
+        description: { type: "string" },
+        ...Object.fromEntries(settingNames.map((n) => [flag(n), { type: "string" as const }])),
+      },
+    });
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+})();
 
 /** The settings the options change, parsed by the API's own rules (errors name the option). */
 function settingsOf(options: Record<string, unknown>): Record<string, number | string | null> {

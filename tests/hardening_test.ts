@@ -442,3 +442,19 @@ Deno.test("messages: page with cursor, bad phone characters", async (t) => {
     assert.equal(normalizePhone("+7 (900) 123-45-67", "phone", "7"), "79001234567");
   });
 });
+
+Deno.test("two different X-API-Key headers are two different keys: 400, not an unknown key", async () => {
+  await using w = await world();
+  const headers = new Headers();
+  headers.append("x-api-key", w.key);
+  headers.append("x-api-key", w.readKey);
+  const r = await w.app.request("/api/customer", { headers });
+  assert.equal(r.status, 400);
+  assert.equal((await r.json()).info, "Two different API keys were sent: send one");
+  const same = new Headers();
+  same.append("x-api-key", w.key);
+  same.append("x-api-key", w.key);
+  const ok = await w.app.request("/api/customer", { headers: same });
+  assert.equal(ok.status, 200);
+  await ok.body?.cancel();
+});

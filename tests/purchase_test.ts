@@ -156,6 +156,12 @@ Deno.test("a till may name the buyer by card barcode or number; updateBonus cred
   });
   assert.equal(byUid.status, 200, byUid.text);
   assert.equal(byUid.body.customer_id, s.customer);
+  await s.w.call("POST", "/api/customer/updateCard", { query: { uid: "555" }, form: { status: "BLOCKED" } });
+  const blocked = await s.w.call("POST", "/api/purchase", {
+    form: { uid: "555", bonus_id: s.program, order_id: "D-3", amount: "100" },
+  });
+  assert.equal(blocked.status, 409);
+  assert.deepEqual([blocked.body.field, blocked.body.info], ["uid", 'Card with uid "555" is blocked']);
   const noCard = await s.w.call("POST", "/api/purchase", {
     form: { card_barcode: "0000000000000", bonus_id: s.program, order_id: "D-2", amount: "100" },
   });
@@ -211,4 +217,21 @@ Deno.test("program and group settings are listed, reset by an empty value, and r
   });
   assert.equal(groupOnProgram.status, 400);
   assert.equal(groupOnProgram.body.info, 'Unknown parameter "min_accumulated_sales"');
+});
+
+Deno.test("a purchase that would take accumulated_sales past the limit is refused 409 naming amount, nothing changes", async () => {
+  const s = await shop();
+  await using _ = s.w;
+  for (let i = 0; i < 100; i++) {
+    const r = await s.buy({ order_id: `BIG-${i}`, amount: "100000000000" });
+    if (r.status !== 200) {
+      assert.equal(r.status, 409, r.text);
+      assert.equal(r.body.field, "amount");
+      assert.match(r.body.info, /^Cannot record purchase: accumulated_sales 100000000000\.00 would go over the limit/);
+      break;
+    }
+  }
+  const read = await s.w.call("GET", "/api/customer", { query: { id: s.customer } });
+  assert.equal(read.status, 200, read.text);
+  assert.equal(read.body.customers[0].accumulated_sales, 100_000_000_000);
 });

@@ -233,3 +233,15 @@ Deno.test("deno task bonusprogram and group take the program rules and tier sett
   assert.equal(tier.code, 0, tier.err);
   assert.match((await group("list", "--company", "acme")).out, /\n1\tGold\t\t\t50000\n$/);
 });
+
+Deno.test("an unknown option is a usage error (exit 2), never a stack trace", async () => {
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/opts.kv`;
+  for (const [task, args] of [["group", ["list", "--bogus"]], ["apikey", ["create", "--read"]]] as const) {
+    const r = await runTask(task, [...args], { kvPath });
+    assert.equal(r.code, 2, r.err);
+    assert.ok(r.err.startsWith(`Unknown option '${args[1]}'`), r.err);
+    assert.ok(r.err.includes("Usage:"), r.err);
+    assert.ok(!r.err.includes("    at "), r.err);
+  }
+});

@@ -1,6 +1,6 @@
 /** Purchase use cases: a sale at the till (points spent and accrued by the program's rules) and its returns. */
 import type { Actor } from "../domain/audit.ts";
-import { NotFoundError, ValidationError } from "../domain/errors.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../domain/errors.ts";
 import { findCard } from "../storage/cards.ts";
 import { type PurchaseReply, recordPurchase, recordReturn, type ReturnReply } from "../storage/purchases.ts";
 import type { Store } from "../storage/store.ts";
@@ -20,6 +20,8 @@ export async function buyerIdOf(store: Store, actor: Actor, ref: BuyerRef): Prom
   const card = await findCard(store.kv, actor.companyId, lookup);
   if (!card) throw new NotFoundError(`Card with ${field} "${value}" not found`, field);
   if (card.customer_id === null) throw new NotFoundError(`Card with ${field} "${value}" has no owner`, field);
+  // A blocked card (lost, stolen) identifies nobody at the till: its owner may still buy by another card or id.
+  if (card.status === "BLOCKED") throw new ConflictError(`Card with ${field} "${value}" is blocked`, field);
   return card.customer_id;
 }
 
