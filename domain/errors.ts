@@ -66,5 +66,8 @@ export class PayloadTooLargeError extends AppError {
 
 /** Shortens a raw value for quoting in an error message. */
 export function quote(value: string): string {
-  return value.length > 40 ? `${value.slice(0, 40)}…` : value;
+  if (value.length <= 40) return value;
+  // Cut by code points, never between the two halves of a surrogate pair (a reply must stay valid UTF-8 text).
+  const points = [...value];
+  return points.length > 40 ? `${points.slice(0, 40).join("")}…` : value;
 }

@@ -118,7 +118,8 @@ const NO_CONTROL = /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/;
 export function text(max: number): Field<string | null> {
   return field((raw, field) => {
     const value = raw.trim();
-    if (value.length > max) throw invalid(field, raw, `at most ${max} characters`);
+    // Characters are code points: an emoji or a rare CJK character counts once, not as two UTF-16 units.
+    if (value.length > max && [...value].length > max) throw invalid(field, raw, `at most ${max} characters`);
     if (CONTROL.test(value)) throw invalid(field, raw, "control characters are not allowed");
     return value === "" ? null : value;
   }, {

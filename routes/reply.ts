@@ -28,11 +28,12 @@ function itemName(list: string): string {
   return ITEM_NAMES[list] ?? (list.endsWith("s") ? list.slice(0, -1) : "item");
 }
 
-const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
+/** `\r` as a character reference: a raw CR is read back as a line feed by every XML parser. */
+const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;" };
 // deno-lint-ignore no-control-regex
-const NEEDS_ESCAPE = /[&<>\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/;
+const NEEDS_ESCAPE = /[&<>\r\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/;
 // deno-lint-ignore no-control-regex
-const ESCAPE_ALL = /[&<>\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g;
+const ESCAPE_ALL = /[&<>\r\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g;
 
 /**
  * Escapes element text (attributes are never written, so quotes need no escaping). Characters XML 1.0 forbids

@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { type FieldRule, issueToError, paramSchema, type Parsed, parserOf, type RawParams } from "../domain/fields.ts";
-import { ValidationError } from "../domain/errors.ts";
+import { quote, ValidationError } from "../domain/errors.ts";
 import type { AppEnv, RawRequest } from "./context.ts";
 import {
   decodeUtf8,
@@ -116,7 +116,15 @@ async function readBody(c: Context): Promise<Body> {
   if (c.req.method === "GET" || c.req.method === "HEAD") return emptyBody();
   const contentType = c.req.header("content-type") ?? "";
   const type = contentType.split(";")[0]!.trim().toLowerCase();
+  const encoding = (c.req.header("content-encoding") ?? "identity").trim().toLowerCase();
   const bytes = new Uint8Array(await c.req.arrayBuffer());
+  if (encoding !== "identity" && bytes.length > 0) {
+    // A compressed body would be read as garbage (or as plain text that is not what was meant): say so.
+    throw new ValidationError(
+      "body",
+      `Invalid body: content-encoding "${quote(encoding)}" is not accepted; send the body uncompressed`,
+    );
+  }
   if (type === "application/json" || type.endsWith("+json")) return readJson(bytes);
   if (type === "application/x-www-form-urlencoded") {
     const text = decodeUtf8(bytes);

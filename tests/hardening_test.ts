@@ -458,3 +458,33 @@ Deno.test("two different X-API-Key headers are two different keys: 400, not an u
   assert.equal(ok.status, 200);
   await ok.body?.cancel();
 });
+
+Deno.test("black-box findings: compressed bodies, CR in XML, lengths in characters, messages cut between whole characters", async (t) => {
+  await using w = await world();
+  await t.step("a body with a content-encoding is refused, naming it", async () => {
+    const before = await snapshot(w.kv);
+    const r = await w.app.request(`/api/customer/update?apikey=${w.key}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "br" },
+      body: '{"fname":"A"}',
+    });
+    assert.equal(r.status, 400);
+    assert.equal(
+      (await r.json()).info,
+      'Invalid body: content-encoding "br" is not accepted; send the body uncompressed',
+    );
+    assert.equal(await snapshot(w.kv), before);
+  });
+  await t.step("a CR survives the XML reply as a character reference", async () => {
+    const id = (await w.call("POST", "/api/customer/update", { json: { custom_information: "a\r\nb" } })).body.id;
+    const r = await w.call("GET", "/api/customer", { query: { id, format: "xml" } });
+    assert.match(r.text, /<custom_information>a&#13;\nb<\/custom_information>/);
+  });
+  await t.step("100 emoji are 100 characters; 101 are refused, the message cut between whole characters", async () => {
+    const ok = await w.call("POST", "/api/customer/update", { json: { fname: "😀".repeat(100) } });
+    assert.equal(ok.status, 200, ok.text);
+    const over = await w.call("POST", "/api/customer/update", { json: { fname: "😀".repeat(101) } });
+    assert.equal(over.status, 400);
+    assert.equal(over.body.info, `Invalid fname "${"😀".repeat(40)}…": at most 100 characters`);
+  });
+});
