@@ -15,7 +15,8 @@ import type { LedgerEntry } from "../domain/bonus.ts";
 import { type DirectoryEntry, directoryNameKey } from "../domain/directory.ts";
 import type { BalanceRecord } from "./bonuses.ts";
 import { getManyInBatches } from "./batch.ts";
-import { bonusKeys, cardKeys, directoryKeys, type DirectoryKind, keys } from "./keys.ts";
+import { bonusKeys, cardKeys, directoryKeys, type DirectoryKind, keys, orderKeys } from "./keys.ts";
+import type { OrderRecord } from "./purchases.ts";
 import { BUCKET_SIZE, MAX_GET_MANY } from "./limits.ts";
 import { Write } from "./commit.ts";
 import { storeOf } from "./store.ts";
@@ -95,7 +96,25 @@ const KNOWN = new Set([
   "card_types_by_name",
   "bonus_programs",
   "bonus_programs_by_name",
+  "orders",
+  "order_returns",
 ]);
+/** What is wrong with one order record by itself (amounts it cannot have). */
+export function orderProblems(o: OrderRecord): string[] {
+  const out: string[] = [];
+  if (o.returned < 0 || o.returned > o.amount) out.push(`returned ${o.returned} is not within 0..${o.amount}`);
+  const spent = o.spent.reduce((sum, a) => sum + a.amount, 0);
+  if (spent !== o.spend) out.push(`its lots give ${spent} spent, the order says ${o.spend}`);
+  o.spent.forEach((a, i) => {
+    const back = o.spent_returned[i] ?? 0;
+    if (back < 0 || back > a.amount) out.push(`lot ${a.lot} got back ${back} of the ${a.amount} spent from it`);
+  });
+  if (o.taken_back_target < 0 || o.taken_back_target > o.accrued) {
+    out.push(`taken back ${o.taken_back_target} is not within 0..${o.accrued}`);
+  }
+  return out;
+}
+
 /** Collections written by other parts of the service and not checked here. */
 const IGNORED = new Set(["idempotency", "audit"]);
 /** Every list a customer can be in. */
@@ -284,6 +303,7 @@ class CompanyCheck {
 
     await this.#ledger();
     await this.#balances();
+    await this.#orders();
   }
 
   // ---- reporting -------------------------------------------------------------------------------------------
@@ -905,6 +925,46 @@ class CompanyCheck {
   }
 
   /** Checks each balance's newest ledger entry exists, and that its customer and program exist. */
+  /**
+   * Orders and returns: an order never has more returned than its amount, nor more of a spend given back than was
+   * spent; its customer exists; every return record belongs to an order. Reported only: these are money records.
+   */
+  async #orders(): Promise<void> {
+    const cid = this.#cid;
+    const prefix = orderKeys.orders(cid);
+    for await (const chunk of chunks(this.#kv.list<OrderRecord>({ prefix }, { batchSize: 500 }), CHUNK)) {
+      this.#progress(show(prefix), chunk.length);
+      for (const { value: o } of chunk) {
+        const problems = orderProblems(o);
+        for (const problem of problems) {
+          await this.#defect("order", `Order "${o.order_id}": ${problem} (orders are never repaired)`);
+        }
+      }
+      await this.#references(chunk.map((e) => e.value), {
+        ref: (o) => o.customer_id,
+        key: (id) => keys.customer(cid, id),
+        recordKey: (o) => orderKeys.order(cid, o.order_id),
+        stillPoints: () => true,
+        check: "order_customer_missing",
+        message: (o) => `Order "${o.order_id}": the customer "${o.customer_id}" does not exist`,
+      });
+    }
+    const returns = ["company", cid, "order_returns"];
+    for await (const chunk of chunks(this.#kv.list({ prefix: returns }, { batchSize: 500 }), CHUNK)) {
+      this.#progress(show(returns), chunk.length);
+      const orderIds = chunk.map((e) => e.key.at(-2) as string);
+      const found = await getManyInBatches<OrderRecord>(this.#kv, orderIds.map((id) => orderKeys.order(cid, id)));
+      for (const [i, e] of found.entries()) {
+        if (e.value === null) {
+          await this.#defect(
+            "order_return_orphan",
+            `Return "${String(chunk[i]!.key.at(-1))}" of order "${orderIds[i]}": the order does not exist`,
+          );
+        }
+      }
+    }
+  }
+
   async #balances(): Promise<void> {
     const cid = this.#cid;
     const prefix = bonusKeys.balances(cid);

@@ -337,3 +337,33 @@ Deno.test("deno task verify: exit 1 with a listing, --repair, then exit 0; 2 on 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("verifyStore() checks orders and returns: clean after real purchases, defects reported and never repaired", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const config = { ...DEFAULT_CONFIG, kvPath: ":memory:", logRequests: false };
+  const app = createApp({ kv, config });
+  const { key } = await createApiKey(kv, { companyId: CID, userId: 1, access: "write" });
+  const call = (path: string, form: Record<string, string | number>) => request(app, "POST", path, { key, form });
+  const program = (await call("/api/bonusprogram/update", { name: "P", accrual_percent: "10" })).body.id;
+  const id = (await call("/api/customer/update", { fname: "A" })).body.id;
+  await call("/api/customer/updateBonus", { customer_id: id, bonus_id: program, amount: "20" });
+  assert.equal(
+    (await call("/api/purchase", { customer_id: id, bonus_id: program, order_id: "O-1", amount: "100", spend: "5" }))
+      .status,
+    200,
+  );
+  assert.equal((await call("/api/purchase/return", { order_id: "O-1", return_id: "R-1", amount: "40" })).status, 200);
+  assert.deepEqual(defects(await check(kv)), []);
+  assert.ok(!(await check(kv)).some((f) => f.check === "unknown_collection"), "orders are known collections");
+
+  const orderKey = ["company", CID, "orders", "O-1"];
+  const order = (await kv.get<Record<string, unknown>>(orderKey)).value!;
+  await kv.set(orderKey, { ...order, returned: 1_000_000 });
+  await kv.set(["company", CID, "order_returns", "GONE", "R-9"], { fingerprint: "x", reply: {}, created_date: 0 });
+  const found = defects(await check(kv, true));
+  assert.deepEqual(found, [
+    'order: Order "O-1": returned 1000000 is not within 0..10000 (orders are never repaired)',
+    'order_return_orphan: Return "R-9" of order "GONE": the order does not exist',
+  ]);
+  assert.equal(((await kv.get<Record<string, unknown>>(orderKey)).value!).returned, 1_000_000, "not repaired");
+});
