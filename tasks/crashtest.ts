@@ -2,7 +2,7 @@
 /**
  * `deno task crashtest [--runs N] [--clients N]`: starts the real server (`deno serve main.ts`) on a temp store,
  * drives mixed writes from many concurrent clients (customer creates and updates, card inserts, bonus changes
- * with idempotency keys), SIGKILLs the server at a random moment, restarts it, and checks that every write
+ * with idempotency keys, purchases and returns), SIGKILLs the server at a random moment, restarts it, and checks that every write
  * answered success=1 is there: customers with their values, cards with their owner, a ledger entry for each
  * acknowledged bonus change, and the same reply when an acknowledged idempotency key is replayed. Then it runs
  * the integrity check, which must find nothing. One line per run, a summary; exit 1 when any run is not clean.
@@ -51,6 +51,8 @@ class Ledger {
   customers = new Map<number, { acked: CustomerState; pending: CustomerState | null }>();
   cards: { id: number; customerId: number; externalId: string | null }[] = [];
   bonuses: { form: Record<string, string>; reply: Record<string, unknown> }[] = [];
+  /** Acknowledged purchases and returns, each with its form and first reply (a replay must give it again). */
+  orders: { path: string; form: Record<string, string>; reply: Record<string, unknown> }[] = [];
   acked = 0;
 }
 
@@ -121,6 +123,8 @@ async function client(
 ): Promise<void> {
   const { ledger } = ctx;
   const mine: number[] = [];
+  /** This client's acknowledged orders and the money still returnable of each. */
+  const myOrders: { orderId: string; left: number }[] = [];
   let serial = 0;
   const unique = () => `${n}${String(++serial).padStart(5, "0")}`;
   const phoneOf = (u: string) => `79${u.padStart(9, "0")}`;
@@ -180,7 +184,7 @@ async function client(
       if (res.body.success !== 1) throw new Error(`Card insert refused: ${JSON.stringify(res.body)}`);
       ledger.cards.push({ id: res.body.card_id as number, customerId: target, externalId });
       ledger.acked++;
-    } else {
+    } else if (roll < 0.85 || (roll >= 0.93 && myOrders.length === 0)) {
       const form = {
         customer_id: String(target),
         bonus_id: String(ctx.bonusId),
@@ -192,6 +196,33 @@ async function client(
       // A debit below zero is refused: a refusal writes nothing and is no failure of the store.
       if (res.body.success !== 1) continue;
       ledger.bonuses.push({ form, reply: res.body });
+      ledger.acked++;
+    } else if (roll < 0.93) {
+      const amount = 1 + Math.floor(Math.random() * 500);
+      const form = {
+        customer_id: String(target),
+        bonus_id: String(ctx.bonusId),
+        order_id: `order-${unique()}`,
+        amount: String(amount),
+        spend: String(Math.random() < 0.5 ? 0 : Math.floor(Math.random() * 20)),
+      };
+      const res = await post(ctx.base, "/api/purchase", form, { key: ctx.key });
+      if (!res) return;
+      // A spend above the balance is refused and writes nothing: no failure of the store.
+      if (res.body.success !== 1) continue;
+      ledger.orders.push({ path: "/api/purchase", form, reply: res.body });
+      myOrders.push({ orderId: form.order_id, left: amount });
+      ledger.acked++;
+    } else {
+      const order = myOrders[Math.floor(Math.random() * myOrders.length)]!;
+      if (order.left <= 0) continue;
+      const amount = 1 + Math.floor(Math.random() * order.left);
+      const form = { order_id: order.orderId, return_id: `return-${unique()}`, amount: String(amount) };
+      const res = await post(ctx.base, "/api/purchase/return", form, { key: ctx.key });
+      if (!res) return;
+      if (res.body.success !== 1) throw new Error(`Return refused: ${JSON.stringify(res.body)}`);
+      order.left -= amount;
+      ledger.orders.push({ path: "/api/purchase/return", form, reply: res.body });
       ledger.acked++;
     }
   }
@@ -238,6 +269,14 @@ async function checkAcknowledged(kv: Deno.Kv, server: Server, key: string, ledge
       );
     }
   }
+  for (const { path, form, reply } of ledger.orders) {
+    // The order (or return) is kept: sending it again replays the first reply and changes nothing.
+    const again = await post(server.base, path, form, { key });
+    if (!again || JSON.stringify(again.body) !== JSON.stringify(reply)) {
+      const id = form.return_id ?? form.order_id;
+      problems.push(`replaying ${path} ${id} gave ${JSON.stringify(again?.body)}, first ${JSON.stringify(reply)}`);
+    }
+  }
   return problems;
 }
 
@@ -257,7 +296,9 @@ async function run(options: { clients: number }): Promise<{ clean: boolean; line
     })).key;
     setup.close();
     server = await startServer(kvPath, key);
-    const program = await post(server.base, "/api/bonusprogram/update", { name: "Points" }, { key });
+    const program = await post(server.base, "/api/bonusprogram/update", { name: "Points", accrual_percent: "5" }, {
+      key,
+    });
     if (program?.body.success !== 1) throw new Error(`Cannot create a bonus program: ${JSON.stringify(program)}`);
 
     const ledger = new Ledger();
@@ -293,7 +334,8 @@ async function run(options: { clients: number }): Promise<{ clean: boolean; line
     for (const f of findings) if (f.severity === "defect") problems.push(`verify: ${f.check}: ${f.message}`);
 
     const counts = `${ledger.acked} acknowledged writes (${ledger.customers.size} customers, ` +
-      `${ledger.cards.length} cards, ${ledger.bonuses.length} bonus changes)`;
+      `${ledger.cards.length} cards, ${ledger.bonuses.length} bonus changes, ${ledger.orders.length} purchases ` +
+      `and returns)`;
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     const what = problems.length === 0 ? "clean" : `NOT CLEAN: ${problems.length} problems`;
     const detail = problems.slice(0, 20).map((p) => `\n  ${p}`).join("");
