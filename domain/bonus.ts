@@ -17,7 +17,7 @@ import {
 } from "./points.ts";
 import { ConflictError, quote, UnprocessableError, ValidationError } from "./errors.ts";
 import { type Field, field, type FieldParser, invalid } from "./fields.ts";
-import { MAX_MINOR, moneyToNumber, parseMoney } from "./money.ts";
+import { formatPoints, MAX_MINOR, moneyToNumber, parseMoney } from "./money.ts";
 
 /** Largest balance a customer may hold in one program, in minor units (100 billion points). */
 export const MAX_BALANCE = MAX_MINOR;
@@ -102,12 +102,8 @@ export interface BonusRequest extends BonusChange {
   orderId: string | null;
 }
 
-/** Writes minor units with exactly two decimals ("50.00", "-0.10") for messages. */
-export function formatPoints(minor: number): string {
-  if (!Number.isSafeInteger(minor)) throw new RangeError(`Not an amount in minor units: ${minor}`);
-  const digits = String(Math.abs(minor)).padStart(3, "0");
-  return `${minor < 0 ? "-" : ""}${digits.slice(0, -2)}.${digits.slice(-2)}`;
-}
+/** Writes minor units with exactly two decimals ("50.00", "-0.10") for messages (defined in money.ts). */
+export { formatPoints };
 
 /** Refuses a change that is wrong whatever the balance: an overwrite with a negative amount (400). */
 export function checkChange(change: BonusChange): void {

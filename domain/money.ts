@@ -44,6 +44,13 @@ export function formatMoney(minor: number): string {
   return (minor < 0 ? "-" : "") + (cents === "00" ? whole : `${whole}.${cents}`);
 }
 
+/** Writes minor units with exactly two decimals ("50.00", "-0.10"), as messages write points and money. */
+export function formatPoints(minor: number): string {
+  if (!Number.isSafeInteger(minor)) throw new RangeError(`Not an amount in minor units: ${minor}`);
+  const digits = String(Math.abs(minor)).padStart(3, "0");
+  return `${minor < 0 ? "-" : ""}${digits.slice(0, -2)}.${digits.slice(-2)}`;
+}
+
 /** Minor units as a JSON number of major units (1520050 -> 15200.5), exact by going through the decimal string. */
 export function moneyToNumber(minor: number): number {
   return Number(formatMoney(minor));

@@ -6,6 +6,7 @@
  */
 import { addDays, type CalendarDate, endOfLocalDay, formatDate, localDate, startOfLocalDay } from "./dates.ts";
 import { ConflictError } from "./errors.ts";
+import { formatPoints } from "./money.ts";
 
 /** One lot of points. */
 export interface Lot {
@@ -350,29 +351,23 @@ export function maxSpend(amount: number, maxSpendBp: number): number {
   return mulDiv(amount, maxSpendBp, 10_000);
 }
 
-/** Minor units with exactly two decimals ("50.00"), as messages write points. */
-function formatMoney(minor: number): string {
-  const digits = String(Math.abs(minor)).padStart(3, "0");
-  return `${minor < 0 ? "-" : ""}${digits.slice(0, -2)}.${digits.slice(-2)}`;
-}
-
 /** Refuses a spend the order, the program or the balance does not allow (409 naming `spend`). */
 export function checkSpend(options: { amount: number; spend: number; rules: PointsRules; spendable: number }): void {
   const { amount, spend, rules } = options;
-  const what = `Cannot spend ${formatMoney(spend)} points`;
+  const what = `Cannot spend ${formatPoints(spend)} points`;
   if (spend > amount) {
-    throw new ConflictError(`${what}: the order's amount is ${formatMoney(amount)}`, "spend");
+    throw new ConflictError(`${what}: the order's amount is ${formatPoints(amount)}`, "spend");
   }
   const limit = maxSpend(amount, rules.maxSpendBp);
   if (spend > limit) {
     throw new ConflictError(
-      `${what}: at most ${formatMoney(limit)} of this order may be paid with points ` +
-        `(max_spend_percent ${formatMoney(rules.maxSpendBp)})`,
+      `${what}: at most ${formatPoints(limit)} of this order may be paid with points ` +
+        `(max_spend_percent ${formatPoints(rules.maxSpendBp)})`,
       "spend",
     );
   }
   if (spend > options.spendable) {
-    throw new ConflictError(`${what}: only ${formatMoney(options.spendable)} are spendable`, "spend");
+    throw new ConflictError(`${what}: only ${formatPoints(options.spendable)} are spendable`, "spend");
   }
 }
 

@@ -23,14 +23,11 @@ import type { Actor } from "../domain/audit.ts";
 import { balancesOf, bonusHistory, changeBonus } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
 import { actorOf, type AppEnv, type Deps } from "./context.ts";
-import { reply, type ReplyValue } from "./reply.ts";
+import { replayableReply, reply, type ReplyValue } from "./reply.ts";
 import { input } from "./request.ts";
 
 /** Ledger entries per bonusHistory page when the request does not say. */
 export const DEFAULT_HISTORY_PAGE_SIZE = 50;
-
-/** Header that marks a reply replayed from an earlier request with the same idempotency key. */
-const REPLAYED_HEADER = "Idempotent-Replayed";
 
 function required(field: string): ValidationError {
   return new ValidationError(field, `Parameter "${field}" is required`);
@@ -110,9 +107,7 @@ export function bonusRoutes(deps: Deps) {
         idempotencyKey: key,
         timeZone: deps.config.timeZone,
       });
-      const res = reply(c, bonusReplyView(result.reply));
-      if (result.replayed) res.headers.set(REPLAYED_HEADER, "true");
-      return res;
+      return replayableReply(c, bonusReplyView(result.reply), result.replayed);
     })
     .get("/bonusHistory", historyInput, async (c) => {
       const q = c.var.input.query;

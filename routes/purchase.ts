@@ -6,17 +6,25 @@ import { ValidationError } from "../domain/errors.ts";
 import { id, nonEmpty, text } from "../domain/fields.ts";
 import { moneyField, moneyToNumber } from "../domain/money.ts";
 import { purchaseReply, returnReply } from "../domain/replies.ts";
-import { type BuyerRef, purchase, returnPurchase } from "../usecases/mod.ts";
+import { type BuyerRef, purchase, type PurchaseReply, returnPurchase, type ReturnReply } from "../usecases/mod.ts";
 import { requireWrite } from "./auth.ts";
 import { actorOf, type AppEnv, type Deps } from "./context.ts";
-import { reply } from "./reply.ts";
+import { replayableReply } from "./reply.ts";
 import { input } from "./request.ts";
-
-/** Header that marks a reply replayed from an earlier request for the same order or return. */
-const REPLAYED_HEADER = "Idempotent-Replayed";
 
 function required(field: string): ValidationError {
   return new ValidationError(field, `Parameter "${field}" is required`);
+}
+
+/** The balance and tier fields every purchase and return reply ends with (replies kept before expiry fields: 0). */
+function balanceAfter(r: PurchaseReply | ReturnReply) {
+  return {
+    balance: moneyToNumber(r.balance),
+    pending: moneyToNumber(r.pending),
+    next_expire_date: r.next_expire_date ?? null,
+    next_expire_amount: moneyToNumber(r.next_expire_amount ?? 0),
+    tier: r.tier,
+  };
 }
 
 /** The customer a purchase names, in the order customer_id, customer_external_id, card_barcode, uid. */
@@ -95,21 +103,15 @@ export function purchaseRoutes(deps: Deps) {
         ...settings,
       });
       const r = result.reply;
-      const res = reply(c, {
+      return replayableReply(c, {
         success: 1,
         order_id: r.order_id,
         customer_id: r.customer_id,
         bonus_id: r.bonus_id,
         accrued: moneyToNumber(r.accrued),
         spent: moneyToNumber(r.spent),
-        balance: moneyToNumber(r.balance),
-        pending: moneyToNumber(r.pending),
-        next_expire_date: r.next_expire_date ?? null,
-        next_expire_amount: moneyToNumber(r.next_expire_amount ?? 0),
-        tier: r.tier,
-      });
-      if (result.replayed) res.headers.set(REPLAYED_HEADER, "true");
-      return res;
+        ...balanceAfter(r),
+      }, result.replayed);
     })
     .post("/return", requireWrite, returnInput, async (c) => {
       const f = c.var.input.fields;
@@ -123,7 +125,7 @@ export function purchaseRoutes(deps: Deps) {
         ...settings,
       });
       const r = result.reply;
-      const res = reply(c, {
+      return replayableReply(c, {
         success: 1,
         order_id: r.order_id,
         return_id: r.return_id,
@@ -132,13 +134,7 @@ export function purchaseRoutes(deps: Deps) {
         taken_back: moneyToNumber(r.taken_back),
         given_back: moneyToNumber(r.given_back),
         shortfall: moneyToNumber(r.shortfall),
-        balance: moneyToNumber(r.balance),
-        pending: moneyToNumber(r.pending),
-        next_expire_date: r.next_expire_date ?? null,
-        next_expire_amount: moneyToNumber(r.next_expire_amount ?? 0),
-        tier: r.tier,
-      });
-      if (result.replayed) res.headers.set(REPLAYED_HEADER, "true");
-      return res;
+        ...balanceAfter(r),
+      }, result.replayed);
     });
 }

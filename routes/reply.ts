@@ -94,6 +94,16 @@ export function reply<E extends AppEnv>(c: Context<E>, body: ReplyBody, status =
   return render((c.var as AppEnv["Variables"]).format ?? "json", body, status);
 }
 
+/** Header that marks a reply replayed from an earlier request (same idempotency key, order or return). */
+const REPLAYED_HEADER = "Idempotent-Replayed";
+
+/** Replies in the asked format, marked `Idempotent-Replayed: true` when it repeats the first reply of a request. */
+export function replayableReply<E extends AppEnv>(c: Context<E>, body: ReplyBody, replayed: boolean): Response {
+  const res = reply(c, body);
+  if (replayed) res.headers.set(REPLAYED_HEADER, "true");
+  return res;
+}
+
 /**
  * Streams a reply whose list is too long to hold in memory: `head` fields, then the list fed batch by
  * batch, then `tail` fields. A failure mid-stream aborts the connection, so a client never takes a cut

@@ -8,7 +8,7 @@ import type { Actor } from "../domain/audit.ts";
 import type { Customer } from "../domain/customer.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { expireDue, MAX_BALANCE, type Movement } from "../domain/bonus.ts";
-import { MAX_MINOR } from "../domain/money.ts";
+import { formatPoints, MAX_MINOR } from "../domain/money.ts";
 import { NotFoundError, UnprocessableError } from "../domain/errors.ts";
 import {
   accrual,
@@ -207,8 +207,10 @@ export async function recordPurchase(
       let accrualLot: number | null = null;
       if (accrued > 0 && wallet.total + accrued > MAX_BALANCE) {
         throw new ConflictError(
-          `Cannot accrue ${fmt(accrued)} points: the balance ${fmt(wallet.total)} would go over the limit of ` +
-            `${fmt(MAX_BALANCE)}`,
+          `Cannot accrue ${formatPoints(accrued)} points: the balance ${
+            formatPoints(wallet.total)
+          } would go over the limit of ` +
+            `${formatPoints(MAX_BALANCE)}`,
           "amount",
         );
       }
@@ -226,8 +228,10 @@ export async function recordPurchase(
 
       if (customer.value.accumulated_sales + input.amount > MAX_MINOR) {
         throw new ConflictError(
-          `Cannot record purchase: accumulated_sales ${fmt(customer.value.accumulated_sales)} would go over the ` +
-            `limit of ${fmt(MAX_MINOR)}`,
+          `Cannot record purchase: accumulated_sales ${
+            formatPoints(customer.value.accumulated_sales)
+          } would go over the ` +
+            `limit of ${formatPoints(MAX_MINOR)}`,
           "amount",
         );
       }
@@ -342,8 +346,8 @@ export async function recordReturn(
       const left = o.amount - o.returned;
       if (input.amount > left) {
         throw new ConflictError(
-          `Cannot return ${fmt(input.amount)} of order "${orderId}": only ${fmt(left)} of its ` +
-            `${fmt(o.amount)} is left to return`,
+          `Cannot return ${formatPoints(input.amount)} of order "${orderId}": only ${formatPoints(left)} of its ` +
+            `${formatPoints(o.amount)} is left to return`,
           "amount",
         );
       }
@@ -412,7 +416,9 @@ export async function recordReturn(
         steps,
         now,
         common: {
-          comment: given.expired > 0 ? `${fmt(given.expired)} points of expired lots were not given back` : null,
+          comment: given.expired > 0
+            ? `${formatPoints(given.expired)} points of expired lots were not given back`
+            : null,
           orderId,
           returnId,
           userId: actor.userId,
@@ -432,9 +438,4 @@ function replayReturn(record: ReturnRecord, input: ReturnInput): { reply: Return
     );
   }
   return { reply: record.reply, replayed: true };
-}
-
-function fmt(minor: number): string {
-  const digits = String(Math.abs(minor)).padStart(3, "0");
-  return `${minor < 0 ? "-" : ""}${digits.slice(0, -2)}.${digits.slice(-2)}`;
 }
