@@ -170,9 +170,10 @@ export function lotDates(
 }
 
 /**
- * Adds points as a lot. A credit spendable at once joins a spendable lot with the same expiry that is no purchase's
- * own (so such credits make at most one lot per expiry day, however many there were); a purchase's accrual
- * (`own`) is always a lot of its own; `id` adds to that lot, or brings it back with its dates. Returns the lot's id.
+ * Adds points as a lot. Spendable lots that are no purchase's own and expire together are kept as one (so such
+ * credits make at most one lot per expiry day, however many there were, including ones credited while pending); a
+ * purchase's accrual (`own`) is always a lot of its own; `id` adds to that lot, or brings it back with its dates.
+ * Returns the id of the lot the points are in.
  */
 export function addLot(
   wallet: Wallet,
@@ -180,45 +181,47 @@ export function addLot(
 ): { wallet: Wallet; lot: number } {
   const { amount, available_at, expires_at, now } = options;
   const lots = wallet.lots.map((l) => ({ ...l }));
-  if (options.id === undefined && !options.own && available_at <= now) {
-    const same = lots.find((l) =>
-      !l.order && l.available_at <= now && l.expires_at === expires_at && !isExpired(l, now)
-    );
-    if (same) {
-      same.remaining += amount;
-      same.available_at = Math.min(same.available_at, available_at);
-      return { wallet: { ...wallet, total: wallet.total + amount, lots }, lot: same.id };
-    }
-  }
   const id = options.id ?? wallet.nextLotId;
   const existing = lots.find((l) => l.id === id);
   if (existing) existing.remaining += amount;
   else lots.push({ id, remaining: amount, available_at, expires_at, ...(options.own ? { order: true as const } : {}) });
+  const merged = consolidate(releaseOldOwnLots(lots), now);
+  // A credit spendable at once may have joined a peer of its expiry: name the lot it is in now.
+  const lot = merged.some((l) => l.id === id)
+    ? id
+    : merged.find((l) => !l.order && l.available_at <= now && l.expires_at === expires_at && !isExpired(l, now))!.id;
   return {
-    wallet: {
-      total: wallet.total + amount,
-      lots: releaseOldOwnLots(lots, now),
-      nextLotId: Math.max(wallet.nextLotId, id + 1),
-    },
-    lot: id,
+    wallet: { total: wallet.total + amount, lots: merged, nextLotId: Math.max(wallet.nextLotId, id + 1) },
+    lot,
   };
 }
 
-/** Beyond MAX_OWN_LOTS purchase lots, the oldest become ordinary points, joining a spendable lot of their expiry. */
-function releaseOldOwnLots(lots: Lot[], now: number): Lot[] {
+/** Beyond MAX_OWN_LOTS purchase lots, the oldest become ordinary points (which consolidate then merges). */
+function releaseOldOwnLots(lots: Lot[]): Lot[] {
   const own = lots.filter((l) => l.order).sort((a, b) => a.id - b.id);
-  if (own.length <= MAX_OWN_LOTS) return lots;
-  let out = lots;
-  for (const lot of own.slice(0, own.length - MAX_OWN_LOTS)) {
-    const same = lot.available_at <= now
-      ? out.find((l) => !l.order && l.available_at <= now && l.expires_at === lot.expires_at && !isExpired(l, now))
-      : undefined;
-    if (same) {
-      same.remaining += lot.remaining;
-      same.available_at = Math.min(same.available_at, lot.available_at);
-      out = out.filter((l) => l !== lot);
+  for (const lot of own.slice(0, Math.max(0, own.length - MAX_OWN_LOTS))) delete lot.order;
+  return lots;
+}
+
+/**
+ * Merges the spendable lots that are no purchase's own and expire together into one (the lowest id). Invisible:
+ * such points are interchangeable (they expire together, and spending takes them before a purchase's own).
+ */
+function consolidate(lots: Lot[], now: number): Lot[] {
+  const keep = new Map<number | null, Lot>();
+  const out: Lot[] = [];
+  for (const lot of [...lots].sort((a, b) => a.id - b.id)) {
+    if (lot.order || lot.available_at > now || isExpired(lot, now)) {
+      out.push(lot);
+      continue;
+    }
+    const peer = keep.get(lot.expires_at);
+    if (peer) {
+      peer.remaining += lot.remaining;
+      peer.available_at = Math.min(peer.available_at, lot.available_at);
     } else {
-      delete lot.order;
+      keep.set(lot.expires_at, lot);
+      out.push(lot);
     }
   }
   return out;

@@ -103,3 +103,16 @@ Deno.test("a frequent buyer's balance keeps at most MAX_OWN_LOTS purchase lots: 
   assert.equal(w.total, (MAX_OWN_LOTS + 50) * 100);
   assert.equal(w.lots.reduce((s, l) => s + l.remaining, 0), w.total);
 });
+
+Deno.test("credits made while pending join their peers of the same expiry once spendable", () => {
+  let w = walletOf(null);
+  for (let day = 0; day < 5; day++) {
+    w = addLot(w, { amount: 100, available_at: NOW + day * DAY, expires_at: NOW + 400 * DAY, now: NOW }).wallet;
+  }
+  assert.equal(w.lots.length, 5, "pending lots stay apart: each becomes spendable on its own day");
+  const later = NOW + 10 * DAY;
+  w = addLot(w, { amount: 1, available_at: later, expires_at: NOW + 400 * DAY, now: later }).wallet;
+  assert.equal(w.lots.length, 1, "all spendable now, one expiry: one lot");
+  assert.equal(w.lots[0]!.remaining, 501);
+  assert.equal(w.total, 501);
+});
