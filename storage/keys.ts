@@ -16,6 +16,8 @@ export const keys = {
   apiKey: (hash: string): Deno.KvKey => ["api_keys", hash],
   apiKeys: (): Deno.KvKey => ["api_keys"],
   bootstrap: (): Deno.KvKey => ["meta", "bootstrap_key"],
+  /** Everything a company owns, for "does the store hold anything of it". */
+  companyData: (cid: string): Deno.KvKey => company(cid),
 
   sequence: (cid: string, name: string): Deno.KvKey => [...company(cid), "sequences", name],
 
@@ -105,6 +107,8 @@ export const bonusKeys = {
   ],
   /** Every balance of a company, for audits and tests. */
   balances: (cid: string): Deno.KvKey => ["company", cid, "balances"],
+  /** Every ledger of a company, for exports. */
+  ledgers: (cid: string): Deno.KvKey => ["company", cid, "ledger"],
   /** The first reply given under an idempotency key, with the fingerprint of its request. */
   idempotency: (cid: string, key: string): Deno.KvKey => ["company", cid, "idempotency", key],
 };
