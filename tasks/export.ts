@@ -2,7 +2,8 @@
 /**
  * `deno task export --type TYPE [--format csv|json|ndjson|xml] [--company ID] [--out FILE]`: writes one collection
  * of a company from the store at KV_PATH, streamed (memory stays flat), beside a running service. See docs/export.md.
- * Exit 0 when done (a summary line on stderr), 2 on a usage error (nothing written).
+ * Exit 0 when done (a summary line on stderr), 1 when reading or writing fails (no --out file left), 2 on a usage
+ * error (nothing written).
  */
 import { parseOptions, usageError } from "./_cli.ts";
 import { loadConfig } from "../config.ts";
@@ -17,7 +18,7 @@ const USAGE = `Usage: deno task export --type TYPE [--format FORMAT] [--company 
   --format FORMAT  ${EXPORT_FORMATS.join(" | ")} (default: from --out's extension, else csv)
   --company ID     the company (default: default)
   --out FILE       write to FILE, replaced only once complete (default: standard output)
-Reads the store at KV_PATH. Exit 0 when done, 2 on a usage error.`;
+Reads the store at KV_PATH. Exit 0 when done, 1 on a read or write failure, 2 on a usage error.`;
 
 function usage(message: string): never {
   usageError(message, USAGE);
@@ -54,11 +55,11 @@ if (!await exportableCompany(store, actor)) {
 const started = performance.now();
 // A file is written beside its target and renamed when complete, so a failed export never leaves a cut file.
 const temp = args.out === undefined ? null : `${args.out}.partial-${Deno.pid}`;
-const file = temp === null ? null : await Deno.open(temp, { write: true, create: true, truncate: true });
-const writer = (file?.writable ?? Deno.stdout.writable).getWriter();
 const encoder = new TextEncoder();
 let count = 0;
 try {
+  const file = temp === null ? null : await Deno.open(temp, { write: true, create: true, truncate: true });
+  const writer = (file?.writable ?? Deno.stdout.writable).getWriter();
   for await (
     const chunk of exportText(store, actor, {
       type,
@@ -74,7 +75,8 @@ try {
 } catch (error) {
   if (temp !== null) await Deno.remove(temp).catch(() => {});
   kv.close();
-  throw error;
+  console.error(`export failed: ${error instanceof Error ? error.message : String(error)}`);
+  Deno.exit(1);
 }
 kv.close();
 const seconds = ((performance.now() - started) / 1000).toFixed(1);

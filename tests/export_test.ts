@@ -359,7 +359,7 @@ Deno.test("export: a company other than default, the default company, and an unk
   assert.deepEqual(JSON.parse(task.out).customers.map((c: Any) => c.fname), ["Default"]);
 });
 
-Deno.test("export: usage errors exit 2 and write nothing", async (t) => {
+Deno.test("export: usage errors exit 2, a failed write exits 1, and neither leaves a file", async (t) => {
   await using dir = await tempDir("export_test_");
   const kvPath = `${dir.path}/store.sqlite3`;
   const out = `${dir.path}/out.csv`;
@@ -381,6 +381,19 @@ Deno.test("export: usage errors exit 2 and write nothing", async (t) => {
       await assert.rejects(Deno.stat(out), Deno.errors.NotFound);
     });
   }
+  await t.step("a file that cannot be written: exit 1, nothing left", async () => {
+    await using s = await populatedStore(dir.path);
+    const r = await runTask(
+      "export",
+      ["--type", "cards", "--company", "acme", "--out", `${dir.path}/no/such/dir.csv`],
+      {
+        kvPath,
+      },
+    );
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /^export failed: No such file or directory/);
+    assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name).filter((n) => n.includes("csv")), []);
+  });
   await t.step("--help", async () => {
     const r = await runTask("export", ["--help"], { kvPath });
     assert.equal(r.code, 0);
