@@ -436,6 +436,18 @@ Deno.test("export: a big store is streamed in batches, and exports while another
       }
       assert.equal(count, N);
     });
+    await t.step("a reader that stops early closes the export without reading on", async () => {
+      const actor = { companyId: "big", name: "test", userId: 0 };
+      const chunks: string[] = [];
+      for await (
+        const chunk of exportText(createStore(kv), actor, { type: "customers", format: "csv", timeZone: "UTC" })
+      ) {
+        chunks.push(chunk);
+        if (chunks.length === 3) break;
+      }
+      assert.equal(chunks[1]!.split("\r\n").length - 1, 500);
+      assert.ok(chunks[2]!.startsWith("501,EXT501,"));
+    });
     await t.step("the task writes every row while the store is being written", async () => {
       const out = `${dir.path}/big.csv`;
       const task = runTask("export", ["--type", "customers", "--company", "big", "--out", out], { kvPath });

@@ -143,6 +143,23 @@ export async function exportRecords(store: Store, actor: Actor, request: ExportR
   }
 }
 
+/** Asks for the next batch before the current one is handed on, so store reads overlap encoding and writing. */
+async function* readAhead<T>(source: AsyncGenerator<T>): AsyncGenerator<T> {
+  let next = source.next();
+  try {
+    for (;;) {
+      const current = await next;
+      if (current.done) return;
+      next = source.next();
+      yield current.value;
+    }
+  } finally {
+    // Stopped early (a failed write): let the source finish its read in flight, then close it.
+    await next.catch(() => {});
+    await source.return(undefined);
+  }
+}
+
 /**
  * One export as a stream of text chunks in a format: the head, a chunk per batch, then the tail (JSON and XML
  * carry the count after the list, as only then is it known).
@@ -156,7 +173,7 @@ export async function* exportText(
   const encoder = exportEncoder(request.format, shape);
   yield encoder.head();
   let count = 0;
-  for await (const records of batches) {
+  for await (const records of readAhead(batches)) {
     count += records.length;
     request.onBatch?.(count);
     yield encoder.rows(records);
