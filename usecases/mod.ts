@@ -10,3 +10,5 @@ export * from "./history.ts";
 export * from "./api_keys.ts";
 export * from "./admin.ts";
 export * from "./purchases.ts";
+export * from "./admin_users.ts";
+export * from "./back_office.ts";
