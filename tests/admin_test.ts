@@ -5,9 +5,21 @@
 import assert from "node:assert/strict";
 import type { AdminRole } from "../domain/admin_user.ts";
 import { hashPassword, verifyPassword } from "../domain/admin_user.ts";
+import { nameKeys } from "../storage/keys.ts";
 import { createStore } from "../storage/store.ts";
-import { adminActor, createAdminUser, MAX_FAILED_SIGN_INS } from "../usecases/admin_users.ts";
-import { world } from "./kit.ts";
+import { type Finding, verifyStore } from "../storage/verify.ts";
+import {
+  adminActor,
+  createAdminUser,
+  dashboardStats,
+  listAdminUsers,
+  MAX_FAILED_SIGN_INS,
+  removeAdminUser,
+  SESSION_MS,
+  signIn,
+} from "../usecases/admin_users.ts";
+import { searchCustomers } from "../usecases/back_office.ts";
+import { ROOT, runTask, tempDir, world } from "./kit.ts";
 
 type App = { request: (url: string, init: RequestInit) => Response | Promise<Response> };
 
@@ -404,4 +416,143 @@ Deno.test("back office forms: CSRF, roles and the API's validation", async (t) =
     assert.match(res.headers.get("content-type") ?? "", /^text\/html/);
   });
   assert.deepEqual(errors, [], "no internal errors");
+});
+
+Deno.test("a session expires after SESSION_MS, and a deleted user's session stops at once", async () => {
+  let now = Date.now();
+  const errors: string[] = [];
+  await using w = await world({ now: () => now, log: (line) => errors.push(line) });
+  const store = createStore(w.kv);
+  for (const login of ["anna", "boris"]) {
+    await createAdminUser(store, adminActor("acme", "setup"), {
+      login,
+      role: "manager",
+      password: PASSWORD,
+      iterations: 1000,
+    });
+  }
+  const anna = await signedIn(w.app, "anna" as AdminRole);
+  const boris = await signedIn(w.app, "boris" as AdminRole);
+  assert.equal((await anna.get("/admin")).status, 200);
+  now += SESSION_MS - 1000;
+  assert.equal((await anna.get("/admin")).status, 200);
+  now += 2000;
+  assert.equal((await anna.get("/admin")).status, 303, "expired");
+  await removeAdminUser(store, adminActor("acme", "setup"), "boris");
+  assert.equal((await boris.get("/admin")).status, 303, "deleted");
+  assert.deepEqual(errors, []);
+});
+
+Deno.test("the dashboard counts customers, cards and points, and sums points per local day", async () => {
+  const { w, errors, customerId, programId } = await setup(["viewer"]);
+  await using _ = w;
+  const grant = async (amount: string) =>
+    assert.equal(
+      (await w.call("POST", "/api/customer/updateBonus", {
+        form: { customer_id: customerId, bonus_id: programId, amount },
+      })).status,
+      200,
+    );
+  await grant("100.25");
+  await grant("-30");
+  const viewer = await signedIn(w.app, "viewer");
+  const page = (await viewer.get("/admin?fresh=1")).text;
+  const figure = (id: string) => new RegExp(`id="${id}"><div>[^<]*</div><div class="big">([^<]*)<`).exec(page)?.[1];
+  assert.equal(figure("stat-customers"), "1");
+  assert.equal(figure("stat-cards"), "1");
+  assert.equal(figure("stat-outstanding"), "70.25");
+  assert.equal(figure("stat-pending"), "0.00");
+  const stats = await dashboardStats(createStore(w.kv), adminActor("acme", "x"), { timeZone: "UTC" });
+  assert.equal(stats.days.length, 30);
+  assert.deepEqual(stats.days.at(-1), {
+    day: new Date().toISOString().slice(0, 10),
+    accrued: 10025,
+    spent: 3000,
+  });
+  assert.equal(stats.days.slice(0, -1).every((d) => d.accrued === 0 && d.spent === 0), true);
+  assert.deepEqual(errors, []);
+});
+
+Deno.test("the last-name index follows renames, and verify reports and rebuilds a missing entry", async () => {
+  await using w = await world();
+  const made = await w.call("POST", "/api/customer/update", { form: { lname: "Петров", phone: "+79001112233" } });
+  const id = made.body.id as number;
+  const store = createStore(w.kv);
+  const actor = adminActor("acme", "x");
+  const find = async (q: string) =>
+    (await searchCustomers(store, actor, q, { defaultCountryCode: "7", limit: 10 })).map((c) => c.id);
+  assert.deepEqual(await find("пет"), [id]);
+  await w.call("POST", "/api/customer/update", { query: { id }, form: { lname: "Сидоров" } });
+  assert.deepEqual(await find("пет"), []);
+  assert.deepEqual(await find("СИД"), [id]);
+  await w.call("POST", "/api/customer/update", { query: { id }, form: { lname: "" } });
+  assert.deepEqual(await find("сид"), []);
+  assert.deepEqual((await verifyAll(w.kv)).map((f) => f.check), []);
+  // A store from before the index: the entry is missing until verify --repair writes it.
+  await w.call("POST", "/api/customer/update", { query: { id }, form: { lname: "Орлова" } });
+  await w.kv.delete(nameKeys.entry("acme", "орлова", id));
+  await w.kv.set(nameKeys.entry("acme", "ghost", 999), null);
+  assert.deepEqual(await find("орл"), []);
+  const found = await verifyAll(w.kv);
+  assert.deepEqual(found.map((f) => f.check).sort(), ["missing_name_entry", "orphan_list_entry"]);
+  await verifyAll(w.kv, true);
+  assert.deepEqual(await verifyAll(w.kv), []);
+  assert.deepEqual(await find("орл"), [id]);
+});
+
+async function verifyAll(kv: Deno.Kv, repair = false): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  await verifyStore(kv, { repair, onFinding: (f) => findings.push(f) });
+  return findings.filter((f) => f.severity === "defect");
+}
+
+Deno.test("deno task admin: create prints a one-time password once, --stdin takes one, bad input exits 2 or 1", async () => {
+  await using dir = await tempDir("loyalty_admin_task_");
+  const kvPath = `${dir.path}/store.kv`;
+  const created = await runTask("admin", ["create", "--company", "acme", "--login", "Olga", "--role", "owner"], {
+    kvPath,
+  });
+  assert.equal(created.code, 0, created.err);
+  const password = /One-time password \(shown once\): (\S+)/.exec(created.out)?.[1];
+  assert.ok(password, created.out);
+  const piped = new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "admin", "create", "--company", "acme", "--login", "ivan", "--role", "viewer", "--stdin"],
+    cwd: ROOT,
+    env: { KV_PATH: kvPath },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = piped.stdin.getWriter();
+  await writer.write(new TextEncoder().encode("a long enough password\n"));
+  await writer.close();
+  const out = await piped.output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.doesNotMatch(text, /password/i, "a given password is never printed");
+  const list = await runTask("admin", ["list", "--company", "acme"], { kvPath });
+  assert.match(list.out, /^ivan\tviewer\t/m);
+  assert.match(list.out, /^olga\towner\t/m);
+  const taken = await runTask("admin", ["create", "--company", "acme", "--login", "olga", "--role", "viewer"], {
+    kvPath,
+  });
+  assert.equal(taken.code, 1);
+  assert.match(taken.err, /login "olga" is already taken/);
+  const badRole = await runTask("admin", ["create", "--company", "acme", "--login", "x", "--role", "boss"], { kvPath });
+  assert.equal(badRole.code, 1);
+  assert.match(badRole.err, /Invalid role "boss"/);
+  const noCompany = await runTask("admin", ["list"], { kvPath });
+  assert.equal(noCompany.code, 2);
+  {
+    const kv = await Deno.openKv(kvPath);
+    const store = createStore(kv);
+    const user = (await listAdminUsers(store, adminActor("acme", "x"))).find((u) => u.login === "ivan")!;
+    assert.equal(await verifyPassword("a long enough password", user.password), true);
+    assert.doesNotMatch(JSON.stringify(user), /a long enough password/);
+    const signed = await signIn(store, { companyId: "acme", login: "OLGA", password: password!, address: "test" });
+    assert.ok(signed, "the one-time password signs in");
+    kv.close();
+  }
+  const deleted = await runTask("admin", ["delete", "--company", "acme", "--login", "ivan"], { kvPath });
+  assert.equal(deleted.code, 0, deleted.err);
 });
