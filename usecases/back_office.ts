@@ -4,6 +4,7 @@
  */
 import type { Actor } from "../domain/audit.ts";
 import type { LedgerEntry } from "../domain/bonus.ts";
+import { parseBarcode, parseUid } from "../domain/card.ts";
 import type { Customer } from "../domain/customer.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
@@ -59,9 +60,10 @@ export async function searchCustomers(
     if (phone) lookups.push(one({ phone, pageSize }));
   }
   if (/^\d{1,15}$/.test(text)) lookups.push(one({ id: Number(text), pageSize }));
-  if (!/\s/.test(text)) {
-    lookups.push(one({ uid: text, pageSize }), one({ cardBarcode: text, pageSize }));
-  }
+  const uid = attempt(() => parseUid(text, "q"));
+  if (uid) lookups.push(one({ uid, pageSize }));
+  const barcode = attempt(() => parseBarcode(text, "q"));
+  if (barcode) lookups.push(one({ cardBarcode: barcode, pageSize }));
   lookups.push(one({ externalId: text, pageSize }));
   if (/\p{L}/u.test(text)) {
     lookups.push(findByLastNamePrefix(store.kv, actor.companyId, { prefix: text, limit: settings.limit }));
