@@ -556,3 +556,38 @@ Deno.test("deno task admin: create prints a one-time password once, --stdin take
   const deleted = await runTask("admin", ["delete", "--company", "acme", "--login", "ivan"], { kvPath });
   assert.equal(deleted.code, 0, deleted.err);
 });
+
+Deno.test("concurrent creates of one login make one user; concurrent failed sign-ins are all counted", async () => {
+  await using w = await world();
+  const store = createStore(w.kv);
+  const actor = adminActor("acme", "setup");
+  const results = await Promise.allSettled(
+    Array.from(
+      { length: 5 },
+      () => createAdminUser(store, actor, { login: "same", role: "viewer", password: PASSWORD, iterations: 1000 }),
+    ),
+  );
+  assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+  for (const r of results) {
+    if (r.status === "rejected") assert.match(String(r.reason), /login "same" is already taken/);
+  }
+  assert.equal((await listAdminUsers(store, actor)).length, 1);
+  const tries = await Promise.allSettled(
+    Array.from(
+      { length: MAX_FAILED_SIGN_INS },
+      (_, i) =>
+        signIn(store, {
+          companyId: "acme",
+          login: "same",
+          password: `wrong ${i}`,
+          address: "10.0.0.1",
+          iterations: 1000,
+        }),
+    ),
+  );
+  assert.deepEqual(tries.map((r) => r.status === "fulfilled" && r.value), Array(MAX_FAILED_SIGN_INS).fill(null));
+  await assert.rejects(
+    signIn(store, { companyId: "acme", login: "same", password: PASSWORD, address: "10.0.0.1" }),
+    /Too many failed sign-ins/,
+  );
+});
