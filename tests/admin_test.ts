@@ -298,6 +298,8 @@ Deno.test("back office forms: CSRF, roles and the API's validation", async (t) =
     assert.equal(blocked.status, 303);
     let card = await w.call("GET", "/api/card", { query: { card_id: cardId } });
     assert.equal(JSON.stringify(card.body).includes("BLOCKED"), true);
+    const history = /<table id="history">([\s\S]*?)<\/table>/.exec((await manager.get(page)).text)![1]!;
+    assert.match(history, /<td>card update<\/td><td>status<\/td><td>ACTIVE<\/td><td>BLOCKED<\/td>/);
     await manager.get(page);
     assert.equal((await manager.post(`${page}/cards/${cardId}/status`, { status: "ACTIVE" })).status, 303);
     card = await w.call("GET", "/api/card", { query: { card_id: cardId } });
@@ -398,6 +400,7 @@ Deno.test("back office forms: CSRF, roles and the API's validation", async (t) =
     const login = await ru.get("/admin/login");
     assert.match(login.text, /Войти/);
     assert.match(login.text, /<html lang="ru">/);
+    assert.match((await manager.get("/admin/find?q=x&all=1")).text, /href="\?q=x&amp;all=1&amp;lang=ru"/);
     await ru.get("/admin/login?lang=en");
     assert.match((await ru.get("/admin/login")).text, /Sign in/);
   });

@@ -15,7 +15,7 @@ import type { Store } from "../storage/store.ts";
 import { bonusHistory } from "./bonuses.ts";
 import { balancesOf, cardsOf, findCustomers, groupNames, type NamedCard } from "./customers.ts";
 import { listDirectory } from "./directories.ts";
-import { customerHistory, type PositionedEntry } from "./history.ts";
+import { cardHistory, customerHistory, type PositionedEntry } from "./history.ts";
 
 /** Settings of the search. */
 export interface SearchSettings {
@@ -93,6 +93,7 @@ export interface CustomerPage {
   groupName: string | null;
   cards: NamedCard[];
   programs: ProgramLedger[];
+  /** The newest changes of the customer, its balances and its cards, newest first. */
   history: PositionedEntry[];
   groups: DirectoryEntry[];
   cardTypes: DirectoryEntry[];
@@ -119,6 +120,16 @@ export async function customerPage(
     listDirectory(store, actor, "groups"),
     listDirectory(store, actor, "card_types"),
   ]);
+  // Card changes are filed under each card: the newest of every card of the customer join its own history.
+  const cardList = cards.get(customer.id) ?? [];
+  const cardHistories = await Promise.all(
+    cardList.map(({ card }) =>
+      cardHistory(store, actor, { lookup: { card_id: card.id }, paging: { page: 1, pageSize: options.historySize } })
+    ),
+  );
+  const merged = [history.entries, ...cardHistories.map((h) => h.entries)].flat()
+    .sort((a, b) => b.entry.at - a.entry.at || (b.position.order < a.position.order ? -1 : 1))
+    .slice(0, options.historySize);
   const programs = await Promise.all((balances.get(customer.id) ?? []).map(async (balance) => {
     const page = await bonusHistory(store, actor, {
       customer: { id: customer.id },
@@ -132,9 +143,9 @@ export async function customerPage(
   return {
     customer,
     groupName: customer.group_id === null ? null : groups.get(customer.group_id)?.name ?? null,
-    cards: cards.get(customer.id) ?? [],
+    cards: cardList,
     programs,
-    history: history.entries,
+    history: merged,
     groups: groupList,
     cardTypes,
   };

@@ -97,10 +97,24 @@ const TEXT = {
   noPrograms: ["No bonus programs yet", "Бонусных программ пока нет"],
   skip: ["Skip to content", "К содержимому"],
   id: ["Id", "Id"],
+  accrual_percent: ["Accrual, % (accrual_percent)", "Начисление, % (accrual_percent)"],
+  max_spend_percent: ["Payable with points, % (max_spend_percent)", "Оплата баллами, % (max_spend_percent)"],
+  pending_days: ["Days pending (pending_days)", "Дней ожидания (pending_days)"],
+  lifetime_days: ["Days valid (lifetime_days)", "Дней действия (lifetime_days)"],
+  rounding: ["Rounding: down, nearest, up (rounding)", "Округление: down, nearest, up (rounding)"],
+  min_accumulated_sales: [
+    "Tier from sales of (min_accumulated_sales)",
+    "Уровень от суммы покупок (min_accumulated_sales)",
+  ],
 } as const;
 
 /** A message id. */
 export type MessageId = keyof typeof TEXT;
+
+/** Whether a name is a message id (directory settings are labelled by their parameter name). */
+export function isMessageId(name: string): name is MessageId {
+  return Object.hasOwn(TEXT, name);
+}
 
 /** The messages and formats of one language, for one request. */
 export interface Texts {

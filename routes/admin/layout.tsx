@@ -27,6 +27,8 @@ export interface PageContext {
   path: string;
   /** The search text, to keep it in the box. */
   query?: string;
+  /** The query string of the page (without "?"), kept by the language switch. */
+  search?: string;
 }
 
 /** The hidden CSRF field every form of a signed-in page carries. */
@@ -49,6 +51,9 @@ export function Layout(props: { ctx: PageContext; title: string; children?: Chil
   const { tx, session, path } = props.ctx;
   const t = tx.t;
   const other = tx.lang === "ru" ? "en" : "ru";
+  const params = new URLSearchParams(props.ctx.search ?? "");
+  params.delete("ok");
+  params.set("lang", other);
   return (
     <html lang={tx.lang}>
       <head>
@@ -75,7 +80,7 @@ export function Layout(props: { ctx: PageContext; title: string; children?: Chil
               </nav>
             )}
             <div class="tools">
-              <a href={`?lang=${other}`} hreflang={other} lang={other}>
+              <a href={`?${params}`} hreflang={other} lang={other}>
                 {other === "ru" ? "Русский" : "English"}
               </a>
               {session && (

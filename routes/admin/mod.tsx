@@ -134,7 +134,18 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
       status as 200,
     );
   const page = (c: C, title: string, body: Child, status = 200) =>
-    html(c, { session: c.var.session, path: c.req.path, query: c.req.query("q") }, title, body, status);
+    html(
+      c,
+      {
+        session: c.var.session,
+        path: c.req.path,
+        query: c.req.query("q"),
+        search: new URL(c.req.url).search.slice(1),
+      },
+      title,
+      body,
+      status,
+    );
 
   admin.use(bodyLimit({
     maxSize: ADMIN_BODY_LIMIT,

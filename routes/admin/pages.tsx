@@ -6,7 +6,7 @@ import type { Customer } from "../../domain/customer.ts";
 import type { DirectoryEntry } from "../../domain/directory.ts";
 import { GROUP_SETTINGS, PROGRAM_SETTINGS, settingsView } from "../../domain/program_settings.ts";
 import type { DirectoryKind } from "../../storage/keys.ts";
-import type { MessageId, Texts } from "./i18n.ts";
+import { isMessageId, type MessageId, type Texts } from "./i18n.ts";
 import { Csrf, Notice } from "./layout.tsx";
 
 /** The sign-in form. */
@@ -77,7 +77,7 @@ function DirectoryForm(
         </div>
         {props.settings.map((s) => (
           <div>
-            <label for={`${prefix}-${s}`}>{s}</label>
+            <label for={`${prefix}-${s}`}>{isMessageId(s) ? t(s) : s}</label>
             <input id={`${prefix}-${s}`} name={s} value={shown[s] === null ? "" : String(shown[s])} />
           </div>
         ))}
@@ -119,7 +119,7 @@ export function DirectoriesBody(props: {
                       <th scope="col">{t("id")}</th>
                       <th scope="col">{t("name")}</th>
                       <th scope="col">{t("description")}</th>
-                      {settings.map((s) => <th key={s} scope="col">{s}</th>)}
+                      {settings.map((s) => <th key={s} scope="col">{isMessageId(s) ? t(s) : s}</th>)}
                     </tr>
                   </thead>
                   <tbody>
