@@ -122,8 +122,15 @@ Deno.test({
     const id = customer.body.id as number;
     const program = await api("POST", "/api/bonusprogram/update", { form: { name: "Основная", accrual_percent: 5 } });
     assert.equal(program.status, 200, program.text);
-    await api("POST", "/api/customergroup/update", { form: { name: "Gold", min_accumulated_sales: 10000 } });
-    await api("POST", "/api/cardtype/update", { form: { name: "Plastic" } });
+    for (
+      const [path, form] of [
+        ["/api/customergroup/update", { group_name: "Gold", min_accumulated_sales: 10000 }],
+        ["/api/cardtype/update", { type_name: "Plastic" }],
+      ] as const
+    ) {
+      const made = await api("POST", path, { form });
+      assert.equal(made.status, 200, made.text);
+    }
     const card = await api("POST", "/api/customer/insertCard", {
       query: { uid: "7000001" },
       form: { customer_id: id, status: "ACTIVE" },
