@@ -19,6 +19,7 @@ import { logError, requestLog } from "./log.ts";
 import { badKeyLimit, keyRateLimit } from "./rate_limit.ts";
 import { render, type ReplyBody } from "./reply.ts";
 import { GROUP_SETTINGS, PROGRAM_SETTINGS } from "../domain/program_settings.ts";
+import { adminRoutes, isAdminPath } from "./admin/mod.tsx";
 
 /** Customer groups on the wire: `GET /api/customergroup`. */
 const GROUPS: DirectoryShape = {
@@ -91,12 +92,14 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   });
   // Before the key and the body are looked at: a method an endpoint does not take (HEAD on a write) is 405.
   app.use(allowedMethods(app));
-  app.use(bodyLimit({
+  const apiBodyLimit = bodyLimit({
     maxSize: options.config.maxBodyBytes,
     onError: () => {
       throw new PayloadTooLargeError(`Request body is too large: at most ${options.config.maxBodyBytes} bytes`);
     },
-  }));
+  });
+  // The back office sets its own (smaller) limit for forms and answers its errors in HTML.
+  app.use((c, next) => isAdminPath(c.req.path) ? next() : apiBodyLimit(c, next));
   app.use("/api/*", badKeyLimit(deps));
   app.use("/api/*", authenticate(deps));
   app.use("/api/*", keyRateLimit(deps));
@@ -112,6 +115,10 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/api/customergroup", directoryRoutes(deps, GROUPS));
   app.route("/api/cardtype", directoryRoutes(deps, CARD_TYPES));
   app.route("/api/bonusprogram", directoryRoutes(deps, BONUS_PROGRAMS));
+  // The back office is a separate app (HTML pages, sessions): handed the request whole, outside the API document.
+  const backOffice = adminRoutes(deps, { log });
+  app.all("/admin", (c) => backOffice.fetch(c.req.raw, c.env));
+  app.all("/admin/*", (c) => backOffice.fetch(c.req.raw, c.env));
   app.route("/", openApiRoutes(app));
 
   app.notFound((c) => render(c.get("format") ?? "json", { success: 0, info: `No such endpoint: ${c.req.path}` }, 404));

@@ -2,7 +2,8 @@ import { type Customer, customerLists, customerUniqueKeys, uniqueClash } from ".
 import { NotFoundError, ValidationError } from "../domain/errors.ts";
 import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
-import { keys } from "./keys.ts";
+import { keys, nameKeys } from "./keys.ts";
+import { lastNameKey } from "../domain/name_index.ts";
 import { getManyInBatches } from "./batch.ts";
 import {
   addIndexDiff,
@@ -36,8 +37,14 @@ function customerIndexKeys(cid: string, c: Customer): IndexKeys {
       email: unique.email === null ? null : UNIQUE.email(cid, unique.email),
       external_id: unique.external_id === null ? null : UNIQUE.external_id(cid, unique.external_id),
     },
-    lists: customerLists(c).map((list) => keys.customerListEntry(cid, list, c.id)),
+    lists: [...customerLists(c).map((list) => keys.customerListEntry(cid, list, c.id)), ...nameEntry(cid, c)],
   };
+}
+
+/** The customer's entry in the last-name index, when it has a last name. */
+function nameEntry(cid: string, c: Customer): Deno.KvKey[] {
+  const name = lastNameKey(c.lname);
+  return name === null ? [] : [nameKeys.entry(cid, name, c.id)];
 }
 
 /** What to change: how to find the customer, what group to put them in, and the pure rule that decides. */
@@ -357,4 +364,21 @@ export async function* streamList(
     fromId = page[page.length - 1]!.id + 1;
     if (page.length < Math.min(batch, left + page.length)) return;
   }
+}
+
+/** Up to `limit` customers whose last name starts with `prefix` (any case), in name then id order. */
+export async function findByLastNamePrefix(
+  kv: Deno.Kv,
+  cid: string,
+  options: { prefix: string; limit: number },
+): Promise<Customer[]> {
+  const prefix = lastNameKey(options.prefix);
+  if (prefix === null) return [];
+  const ids: number[] = [];
+  const iter = kv.list({
+    start: [...nameKeys.all(cid), prefix],
+    end: [...nameKeys.all(cid), prefix + "\u{10FFFF}"],
+  }, { limit: options.limit, batchSize: Math.min(options.limit, 500) });
+  for await (const e of iter) ids.push(e.key.at(-1) as number);
+  return await getCustomers(kv, cid, ids);
 }

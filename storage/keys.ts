@@ -168,3 +168,22 @@ export const expiryKeys = {
   /** The lease of the scheduled job: who runs it and until when. */
   lease: (): Deno.KvKey => ["meta", "leases", "expire"],
 };
+
+/** Key builders of the back office: users per company, sessions by token hash, failed sign-ins by login and address. */
+export const adminKeys = {
+  user: (cid: string, login: string): Deno.KvKey => ["company", cid, "admin_users", login],
+  users: (cid: string): Deno.KvKey => ["company", cid, "admin_users"],
+  /** A session, under the SHA-256 of its token; expires by itself. */
+  session: (tokenHash: string): Deno.KvKey => ["admin_sessions", tokenHash],
+  sessions: (): Deno.KvKey => ["admin_sessions"],
+  /** Failed sign-ins of one login from one address within the window; expires by itself. */
+  failures: (login: string, address: string): Deno.KvKey => ["admin_sign_in_failures", login, address],
+  /** Every ledger of a company (the dashboard's daily sums). */
+  ledgers: (cid: string): Deno.KvKey => ["company", cid, "ledger"],
+};
+
+/** Key builders of the last-name index (non-unique: each key ends with the customer id and holds nothing). */
+export const nameKeys = {
+  entry: (cid: string, nameKey: string, id: number): Deno.KvKey => ["company", cid, "customers_by_lname", nameKey, id],
+  all: (cid: string): Deno.KvKey => ["company", cid, "customers_by_lname"],
+};

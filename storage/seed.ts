@@ -3,12 +3,13 @@ import { type LedgerEntry, ledgerEntry } from "../domain/bonus.ts";
 import type { Card } from "../domain/card.ts";
 import type { BalanceRecord } from "./bonuses.ts";
 import { Write } from "./commit.ts";
-import { bonusKeys, cardKeys, keys } from "./keys.ts";
+import { bonusKeys, cardKeys, keys, nameKeys } from "./keys.ts";
+import { lastNameKey } from "../domain/name_index.ts";
 import { storeOf } from "./store.ts";
 import { BUCKET_SIZE, MAX_MUTATIONS } from "./limits.ts";
 
-/** Mutations one customer adds to a raw insert: record, 3 unique indexes, 4 list entries, 8 counter sums. */
-const MUTATIONS_PER_CUSTOMER = 16;
+/** Mutations one customer adds to a raw insert: record, 3 unique indexes, 4 list entries, 8 counter sums, name. */
+const MUTATIONS_PER_CUSTOMER = 17;
 
 /**
  * Writes new customers with every index and counter the API would write, many per atomic operation and
@@ -46,6 +47,8 @@ export function addCustomerWrites(
     bump(keys.customerBucket(cid, list, bucket, "in"));
     bump(keys.customerTotal(cid, list, "in"));
   }
+  const name = lastNameKey(c.lname);
+  if (name !== null) op.set(nameKeys.entry(cid, name, c.id), null);
   op.set(keys.customer(cid, c.id), c);
 }
 

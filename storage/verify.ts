@@ -11,11 +11,12 @@
  */
 import type { Card } from "../domain/card.ts";
 import { type Customer, customerLists, customerUniqueKeys } from "../domain/customer.ts";
+import { lastNameKey } from "../domain/name_index.ts";
 import type { LedgerEntry } from "../domain/bonus.ts";
 import { type DirectoryEntry, directoryNameKey } from "../domain/directory.ts";
 import type { BalanceRecord } from "./bonuses.ts";
 import { getManyInBatches } from "./batch.ts";
-import { bonusKeys, cardKeys, directoryKeys, type DirectoryKind, keys, orderKeys } from "./keys.ts";
+import { bonusKeys, cardKeys, directoryKeys, type DirectoryKind, keys, nameKeys, orderKeys } from "./keys.ts";
 import type { OrderRecord } from "./purchases.ts";
 import { BUCKET_SIZE, MAX_GET_MANY } from "./limits.ts";
 import { Write } from "./commit.ts";
@@ -81,6 +82,7 @@ const KNOWN = new Set([
   "customers_by_email",
   "customers_by_external_id",
   "customer_lists",
+  "customers_by_lname",
   "customer_totals",
   "customer_buckets",
   "cards",
@@ -287,6 +289,7 @@ class CompanyCheck {
     await this.#bucketCounts();
     await this.#totals();
     await this.#sequence(customers);
+    await this.#nameEntries();
 
     const cards = this.#cardEntity();
     await this.#records(cards, (chunk) => this.#cardExtras(chunk));
@@ -588,6 +591,47 @@ class CompanyCheck {
           c === null ? "the customer does not exist" : `customer "${c.id}" is not in list "${String(key.at(-2))}"`
         }`,
     };
+  }
+
+  /**
+   * Checks the last-name index both ways: every customer with a last name has its entry (made on repair, which
+   * also fills the index of a store from before it), and every entry names a customer of that name.
+   */
+  async #nameEntries(): Promise<void> {
+    const cid = this.#cid;
+    const phase = show(nameKeys.all(cid));
+    const customers = this.#kv.list<Customer>({ prefix: keys.customers(cid) }, { batchSize: 500 });
+    for await (const chunk of chunks(customers, CHUNK)) {
+      this.#progress(phase, chunk.length);
+      const wanted = chunk.flatMap((e) => {
+        const name = lastNameKey(e.value.lname);
+        return name === null ? [] : [{ id: e.value.id, key: nameKeys.entry(cid, name, e.value.id) }];
+      });
+      const found = await getManyInBatches(this.#kv, wanted.map((w) => w.key));
+      for (const [i, w] of wanted.entries()) {
+        if (found[i]!.versionstamp !== null) continue;
+        // Read again with the record in one consistent read: the customer may have been renamed meanwhile.
+        const [entry, record] = await this.#kv.getMany<[unknown, Customer]>([w.key, keys.customer(cid, w.id)]);
+        if (entry.versionstamp !== null || record.value === null) continue;
+        if (lastNameKey(record.value.lname) !== w.key.at(-2)) continue;
+        await this.#defect(
+          "missing_name_entry",
+          `Customer "${w.id}": name index entry ${show(w.key)} is missing`,
+          (op) => {
+            op.check(entry, record).set(w.key, null);
+          },
+        );
+      }
+    }
+    await this.#entries<Customer>({
+      prefix: nameKeys.all(cid),
+      recordKey: (key) => typeof key.at(-1) === "number" ? keys.customer(cid, key.at(-1) as number) : null,
+      belongs: (key, c) => lastNameKey(c.lname) === key.at(-2),
+      message: (key, c) =>
+        `Name index entry ${show(key)}: ${
+          c === null ? "the customer does not exist" : `customer "${c.id}" has last name ${JSON.stringify(c.lname)}`
+        }`,
+    });
   }
 
   /** Checks owner entries ["cards_by_customer", customer, card]: the card exists and belongs to that customer. */

@@ -11,3 +11,5 @@ export * from "./api_keys.ts";
 export * from "./admin.ts";
 export * from "./purchases.ts";
 export * from "./export.ts";
+export * from "./admin_users.ts";
+export * from "./back_office.ts";

@@ -1,0 +1,131 @@
+/**
+ * The dashboard: one list of widgets, each a function of what the dashboard read (phase 2 adds webhook deliveries
+ * and the latest imports here), and the daily points chart drawn as inline SVG on the server.
+ */
+import type { Child } from "hono/jsx";
+import type { CompanyStats } from "../../storage/admin_stats.ts";
+import type { Texts } from "./i18n.ts";
+
+/** What a widget is given. */
+export interface WidgetInput {
+  tx: Texts;
+  stats: CompanyStats;
+}
+
+/** One dashboard widget: a name (for tests and ordering) and how it renders. */
+export interface Widget {
+  name: string;
+  render: (input: WidgetInput) => Child | Promise<Child>;
+}
+
+function Figure(props: { label: string; value: string; id: string }) {
+  return (
+    <div class="card" id={props.id}>
+      <div>{props.label}</div>
+      <div class="big">{props.value}</div>
+    </div>
+  );
+}
+
+/** A bar chart of points accrued and spent per day, with a table of the same figures for screen readers. */
+export function DailyChart(props: { tx: Texts; days: CompanyStats["days"] }) {
+  const { tx, days } = props;
+  const width = 760;
+  const height = 220;
+  const left = 56;
+  const bottom = 28;
+  const top = 10;
+  const plotH = height - bottom - top;
+  const max = Math.max(100, ...days.map((d) => Math.max(d.accrued, d.spent)));
+  const slot = (width - left - 8) / Math.max(1, days.length);
+  const bar = Math.max(2, slot / 2 - 2);
+  const y = (v: number) => top + plotH - (v / max) * plotH;
+  const ticks = [0, 0.5, 1].map((f) => Math.round(max * f));
+  return (
+    <figure>
+      <figcaption>
+        {tx.t("chartTitle")}
+        <span class="legend">
+          <span style="background:#2f7d32"></span>
+          {tx.t("accrued")}
+          <span style="background:#c0392b"></span>
+          {tx.t("spent")}
+        </span>
+      </figcaption>
+      <svg
+        viewBox={`0 0 ${width} ${height}`}
+        width="100%"
+        role="img"
+        aria-label={tx.t("chartTitle")}
+        preserveAspectRatio="xMidYMid meet"
+      >
+        {ticks.map((v) => (
+          <g>
+            <line x1={left} x2={width - 4} y1={y(v)} y2={y(v)} stroke="#d0d4da" />
+            <text x={left - 6} y={y(v) + 4} text-anchor="end">{tx.num(v, { minor: true })}</text>
+          </g>
+        ))}
+        {days.map((d, i) => {
+          const x = left + i * slot + 1;
+          return (
+            <g>
+              <rect x={x} y={y(d.accrued)} width={bar} height={top + plotH - y(d.accrued)} fill="#2f7d32">
+                <title>{`${tx.day(d.day)}: ${tx.t("accrued")} ${tx.num(d.accrued, { minor: true })}`}</title>
+              </rect>
+              <rect x={x + bar} y={y(d.spent)} width={bar} height={top + plotH - y(d.spent)} fill="#c0392b">
+                <title>{`${tx.day(d.day)}: ${tx.t("spent")} ${tx.num(d.spent, { minor: true })}`}</title>
+              </rect>
+              {i % 5 === 0 && <text x={x} y={height - 8}>{tx.day(d.day).replace(/\s?\d{4}\s?г?\.?$/, "")}</text>}
+            </g>
+          );
+        })}
+      </svg>
+      <details>
+        <summary>{tx.t("chartTitle")}</summary>
+        <div class="table">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">{tx.t("when")}</th>
+                <th scope="col" class="num">{tx.t("accrued")}</th>
+                <th scope="col" class="num">{tx.t("spent")}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {days.map((d) => (
+                <tr>
+                  <td>{tx.day(d.day)}</td>
+                  <td class="num">{tx.num(d.accrued, { minor: true })}</td>
+                  <td class="num">{tx.num(d.spent, { minor: true })}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </details>
+    </figure>
+  );
+}
+
+/** The widgets of the dashboard, in order. Phase 2 appends webhook deliveries and the latest imports. */
+export const WIDGETS: Widget[] = [
+  {
+    name: "totals",
+    render: ({ tx, stats }) => (
+      <div class="cards">
+        <Figure id="stat-customers" label={tx.t("customers")} value={tx.num(stats.customers)} />
+        <Figure id="stat-cards" label={tx.t("cards")} value={tx.num(stats.cards)} />
+        <Figure id="stat-outstanding" label={tx.t("outstanding")} value={tx.num(stats.outstanding, { minor: true })} />
+        <Figure id="stat-pending" label={tx.t("pending")} value={tx.num(stats.pending, { minor: true })} />
+      </div>
+    ),
+  },
+  {
+    name: "daily_points",
+    render: ({ tx, stats }) => (
+      <section class="panel">
+        <DailyChart tx={tx} days={stats.days} />
+      </section>
+    ),
+  },
+];

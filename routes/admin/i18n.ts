@@ -1,0 +1,161 @@
+/**
+ * Back-office text in English and Russian, and locale-aware numbers and dates (Intl). The language comes from
+ * `?lang=`, then the `bo_lang` cookie, then `Accept-Language`; English is the fallback.
+ */
+
+/** Languages the back office speaks. */
+export const LANGS = ["en", "ru"] as const;
+
+/** One language. */
+export type Lang = typeof LANGS[number];
+
+const TEXT = {
+  title: ["Loyalty back office", "Бэк-офис программы лояльности"],
+  dashboard: ["Dashboard", "Сводка"],
+  directories: ["Directories", "Справочники"],
+  access: ["Users and API keys", "Пользователи и ключи API"],
+  search: ["Find", "Найти"],
+  searchLabel: ["Phone, email, card, external id or last name", "Телефон, email, карта, внешний id или фамилия"],
+  signIn: ["Sign in", "Войти"],
+  signOut: ["Sign out", "Выйти"],
+  company: ["Company", "Компания"],
+  login: ["Login", "Логин"],
+  password: ["Password", "Пароль"],
+  badSignIn: ["Wrong company, login or password", "Неверная компания, логин или пароль"],
+  customers: ["Customers", "Клиенты"],
+  cards: ["Cards", "Карты"],
+  outstanding: ["Points outstanding", "Баллы на счетах"],
+  pending: ["Points pending", "Баллы в ожидании"],
+  chartTitle: ["Points accrued and spent per day, last 30 days", "Начислено и списано баллов по дням, 30 дней"],
+  accrued: ["Accrued", "Начислено"],
+  spent: ["Spent", "Списано"],
+  results: ["Search results", "Результаты поиска"],
+  nothingFound: ["Nothing found", "Ничего не найдено"],
+  customer: ["Customer", "Клиент"],
+  save: ["Save", "Сохранить"],
+  saved: ["Saved", "Сохранено"],
+  profile: ["Profile", "Анкета"],
+  balances: ["Balances", "Баланс"],
+  program: ["Program", "Программа"],
+  balance: ["Balance", "Баланс"],
+  nextExpiry: ["Next expiry", "Ближайшее сгорание"],
+  ledger: ["Ledger", "Движение баллов"],
+  history: ["Change history", "История изменений"],
+  when: ["When", "Когда"],
+  who: ["Who", "Кто"],
+  what: ["What", "Что"],
+  field: ["Field", "Поле"],
+  oldValue: ["Old", "Было"],
+  newValue: ["New", "Стало"],
+  amount: ["Amount", "Сумма"],
+  comment: ["Comment", "Комментарий"],
+  order: ["Order", "Заказ"],
+  adjust: ["Adjust points", "Изменить баллы"],
+  adjustHint: ["Positive to grant, negative to take away", "Положительное — начислить, отрицательное — списать"],
+  apply: ["Apply", "Применить"],
+  status: ["Status", "Статус"],
+  uid: ["Card number", "Номер карты"],
+  barcode: ["Barcode", "Штрихкод"],
+  type: ["Type", "Тип"],
+  actions: ["Actions", "Действия"],
+  block: ["Block", "Заблокировать"],
+  activate: ["Activate", "Активировать"],
+  move: ["Move to customer id", "Перенести клиенту (id)"],
+  moveButton: ["Move", "Перенести"],
+  issueCard: ["Issue a card", "Выдать карту"],
+  uidHint: ["Empty: the next number", "Пусто — следующий номер"],
+  issue: ["Issue", "Выдать"],
+  groups: ["Customer groups and tiers", "Группы и уровни клиентов"],
+  cardTypes: ["Card types", "Типы карт"],
+  programs: ["Bonus programs", "Бонусные программы"],
+  name: ["Name", "Название"],
+  description: ["Description", "Описание"],
+  add: ["Add", "Добавить"],
+  users: ["Back-office users", "Пользователи бэк-офиса"],
+  role: ["Role", "Роль"],
+  created: ["Created", "Создан"],
+  remove: ["Delete", "Удалить"],
+  createUser: ["Create user", "Создать пользователя"],
+  oneTimePassword: ["One-time password (shown once)", "Разовый пароль (показан один раз)"],
+  apiKeys: ["API keys", "Ключи API"],
+  access_: ["Access", "Доступ"],
+  label: ["Label", "Метка"],
+  revoked: ["Revoked", "Отозван"],
+  revoke: ["Revoke", "Отозвать"],
+  createKey: ["Create API key", "Создать ключ API"],
+  newKey: ["New key (shown once)", "Новый ключ (показан один раз)"],
+  notFound: ["Page not found", "Страница не найдена"],
+  forbidden: ["Not allowed", "Нет доступа"],
+  error: ["Something went wrong", "Что-то пошло не так"],
+  back: ["Back", "Назад"],
+  none: ["—", "—"],
+  yes: ["yes", "да"],
+  no: ["no", "нет"],
+  language: ["Language", "Язык"],
+  more: ["Older entries", "Более ранние записи"],
+  readOnly: ["Read only: your role cannot change anything", "Только просмотр: ваша роль не может вносить изменения"],
+  noPrograms: ["No bonus programs yet", "Бонусных программ пока нет"],
+  skip: ["Skip to content", "К содержимому"],
+  id: ["Id", "Id"],
+  accrual_percent: ["Accrual, % (accrual_percent)", "Начисление, % (accrual_percent)"],
+  max_spend_percent: ["Payable with points, % (max_spend_percent)", "Оплата баллами, % (max_spend_percent)"],
+  pending_days: ["Days pending (pending_days)", "Дней ожидания (pending_days)"],
+  lifetime_days: ["Days valid (lifetime_days)", "Дней действия (lifetime_days)"],
+  rounding: ["Rounding: down, nearest, up (rounding)", "Округление: down, nearest, up (rounding)"],
+  min_accumulated_sales: [
+    "Tier from sales of (min_accumulated_sales)",
+    "Уровень от суммы покупок (min_accumulated_sales)",
+  ],
+} as const;
+
+/** A message id. */
+export type MessageId = keyof typeof TEXT;
+
+/** Whether a name is a message id (directory settings are labelled by their parameter name). */
+export function isMessageId(name: string): name is MessageId {
+  return Object.hasOwn(TEXT, name);
+}
+
+/** The messages and formats of one language, for one request. */
+export interface Texts {
+  lang: Lang;
+  t: (id: MessageId) => string;
+  /** A number (minor units shown with two decimals when `minor`). */
+  num: (n: number, options?: { minor?: boolean }) => string;
+  /** An instant, in the service's time zone. */
+  dateTime: (ms: number) => string;
+  /** A local date "YYYY-MM-DD" as the locale writes it. */
+  day: (date: string) => string;
+}
+
+/** The language of a request: `?lang=`, the cookie, then Accept-Language. */
+export function pickLang(query: string | undefined, cookie: string | undefined, accept: string | undefined): Lang {
+  for (const v of [query, cookie]) if (v === "en" || v === "ru") return v;
+  const ranked = (accept ?? "").split(",").map((part, i) => {
+    const [tag, ...params] = part.trim().toLowerCase().split(";");
+    const q = params.map((p) => /^q=([\d.]+)$/.exec(p.trim())?.[1]).find((v) => v !== undefined);
+    return { tag: tag ?? "", q: q === undefined ? 1 : Number(q), i };
+  }).filter((r) => r.tag !== "" && r.q > 0).sort((a, b) => b.q - a.q || a.i - b.i);
+  for (const r of ranked) {
+    const base = r.tag.split("-")[0];
+    if (base === "ru" || base === "en") return base;
+  }
+  return "en";
+}
+
+/** Messages and Intl formats of a language. */
+export function textsOf(lang: Lang, timeZone: string): Texts {
+  const locale = lang === "ru" ? "ru-RU" : "en-GB";
+  const whole = new Intl.NumberFormat(locale);
+  const minor = new Intl.NumberFormat(locale, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const dt = new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short", timeZone });
+  const d = new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeZone: "UTC" });
+  const idx = lang === "ru" ? 1 : 0;
+  return {
+    lang,
+    t: (id) => TEXT[id][idx],
+    num: (n, options) => options?.minor ? minor.format(n / 100) : whole.format(n),
+    dateTime: (ms) => dt.format(new Date(ms)),
+    day: (date) => d.format(new Date(`${date}T00:00:00Z`)),
+  };
+}
