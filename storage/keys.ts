@@ -164,3 +164,9 @@ export const expiryKeys = {
   /** The lease of the scheduled job: who runs it and until when. */
   lease: (): Deno.KvKey => ["meta", "leases", "expire"],
 };
+
+/** Key builders of import runs: one record per finished run, newest last by its id (start time, then a random tail). */
+export const importKeys = {
+  run: (cid: string, id: string): Deno.KvKey => ["company", cid, "imports", id],
+  runs: (cid: string): Deno.KvKey => ["company", cid, "imports"],
+};

@@ -10,3 +10,4 @@ export * from "./history.ts";
 export * from "./api_keys.ts";
 export * from "./admin.ts";
 export * from "./purchases.ts";
+export * from "./import.ts";

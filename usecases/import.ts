@@ -1,0 +1,598 @@
+/**
+ * Importing rows of customers, cards or balances: each row goes through the same use cases, field rules, messages,
+ * audit entries and KV limits as an API call; a row that cannot go in is reported with its line, field and the
+ * API's words, and the others go in. The CLI task (reading a local file) and the bulk endpoint (remote mode) both
+ * call `importRows`; neither knows how the other gets its rows.
+ */
+import type { Actor } from "../domain/audit.ts";
+import { type Card, CARD_LOOKUP_PARSERS, cardFieldParsers, type CardLookup, splitCardFields } from "../domain/card.ts";
+import { applyCustomerPatch, type Customer, customerFieldParsers, type CustomerPatch } from "../domain/customer.ts";
+import { localDate } from "../domain/dates.ts";
+import { emailKey } from "../domain/email.ts";
+import { AppError, ValidationError } from "../domain/errors.ts";
+import { type FieldParser, parserOf, parsersOf } from "../domain/fields.ts";
+import { duplicateMessage, DuplicateTracker } from "../domain/import/dupes.ts";
+import type { ImportType } from "../domain/import/columns.ts";
+import { parseMoney } from "../domain/money.ts";
+import { summarize, walletOf } from "../domain/points.ts";
+import { getBalanceRecord } from "../storage/bonuses.ts";
+import { findCard } from "../storage/cards.ts";
+import { getCustomer } from "../storage/customers.ts";
+import { getEntriesCached, listEntries } from "../storage/directories.ts";
+import { keys } from "../storage/keys.ts";
+import { type ImportRun, listImportRuns, saveImportRun } from "../storage/imports.ts";
+import type { Store } from "../storage/store.ts";
+import { changeBonus } from "./bonuses.ts";
+import { saveCard } from "./cards.ts";
+import { saveCustomer } from "./customers.ts";
+
+export type { ImportRun };
+
+/** The unique customer fields a row can be matched by, in the default order. */
+export const MATCH_FIELDS = ["external_id", "phone", "email"] as const;
+/** A field a row can be matched by. */
+export type MatchField = typeof MATCH_FIELDS[number];
+
+/** One row of a file: its line and its values by canonical field, spreadsheet conventions already undone. */
+export interface ImportRow {
+  line: number;
+  values: Record<string, string>;
+}
+
+/** What happened to one row. */
+export type RowStatus = "created" | "updated" | "unchanged" | "rejected" | "skipped";
+
+/** The outcome of one row: the bulk endpoint's reply line, and what the report counts. */
+export interface RowResult {
+  line: number;
+  status: RowStatus;
+  /** The field a rejected row is rejected for. */
+  field?: string;
+  /** Why, in the API's words. */
+  info?: string;
+}
+
+/** One rejected row in a report. */
+export interface ImportReject {
+  line: number;
+  field: string;
+  info: string;
+}
+
+/** The counts of an import and its rejects (the first `MAX_REJECTS_KEPT` of them). */
+export interface ImportReport {
+  created: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  skipped: number;
+  rejects: ImportReject[];
+}
+
+/** Rejects kept in a report; the count goes on. */
+export const MAX_REJECTS_KEPT = 10_000;
+
+/** How rows are read and written. */
+export interface ImportOptions {
+  type: ImportType;
+  /** The program balances go to (bonus column, balances files without bonus_id); see `importProgram`. */
+  bonusId?: number | null;
+  /** Order of the unique fields a customer row is matched by (default external_id, phone, email). */
+  match?: readonly MatchField[];
+  /** Validate and match, write nothing. */
+  dryRun?: boolean;
+  /** Phone country code and time zone, as the API reads them. */
+  settings: { defaultCountryCode: string; timeZone: string };
+  /** Makes the idempotency key of a credit (overwrite 0) of a balances file, so a re-run grants it once. */
+  fileKey?: string;
+  /** Rows written at once (each row is its own atomic writes). */
+  concurrency?: number;
+}
+
+/** A fresh report. */
+export function emptyReport(): ImportReport {
+  return { created: 0, updated: 0, unchanged: 0, rejected: 0, skipped: 0, rejects: [] };
+}
+
+/** Counts a row's result in a report. */
+export function countResult(report: ImportReport, r: RowResult): void {
+  report[r.status]++;
+  if (r.status === "rejected" && report.rejects.length < MAX_REJECTS_KEPT) {
+    report.rejects.push({ line: r.line, field: r.field ?? "", info: r.info ?? "" });
+  }
+}
+
+/** An import that cannot start (a usage error: nothing is written). */
+export class ImportSetupError extends ValidationError {
+  override name = "ImportSetupError";
+}
+
+/**
+ * The program balances go to: `bonusId` when given (it must exist), else the company's only program. Several
+ * programs and no `bonusId`, or none at all, stop the import before its first row.
+ */
+export async function importProgram(store: Store, actor: Actor, bonusId: number | null | undefined): Promise<number> {
+  const programs = await listEntries(store.kv, actor.companyId, "bonus_programs");
+  if (bonusId != null) {
+    if (!programs.some((p) => p.id === bonusId)) {
+      throw new ImportSetupError("bonus_id", `Bonus program "${bonusId}" not found`);
+    }
+    return bonusId;
+  }
+  if (programs.length === 1) return programs[0]!.id;
+  if (programs.length === 0) {
+    throw new ImportSetupError("bonus_id", "Cannot import balances: the company has no bonus program");
+  }
+  throw new ImportSetupError(
+    "bonus_id",
+    `Cannot import balances: the company has ${programs.length} bonus programs (${
+      programs.map((p) => p.id).join(", ")
+    }), choose one with --bonus-id`,
+  );
+}
+
+/** What one import keeps between its batches: in-file duplicates and the parsers. */
+export class ImportSession {
+  readonly dupes = new DuplicateTracker();
+  readonly customerParsers: Record<string, FieldParser<unknown>>;
+  readonly cardParsers: Record<string, FieldParser<unknown>>;
+  readonly match: readonly MatchField[];
+  /** The program of balances, once known (see importProgram). */
+  programId: number | null = null;
+
+  constructor(readonly store: Store, readonly actor: Actor, readonly options: ImportOptions) {
+    this.customerParsers = parsersOf(customerFieldParsers(options.settings));
+    this.cardParsers = cardFieldParsers(options.settings) as Record<string, FieldParser<unknown>>;
+    this.match = options.match ?? MATCH_FIELDS;
+  }
+
+  /** Resolves what the rows need before the first one (the bonus program); throws ImportSetupError. */
+  async prepare(needsProgram: boolean): Promise<void> {
+    if (needsProgram) this.programId = await importProgram(this.store, this.actor, this.options.bonusId);
+  }
+
+  /** Imports a batch of rows, several at once; results in row order. */
+  async run(rows: ImportRow[]): Promise<RowResult[]> {
+    // Duplicates are decided in file order before any row of the batch is written.
+    const planned = rows.map((row) => this.#plan(row));
+    const results: RowResult[] = new Array(rows.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < planned.length) {
+        const i = next++;
+        const plan = planned[i]!;
+        results[i] = "status" in plan ? plan : await this.#write(plan);
+      }
+    };
+    const width = Math.max(1, this.options.concurrency ?? 16);
+    await Promise.all(Array.from({ length: Math.min(width, rows.length) }, worker));
+    return results;
+  }
+
+  /** Parses and checks a row against the file so far: a result when it is done with (rejected, skipped). */
+  #plan(row: ImportRow): RowResult | Planned {
+    const { line } = row;
+    if (Object.values(row.values).every((v) => v.trim() === "")) return { line, status: "skipped" };
+    try {
+      const parsed = this.options.type === "customers"
+        ? this.#parseCustomer(row)
+        : this.options.type === "cards"
+        ? this.#parseCard(row)
+        : this.#parseBonus(row);
+      const dup = this.dupes.claim(line, parsed.unique);
+      if (dup) return { line, status: "rejected", field: dup.field, info: duplicateMessage(dup) };
+      return parsed;
+    } catch (e) {
+      return rejectOf(line, e);
+    }
+  }
+
+  #parseCustomer(row: ImportRow): PlannedCustomer {
+    const patch: Record<string, unknown> = {};
+    let groupName: string | null | undefined;
+    let cardUid: string | null = null;
+    let cardBarcode: string | null = null;
+    let bonus: number | null = null;
+    for (const [field, raw] of Object.entries(row.values)) {
+      // An empty cell leaves the stored value as it is: a spreadsheet's gap never clears what a till recorded.
+      if (raw.trim() === "") continue;
+      if (field === "card_uid") cardUid = parserOf(CARD_LOOKUP_PARSERS.uid)(raw, field);
+      else if (field === "card_barcode") cardBarcode = parserOf(CARD_LOOKUP_PARSERS.card_barcode)(raw, field);
+      else if (field === "bonus") bonus = parseMoney(raw, field);
+      else if (field === "group_name") groupName = this.customerParsers.group_name!(raw, field) as string;
+      else if (field === "group_id") continue;
+      else {
+        const parse = this.customerParsers[field];
+        if (!parse) throw new ValidationError(field, `Unknown field "${field}"`);
+        patch[field] = parse(raw, field);
+      }
+    }
+    if (cardBarcode !== null && cardUid === null) {
+      throw new ValidationError("card_uid", "Invalid card_uid: a card needs its number (card_uid) beside card_barcode");
+    }
+    const p = patch as CustomerPatch;
+    if (!MATCH_FIELDS.some((f) => p[f] != null)) {
+      throw new ValidationError(
+        this.match[0]!,
+        "Cannot import customer: the row has no external_id, phone or email to find it by on a re-run",
+      );
+    }
+    if (bonus !== null && this.programId === null) {
+      throw new ValidationError("bonus", "Invalid bonus: no bonus program chosen");
+    }
+    return {
+      kind: "customer",
+      line: row.line,
+      patch: p,
+      groupName,
+      cardUid,
+      cardBarcode,
+      bonus,
+      unique: {
+        external_id: p.external_id ?? null,
+        phone: p.phone ?? null,
+        email: p.email ? emailKey(p.email) : null,
+        card_uid: cardUid,
+        card_barcode: cardBarcode,
+      },
+    };
+  }
+
+  #parseCard(row: ImportRow): PlannedCard {
+    const fields: Record<string, unknown> = {};
+    for (const [field, raw] of Object.entries(row.values)) {
+      if (raw.trim() === "") continue;
+      const parse = this.cardParsers[field];
+      if (!parse) throw new ValidationError(field, `Unknown field "${field}"`);
+      fields[field] = parse(raw, field);
+    }
+    const { change, refs } = splitCardFields(fields);
+    const lookup: CardLookup = {
+      uid: (fields.uid as string | undefined) ?? null,
+      external_id: (fields.external_id as string | undefined) ?? null,
+      card_barcode: (fields.barcode as string | undefined) ?? null,
+    };
+    if (lookup.uid === null) throw new ValidationError("uid", `Parameter "uid" is required`);
+    const { uid: _u, external_id: _e, ...rest } = change as Record<string, unknown>;
+    return {
+      kind: "card",
+      line: row.line,
+      lookup,
+      change: rest as PlannedCard["change"],
+      refs,
+      unique: {
+        uid: lookup.uid ?? null,
+        external_id: lookup.external_id ?? null,
+        barcode: lookup.card_barcode ?? null,
+      },
+    };
+  }
+
+  #parseBonus(row: ImportRow): PlannedBonus {
+    const v = row.values;
+    const text = (f: string) => (v[f] ?? "").trim();
+    let customer: PlannedBonus["customer"];
+    if (text("customer_external_id") !== "") customer = { externalId: text("customer_external_id") };
+    else if (text("customer_id") !== "") {
+      const id = parserOf(CARD_LOOKUP_PARSERS.card_id)(text("customer_id"), "customer_id");
+      customer = { id };
+    } else {
+      throw new ValidationError(
+        "customer_external_id",
+        `Parameter "customer_external_id" or "customer_id" is required`,
+      );
+    }
+    const bonusId = text("bonus_id") !== ""
+      ? parserOf(CARD_LOOKUP_PARSERS.card_id)(text("bonus_id"), "bonus_id")
+      : this.programId;
+    if (bonusId === null) throw new ValidationError("bonus_id", `Parameter "bonus_id" is required`);
+    if (text("amount") === "") throw new ValidationError("amount", `Parameter "amount" is required`);
+    const overwrite = text("overwrite") === "" ? true : this.customerParsers.send_sms!(text("overwrite"), "overwrite");
+    const amount = parseMoney(text("amount"), "amount", { allowNegative: !overwrite });
+    const who = "id" in customer ? `id:${customer.id}` : `ext:${customer.externalId}`;
+    return {
+      kind: "bonus",
+      line: row.line,
+      customer,
+      bonusId,
+      amount,
+      overwrite: overwrite === true,
+      unique: overwrite ? { balance: `${who}/${bonusId}` } : {},
+    };
+  }
+
+  async #write(plan: Planned): Promise<RowResult> {
+    try {
+      if (plan.kind === "customer") return await this.#writeCustomer(plan);
+      if (plan.kind === "card") return await this.#writeCard(plan);
+      return await this.#writeBonus(plan);
+    } catch (e) {
+      return rejectOf(plan.line, e);
+    }
+  }
+
+  async #writeCustomer(plan: PlannedCustomer): Promise<RowResult> {
+    const { store, actor, options } = this;
+    const { kv } = store;
+    const cid = actor.companyId;
+    const { line, patch, unique } = plan;
+    const indexKeys: Record<MatchField, Deno.KvKey | null> = {
+      external_id: unique.external_id === null ? null : keys.customerByExternalId(cid, unique.external_id),
+      phone: unique.phone === null ? null : keys.customerByPhone(cid, unique.phone),
+      email: unique.email === null ? null : keys.customerByEmail(cid, unique.email),
+    };
+    const present = MATCH_FIELDS.filter((f) => indexKeys[f] !== null);
+    const found = await kv.getMany<number[]>(present.map((f) => indexKeys[f]!));
+    const holder = new Map<MatchField, number>();
+    present.forEach((f, i) => {
+      if (found[i]!.value !== null) holder.set(f, found[i]!.value as number);
+    });
+    const matchedBy = this.match.find((f) => holder.has(f));
+    const existingId = matchedBy === undefined ? null : holder.get(matchedBy)!;
+    // A unique value held by another customer than the one matched: the API's 409, as a reject.
+    for (const [f, id] of holder) {
+      if (id !== existingId) {
+        const value = f === "email" ? patch.email! : unique[f]!;
+        const verb = existingId === null ? "create" : "update";
+        return reject(line, f, `Cannot ${verb} customer: ${f} "${value}" is already taken`);
+      }
+    }
+    const existing = existingId === null ? null : await getCustomer(kv, cid, existingId);
+    if (existingId !== null && existing === null) {
+      return reject(line, matchedBy!, "Cannot import customer: it was deleted concurrently, try again");
+    }
+    const now = store.clock();
+    const today = localDate(now, options.settings.timeZone);
+    // Checked as a whole (birth date, register date) before anything of the row is written.
+    const next = applyCustomerPatch(existing, patch, {
+      now,
+      userId: actor.userId,
+      today,
+      id: existing?.id ?? 0,
+      groupId: undefined,
+    });
+    let groupChanged = plan.groupName !== undefined;
+    if (existing && plan.groupName !== undefined && existing.group_id !== null) {
+      const groups = await getEntriesCached(store, cid, { kind: "groups", ids: [existing.group_id], maxAgeMs: 5000 });
+      groupChanged = groups.get(existing.group_id)?.name.toLowerCase() !== plan.groupName?.toLowerCase();
+    }
+    const customerChanged = existing === null || groupChanged || !sameCustomer(existing, next);
+    let card: Card | null = null;
+    let cardChanged = false;
+    if (plan.cardUid !== null) {
+      card = await findCard(kv, cid, { uid: plan.cardUid });
+      if (card === null && plan.cardBarcode !== null) {
+        const byBarcode = await findCard(kv, cid, { card_barcode: plan.cardBarcode });
+        if (byBarcode) {
+          return reject(line, "card_barcode", `Cannot create card: barcode "${plan.cardBarcode}" is already taken`);
+        }
+      }
+      if (card && card.customer_id !== null && card.customer_id !== existingId) {
+        return reject(line, "card_uid", `Cannot import card: card "${plan.cardUid}" belongs to another customer`);
+      }
+      cardChanged = card === null || card.customer_id !== existingId ||
+        (plan.cardBarcode !== null && card.barcode !== plan.cardBarcode);
+    }
+    let balanceChanged = false;
+    if (plan.bonus !== null && existingId !== null) {
+      const record = await getBalanceRecord(kv, cid, { customerId: existingId, bonusId: this.programId! });
+      balanceChanged = summarize(walletOf(record), now, options.settings.timeZone).balance !== plan.bonus;
+    } else if (plan.bonus !== null) balanceChanged = true;
+    if (!customerChanged && !cardChanged && !balanceChanged) return { line, status: "unchanged" };
+    const status: RowStatus = existing === null ? "created" : "updated";
+    if (options.dryRun) return { line, status };
+    let customerId = existingId;
+    if (customerChanged) {
+      const saved = await saveCustomer(store, actor, {
+        id: existingId ?? undefined,
+        create: existingId === null,
+        patch,
+        groupName: plan.groupName,
+        timeZone: options.settings.timeZone,
+      });
+      customerId = saved.customer.id;
+    }
+    if (cardChanged) {
+      try {
+        await saveCard(store, actor, {
+          mode: "update",
+          lookup: { uid: plan.cardUid },
+          create: true,
+          change: plan.cardBarcode === null ? {} : { barcode: plan.cardBarcode },
+          refs: { customerId },
+        });
+      } catch (e) {
+        const r = rejectOf(line, e);
+        return { ...r, field: `card_${r.field === "uid" ? "uid" : r.field === "barcode" ? "barcode" : r.field}` };
+      }
+    }
+    if (balanceChanged) {
+      await changeBonus(store, actor, {
+        customer: { id: customerId! },
+        bonusId: this.programId!,
+        amount: plan.bonus!,
+        overwrite: true,
+        comment: null,
+        orderId: null,
+        idempotencyKey: null,
+        timeZone: options.settings.timeZone,
+      });
+    }
+    return { line, status };
+  }
+
+  async #writeCard(plan: PlannedCard): Promise<RowResult> {
+    const { store, actor, options } = this;
+    const cid = actor.companyId;
+    const existing = await findCard(store.kv, cid, plan.lookup);
+    if (existing && await sameCard(store, cid, existing, plan)) return { line: plan.line, status: "unchanged" };
+    const status: RowStatus = existing ? "updated" : "created";
+    if (options.dryRun) return { line: plan.line, status };
+    await saveCard(store, actor, {
+      mode: "update",
+      lookup: plan.lookup,
+      create: true,
+      change: plan.change,
+      refs: plan.refs,
+    });
+    return { line: plan.line, status };
+  }
+
+  async #writeBonus(plan: PlannedBonus): Promise<RowResult> {
+    const { store, actor, options } = this;
+    const cid = actor.companyId;
+    let customerId: number | null;
+    if ("id" in plan.customer) customerId = (await getCustomer(store.kv, cid, plan.customer.id))?.id ?? null;
+    else {
+      const ref = await store.kv.get<number>(keys.customerByExternalId(cid, plan.customer.externalId));
+      customerId = ref.value;
+    }
+    if (customerId === null) {
+      return "id" in plan.customer
+        ? reject(plan.line, "customer_id", `Customer "${plan.customer.id}" not found`)
+        : reject(
+          plan.line,
+          "customer_external_id",
+          `Customer with external_id "${plan.customer.externalId}" not found`,
+        );
+    }
+    if (plan.overwrite) {
+      const record = await getBalanceRecord(store.kv, cid, { customerId, bonusId: plan.bonusId });
+      if (summarize(walletOf(record), store.clock(), options.settings.timeZone).balance === plan.amount) {
+        return { line: plan.line, status: "unchanged" };
+      }
+    }
+    if (options.dryRun) return { line: plan.line, status: "updated" };
+    const result = await changeBonus(store, actor, {
+      customer: { id: customerId },
+      bonusId: plan.bonusId,
+      amount: plan.amount,
+      overwrite: plan.overwrite,
+      comment: null,
+      orderId: null,
+      // A credit is granted once per file line: a re-run of the same file replays it instead.
+      idempotencyKey: plan.overwrite || !options.fileKey ? null : `import:${options.fileKey}:${plan.line}`,
+      timeZone: options.settings.timeZone,
+    });
+    return { line: plan.line, status: result.replayed ? "unchanged" : "updated" };
+  }
+}
+
+interface PlannedCustomer {
+  kind: "customer";
+  line: number;
+  patch: CustomerPatch;
+  groupName: string | null | undefined;
+  cardUid: string | null;
+  cardBarcode: string | null;
+  bonus: number | null;
+  unique: {
+    external_id: string | null;
+    phone: string | null;
+    email: string | null;
+    card_uid: string | null;
+    card_barcode: string | null;
+  };
+}
+
+interface PlannedCard {
+  kind: "card";
+  line: number;
+  lookup: CardLookup;
+  change: Parameters<typeof saveCard>[2]["change"];
+  refs: Parameters<typeof saveCard>[2]["refs"];
+  unique: Record<string, string | null>;
+}
+
+interface PlannedBonus {
+  kind: "bonus";
+  line: number;
+  customer: { id: number } | { externalId: string };
+  bonusId: number;
+  amount: number;
+  overwrite: boolean;
+  unique: Record<string, string | null>;
+}
+
+type Planned = PlannedCustomer | PlannedCard | PlannedBonus;
+
+function reject(line: number, field: string, info: string): RowResult {
+  return { line, status: "rejected", field, info };
+}
+
+/** A row's error as a reject: the API's message and field; anything unexpected is rethrown (a bug, not a row). */
+function rejectOf(line: number, e: unknown): RowResult {
+  if (e instanceof AppError && e.status < 500) return reject(line, e.field ?? "", e.message);
+  throw e;
+}
+
+const BOOKKEEPING = new Set(["last_update_date", "last_update_by"]);
+
+/** Whether two versions of a customer hold the same values (bookkeeping fields aside). */
+function sameCustomer(a: Customer, b: Customer): boolean {
+  for (const k of Object.keys(b) as (keyof Customer)[]) {
+    if (!BOOKKEEPING.has(k) && a[k] !== b[k]) return false;
+  }
+  return true;
+}
+
+/** Whether a stored card already holds everything a row would set. */
+async function sameCard(store: Store, cid: string, card: Card, plan: PlannedCard): Promise<boolean> {
+  for (const [k, v] of Object.entries(plan.change)) {
+    if (v !== undefined && (card as unknown as Record<string, unknown>)[k] !== v) return false;
+  }
+  const { refs } = plan;
+  if (refs.typeId !== undefined && refs.typeId !== card.type_id) return false;
+  if (refs.typeName !== undefined) {
+    if (refs.typeName === null || card.type_id === null) return refs.typeName === null && card.type_id === null;
+    const types = await getEntriesCached(store, cid, { kind: "card_types", ids: [card.type_id], maxAgeMs: 5000 });
+    if (types.get(card.type_id)?.name.toLowerCase() !== refs.typeName.toLowerCase()) return false;
+  }
+  if (refs.customerId !== undefined && refs.customerId !== card.customer_id) return false;
+  if (refs.customerExternalId !== undefined) {
+    if (refs.customerExternalId === null) return card.customer_id === null;
+    const owner = await store.kv.get<number>(keys.customerByExternalId(cid, refs.customerExternalId));
+    if (owner.value !== card.customer_id) return false;
+  }
+  return true;
+}
+
+/**
+ * Imports rows a batch at a time: each batch's rows are checked against the file so far, matched and written
+ * (several rows at once; each row's writes are atomic operations of the one commit path), and `onBatch` hears the
+ * results. The report counts every row.
+ */
+export async function importRows(
+  store: Store,
+  actor: Actor,
+  options: ImportOptions & {
+    batches: AsyncIterable<ImportRow[]>;
+    /** Whether the rows carry a balance (customers' bonus column): the program is resolved before the first row. */
+    needsProgram?: boolean;
+    onBatch?: (results: RowResult[]) => void | Promise<void>;
+  },
+): Promise<ImportReport> {
+  const session = new ImportSession(store, actor, options);
+  await session.prepare(options.needsProgram ?? (options.type === "bonuses" && options.bonusId != null));
+  const report = emptyReport();
+  for await (const rows of options.batches) {
+    const results = await session.run(rows);
+    for (const r of results) countResult(report, r);
+    await options.onBatch?.(results);
+  }
+  return report;
+}
+
+/** Records a finished import run of a company (the back office lists the latest). */
+export async function recordImport(store: Store, actor: Actor, run: Omit<ImportRun, "id">): Promise<ImportRun> {
+  return await saveImportRun(store.kv, actor.companyId, run);
+}
+
+/** The latest import runs of a company, newest first. */
+export async function listImports(
+  store: Store,
+  companyId: string,
+  options: { limit?: number } = {},
+): Promise<ImportRun[]> {
+  return await listImportRuns(store.kv, companyId, { limit: options.limit ?? 20 });
+}
