@@ -18,6 +18,7 @@ import { healthRoutes } from "./health.ts";
 import { logError, requestLog } from "./log.ts";
 import { badKeyLimit, keyRateLimit } from "./rate_limit.ts";
 import { render, type ReplyBody } from "./reply.ts";
+import { IMPORT_PATH, importRoutes } from "./import.ts";
 import { GROUP_SETTINGS, PROGRAM_SETTINGS } from "../domain/program_settings.ts";
 
 /** Customer groups on the wire: `GET /api/customergroup`. */
@@ -91,12 +92,14 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   });
   // Before the key and the body are looked at: a method an endpoint does not take (HEAD on a write) is 405.
   app.use(allowedMethods(app));
-  app.use(bodyLimit({
+  const appBodyLimit = bodyLimit({
     maxSize: options.config.maxBodyBytes,
     onError: () => {
       throw new PayloadTooLargeError(`Request body is too large: at most ${options.config.maxBodyBytes} bytes`);
     },
-  }));
+  });
+  // The bulk import endpoint has its own, larger limit (IMPORT_MAX_BODY_BYTES), applied by its route.
+  app.use((c, next) => c.req.path === IMPORT_PATH ? next() : appBodyLimit(c, next));
   app.use("/api/*", badKeyLimit(deps));
   app.use("/api/*", authenticate(deps));
   app.use("/api/*", keyRateLimit(deps));
@@ -112,6 +115,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/api/customergroup", directoryRoutes(deps, GROUPS));
   app.route("/api/cardtype", directoryRoutes(deps, CARD_TYPES));
   app.route("/api/bonusprogram", directoryRoutes(deps, BONUS_PROGRAMS));
+  app.route(IMPORT_PATH, importRoutes(deps));
   app.route("/", openApiRoutes(app));
 
   app.notFound((c) => render(c.get("format") ?? "json", { success: 0, info: `No such endpoint: ${c.req.path}` }, 404));

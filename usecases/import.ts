@@ -37,6 +37,8 @@ export type MatchField = typeof MATCH_FIELDS[number];
 export interface ImportRow {
   line: number;
   values: Record<string, string>;
+  /** A value the reader could not bring to the API's writing: the row is rejected with it. */
+  error?: { field: string; info: string };
 }
 
 /** What happened to one row. */
@@ -172,6 +174,7 @@ export class ImportSession {
   /** Parses and checks a row against the file so far: a result when it is done with (rejected, skipped). */
   #plan(row: ImportRow): RowResult | Planned {
     const { line } = row;
+    if (row.error) return { line, status: "rejected", field: row.error.field, info: row.error.info };
     if (Object.values(row.values).every((v) => v.trim() === "")) return { line, status: "skipped" };
     try {
       const parsed = this.options.type === "customers"
