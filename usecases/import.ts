@@ -243,9 +243,13 @@ export class ImportSession {
 
   #parseCard(row: ImportRow): PlannedCard {
     const fields: Record<string, unknown> = {};
+    const lookupParsers: Record<string, FieldParser<unknown>> = {
+      uid: parserOf(CARD_LOOKUP_PARSERS.uid),
+      external_id: parserOf(CARD_LOOKUP_PARSERS.external_id),
+    };
     for (const [field, raw] of Object.entries(row.values)) {
       if (raw.trim() === "") continue;
-      const parse = this.cardParsers[field];
+      const parse = this.cardParsers[field] ?? lookupParsers[field];
       if (!parse) throw new ValidationError(field, `Unknown field "${field}"`);
       fields[field] = parse(raw, field);
     }
@@ -343,6 +347,15 @@ export class ImportSession {
     const existing = existingId === null ? null : await getCustomer(kv, cid, existingId);
     if (existingId !== null && existing === null) {
       return reject(line, matchedBy!, "Cannot import customer: it was deleted concurrently, try again");
+    }
+    // Matched by phone or email to a customer who has another external id: two different people, or a typo.
+    if (existing && unique.external_id !== null && existing.external_id !== null && matchedBy !== "external_id") {
+      const value = matchedBy === "email" ? patch.email! : unique[matchedBy!]!;
+      return reject(
+        line,
+        matchedBy!,
+        `Cannot import customer: ${matchedBy} "${value}" belongs to the customer with external_id "${existing.external_id}"`,
+      );
     }
     const now = store.clock();
     const today = localDate(now, options.settings.timeZone);

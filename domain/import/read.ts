@@ -172,7 +172,10 @@ async function openCsv(source: Source, options: Opened): Promise<OpenedFile> {
   const batches = async function* (): AsyncGenerator<ReadRow[]> {
     let batch: ReadRow[] = [];
     const take = (recs: { line: number; fields: string[] }[]) => {
-      for (const r of recs) if (!isEmptyRecord(r.fields)) batch.push(row(r.line, columns, r.fields, options));
+      // An empty line is handed on with empty values and counted as skipped.
+      for (const r of recs) {
+        batch.push(isEmptyRecord(r.fields) ? { line: r.line, values: {} } : row(r.line, columns, r.fields, options));
+      }
     };
     take(pending);
     pending = [];
@@ -218,12 +221,12 @@ class ObjectRows {
     for (const k of fresh) this.#index.set(k, this.headers.push(k) - 1);
     this.columns = resolved;
   }
-  row(line: number, item: unknown): ReadRow | null {
+  row(line: number, item: unknown): ReadRow {
     const values = flatten(item);
     if (values === null) {
       return { line, values: {}, error: { field: "", info: "Invalid record: not an object" } };
     }
-    if (Object.values(values).every((v) => v.trim() === "")) return null;
+    if (Object.values(values).every((v) => v.trim() === "")) return { line, values: {} };
     this.add(Object.keys(values));
     const fields = this.headers.map((h) => values[h] ?? "");
     // A key absent from this object leaves its field as it is: dropped rather than sent empty.
@@ -252,8 +255,8 @@ async function openNdjson(source: Source, options: Opened): Promise<OpenedFile> 
     if (rest !== "") yield { line: ++lineNo, text: rest.replace(/\r$/, "") };
   };
   const it = lines();
-  const parse = (l: { line: number; text: string }): ReadRow | null => {
-    if (l.text.trim() === "") return null;
+  const parse = (l: { line: number; text: string }): ReadRow => {
+    if (l.text.trim() === "") return { line: l.line, values: {} };
     let item: unknown;
     try {
       item = JSON.parse(l.text);
@@ -263,19 +266,18 @@ async function openNdjson(source: Source, options: Opened): Promise<OpenedFile> 
     return rows.row(l.line, item);
   };
   // The first record resolves the columns before any row is handed out.
-  let first: ReadRow | null = null;
+  const first: ReadRow[] = [];
   for (;;) {
     const n = await it.next();
     if (n.done) break;
-    first = parse(n.value);
-    if (first) break;
+    first.push(parse(n.value));
+    if (Object.keys(first.at(-1)!.values).length > 0) break;
   }
   const size = options.size;
   const batches = async function* (): AsyncGenerator<ReadRow[]> {
-    let batch: ReadRow[] = first ? [first] : [];
+    let batch: ReadRow[] = first;
     for await (const l of it) {
-      const r = parse(l);
-      if (r) batch.push(r);
+      batch.push(parse(l));
       if (batch.length >= size) {
         yield batch;
         batch = [];
@@ -300,8 +302,7 @@ function openObjects(items: unknown[], options: Opened): OpenedFile {
   const batches = async function* (): AsyncGenerator<ReadRow[]> {
     let batch: ReadRow[] = [];
     for (let i = 0; i < items.length; i++) {
-      const r = rows.row(i + 1, items[i]);
-      if (r) batch.push(r);
+      batch.push(rows.row(i + 1, items[i]));
       if (batch.length >= size) {
         yield batch;
         batch = [];
