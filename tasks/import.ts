@@ -265,8 +265,8 @@ async function remote(url: string, apikey: string): Promise<ImportReport> {
       } catch { /* the text as it came */ }
       usage(`The service refused the import (${res?.status}): ${info}`);
     }
-    const lines = (await res.text()).split("\n").filter((l) => l.trim() !== "");
-    for (const l of lines) countResult(report, JSON.parse(l) as RowResult);
+    const reply = await res.json() as { results: RowResult[] };
+    for (const r of reply.results) countResult(report, r);
     rowsDone += batch.length;
     progress();
   }
