@@ -15,11 +15,12 @@ import { duplicateMessage, DuplicateTracker } from "../domain/import/dupes.ts";
 import type { ImportType } from "../domain/import/columns.ts";
 import { parseMoney } from "../domain/money.ts";
 import { summarize, walletOf } from "../domain/points.ts";
-import { getBalanceRecord } from "../storage/bonuses.ts";
+import { type BalanceRecord, getBalanceRecord } from "../storage/bonuses.ts";
+import { getManyInBatches } from "../storage/batch.ts";
 import { findCard } from "../storage/cards.ts";
 import { getCustomer } from "../storage/customers.ts";
 import { getEntriesCached, listEntries } from "../storage/directories.ts";
-import { keys } from "../storage/keys.ts";
+import { bonusKeys, cardKeys, keys } from "../storage/keys.ts";
 import { type ImportRun, listImportRuns, saveImportRun } from "../storage/imports.ts";
 import type { Store } from "../storage/store.ts";
 import { changeBonus } from "./bonuses.ts";
@@ -157,13 +158,15 @@ export class ImportSession {
   async run(rows: ImportRow[]): Promise<RowResult[]> {
     // Duplicates are decided in file order before any row of the batch is written.
     const planned = rows.map((row) => this.#plan(row));
+    const customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    const pre = await this.#prefetch(customers);
     const results: RowResult[] = new Array(rows.length);
     let next = 0;
     const worker = async () => {
       while (next < planned.length) {
         const i = next++;
         const plan = planned[i]!;
-        results[i] = "status" in plan ? plan : await this.#write(plan);
+        results[i] = "status" in plan ? plan : await this.#write(plan, pre.get(plan as PlannedCustomer));
       }
     };
     const width = Math.max(1, this.options.concurrency ?? 16);
@@ -308,9 +311,66 @@ export class ImportSession {
     };
   }
 
-  async #write(plan: Planned): Promise<RowResult> {
+  /**
+   * Reads what the customer rows of a batch are matched against in a few getMany rounds for the whole batch (index
+   * entries, then the customers, cards and balances they point at), so rows already in cost no reads of their own.
+   */
+  async #prefetch(plans: PlannedCustomer[]): Promise<Map<PlannedCustomer, Prefetched>> {
+    const out = new Map<PlannedCustomer, Prefetched>();
+    if (plans.length === 0) return out;
+    const cid = this.actor.companyId;
+    const first: Deno.KvKey[] = [];
+    const at: { fields: MatchField[]; start: number; card: number | null }[] = [];
+    for (const p of plans) {
+      const fields = MATCH_FIELDS.filter((f) => p.unique[f] !== null);
+      const start = first.length;
+      for (const f of fields) first.push(matchKey(cid, f, p.unique[f]!));
+      let card: number | null = null;
+      if (p.cardUid !== null) {
+        card = first.length;
+        first.push(cardKeys.byUid(cid, p.cardUid));
+      }
+      at.push({ fields, start, card });
+    }
+    const read1 = await getManyInBatches<number>(this.store.kv, first);
+    const second: Deno.KvKey[] = [];
+    const refs: { holders: Map<MatchField, number>; existingId: number | null; c: number; k: number; b: number }[] = [];
+    plans.forEach((p, i) => {
+      const { fields, start, card } = at[i]!;
+      const holders = new Map<MatchField, number>();
+      fields.forEach((f, j) => {
+        const v = read1[start + j]!.value;
+        if (v !== null) holders.set(f, v);
+      });
+      const matchedBy = this.match.find((f) => holders.has(f));
+      const existingId = matchedBy === undefined ? null : holders.get(matchedBy)!;
+      const ref = { holders, existingId, c: -1, k: -1, b: -1 };
+      if (existingId !== null) {
+        ref.c = second.push(keys.customer(cid, existingId)) - 1;
+        if (p.bonus !== null && this.programId !== null) {
+          ref.b = second.push(bonusKeys.balance(cid, existingId, this.programId)) - 1;
+        }
+      }
+      const cardId = card === null ? null : read1[card]!.value;
+      if (cardId !== null) ref.k = second.push(cardKeys.card(cid, cardId)) - 1;
+      refs.push(ref);
+    });
+    const read2 = await getManyInBatches<unknown>(this.store.kv, second);
+    plans.forEach((p, i) => {
+      const r = refs[i]!;
+      out.set(p, {
+        holders: r.holders,
+        existing: r.c < 0 ? null : read2[r.c]!.value as Customer | null,
+        card: r.k < 0 ? null : read2[r.k]!.value as Card | null,
+        balance: r.b < 0 ? null : read2[r.b]!.value as BalanceRecord | null,
+      });
+    });
+    return out;
+  }
+
+  async #write(plan: Planned, pre?: Prefetched): Promise<RowResult> {
     try {
-      if (plan.kind === "customer") return await this.#writeCustomer(plan);
+      if (plan.kind === "customer") return await this.#writeCustomer(plan, pre);
       if (plan.kind === "card") return await this.#writeCard(plan);
       return await this.#writeBonus(plan);
     } catch (e) {
@@ -318,22 +378,13 @@ export class ImportSession {
     }
   }
 
-  async #writeCustomer(plan: PlannedCustomer): Promise<RowResult> {
+  async #writeCustomer(plan: PlannedCustomer, given?: Prefetched): Promise<RowResult> {
     const { store, actor, options } = this;
     const { kv } = store;
     const cid = actor.companyId;
     const { line, patch, unique } = plan;
-    const indexKeys: Record<MatchField, Deno.KvKey | null> = {
-      external_id: unique.external_id === null ? null : keys.customerByExternalId(cid, unique.external_id),
-      phone: unique.phone === null ? null : keys.customerByPhone(cid, unique.phone),
-      email: unique.email === null ? null : keys.customerByEmail(cid, unique.email),
-    };
-    const present = MATCH_FIELDS.filter((f) => indexKeys[f] !== null);
-    const found = await kv.getMany<number[]>(present.map((f) => indexKeys[f]!));
-    const holder = new Map<MatchField, number>();
-    present.forEach((f, i) => {
-      if (found[i]!.value !== null) holder.set(f, found[i]!.value as number);
-    });
+    const pre = given ?? (await this.#prefetch([plan])).get(plan)!;
+    const holder = pre.holders;
     const matchedBy = this.match.find((f) => holder.has(f));
     const existingId = matchedBy === undefined ? null : holder.get(matchedBy)!;
     // A unique value held by another customer than the one matched: the API's 409, as a reject.
@@ -344,7 +395,7 @@ export class ImportSession {
         return reject(line, f, `Cannot ${verb} customer: ${f} "${value}" is already taken`);
       }
     }
-    const existing = existingId === null ? null : await getCustomer(kv, cid, existingId);
+    const existing = pre.existing;
     if (existingId !== null && existing === null) {
       return reject(line, matchedBy!, "Cannot import customer: it was deleted concurrently, try again");
     }
@@ -376,7 +427,7 @@ export class ImportSession {
     let card: Card | null = null;
     let cardChanged = false;
     if (plan.cardUid !== null) {
-      card = await findCard(kv, cid, { uid: plan.cardUid });
+      card = pre.card;
       if (card === null && plan.cardBarcode !== null) {
         const byBarcode = await findCard(kv, cid, { card_barcode: plan.cardBarcode });
         if (byBarcode) {
@@ -391,7 +442,7 @@ export class ImportSession {
     }
     let balanceChanged = false;
     if (plan.bonus !== null && existingId !== null) {
-      const record = await getBalanceRecord(kv, cid, { customerId: existingId, bonusId: this.programId! });
+      const record = pre.balance;
       balanceChanged = summarize(walletOf(record), now, options.settings.timeZone).balance !== plan.bonus;
     } else if (plan.bonus !== null) balanceChanged = true;
     if (!customerChanged && !cardChanged && !balanceChanged) return { line, status: "unchanged" };
@@ -531,6 +582,23 @@ interface PlannedBonus {
 }
 
 type Planned = PlannedCustomer | PlannedCard | PlannedBonus;
+
+/** What a customer row is matched against, read for a whole batch at once. */
+interface Prefetched {
+  /** The customer holding each of the row's unique values. */
+  holders: Map<MatchField, number>;
+  existing: Customer | null;
+  /** The card of the row's card_uid. */
+  card: Card | null;
+  /** The matched customer's balance in the import's program. */
+  balance: BalanceRecord | null;
+}
+
+function matchKey(cid: string, field: MatchField, value: string): Deno.KvKey {
+  if (field === "phone") return keys.customerByPhone(cid, value);
+  if (field === "email") return keys.customerByEmail(cid, value);
+  return keys.customerByExternalId(cid, value);
+}
 
 function reject(line: number, field: string, info: string): RowResult {
   return { line, status: "rejected", field, info };

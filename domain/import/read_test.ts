@@ -102,7 +102,7 @@ Deno.test("DuplicateTracker: the first line wins, a rejected row claims nothing"
   assert.equal(t.claim(4, { phone: "2" }), null, "line 3 was rejected, so its phone is free");
 });
 
-Deno.test("openRows(): a Windows-1251 CSV with ; is detected and read as a stream", async () => {
+Deno.test("openRows(): a Windows-1251 CSV with ; is detected and read as a stream; an empty line stays, to be skipped", async () => {
   const text = "Фамилия;Имя;Бонусы\r\nИванов;Иван;1 250,50\r\n\r\nПетров;Пётр;10\r\n";
   const bytes = new Uint8Array([...text].map((ch) => {
     const code = ch.charCodeAt(0);
@@ -115,6 +115,7 @@ Deno.test("openRows(): a Windows-1251 CSV with ; is detected and read as a strea
   assert.equal(opened.delimiter, ";");
   assert.deepEqual(await rowsOf(opened.batches), [
     { line: 2, values: { lname: "Иванов", fname: "Иван", bonus: "1250.50" } },
+    { line: 3, values: {} },
     { line: 4, values: { lname: "Петров", fname: "Пётр", bonus: "10" } },
   ]);
 });
