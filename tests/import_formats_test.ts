@@ -49,7 +49,11 @@ const ROWS: string[][] = [
 const EXPECTED_REJECTS: [number, string, string][] = [
   [1, "phone", 'phone "79000000001" is already in line {0} of this file'],
   [2, "birth_day", 'Invalid birth_day "31": 1987-02 has no day 31'],
-  [4, "external_id", "Cannot import customer: the row has no external_id, phone or email to find it by on a re-run"],
+  [
+    4,
+    "external_id",
+    "Cannot import customer: the row has no external_id, phone, email or card_uid to find it by on a re-run",
+  ],
   [5, "email", 'Invalid email "not-an-email": must be one address like name@example.com'],
   [6, "phone", 'Cannot import customer: phone "79000000099" belongs to the customer with external_id "store1"'],
   [9, "external_id", 'external_id "c1" is already in line {0} of this file'],
@@ -286,4 +290,26 @@ Deno.test("listImports() lists recorded runs newest first", async () => {
   const runs = await listImports(store, "acme", { limit: 10 });
   assert.deepEqual(runs.map((r) => r.file), ["b.csv", "a.csv"]);
   assert.deepEqual(await listImports(store, "other"), []);
+});
+
+Deno.test("a row with only a card number is its card's owner; with nothing to match by it is rejected", async () => {
+  using s = await seeded();
+  const { store } = s;
+  const go = async (csv: string) => {
+    const opened = await openRows(streamOf(utf8(csv)), { format: "csv", type: "customers" });
+    return await importRows(store, actor, { type: "customers", settings: SETTINGS, batches: opened.batches });
+  };
+  await go("external_id,Номер карты\nstore1,00077\n");
+  const report = await go("Номер карты,Имя\n00077,Карточный\n00078,Новый\n,Никто\n");
+  assert.deepEqual({ ...report, rejects: report.rejects.map((r) => r.line) }, {
+    created: 1,
+    updated: 1,
+    unchanged: 0,
+    rejected: 1,
+    skipped: 0,
+    rejects: [4],
+  });
+  assert.equal((await customerBy(store, "store1"))?.fname, "Карточный");
+  const owner = (await findCard(store.kv, "acme", { uid: "00078" }))?.customer_id;
+  assert.equal((await store.kv.get<Customer>(keys.customer("acme", owner!))).value?.fname, "Новый");
 });

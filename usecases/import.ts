@@ -217,10 +217,10 @@ export class ImportSession {
       throw new ValidationError("card_uid", "Invalid card_uid: a card needs its number (card_uid) beside card_barcode");
     }
     const p = patch as CustomerPatch;
-    if (!MATCH_FIELDS.some((f) => p[f] != null)) {
+    if (!MATCH_FIELDS.some((f) => p[f] != null) && cardUid === null) {
       throw new ValidationError(
         this.match[0]!,
-        "Cannot import customer: the row has no external_id, phone or email to find it by on a re-run",
+        "Cannot import customer: the row has no external_id, phone, email or card_uid to find it by on a re-run",
       );
     }
     if (bonus !== null && this.programId === null) {
@@ -385,8 +385,15 @@ export class ImportSession {
     const { line, patch, unique } = plan;
     const pre = given ?? (await this.#prefetch([plan])).get(plan)!;
     const holder = pre.holders;
-    const matchedBy = this.match.find((f) => holder.has(f));
-    const existingId = matchedBy === undefined ? null : holder.get(matchedBy)!;
+    let matchedBy: MatchField | "card_uid" | undefined = this.match.find((f) => holder.has(f));
+    let existingId = matchedBy === undefined ? null : holder.get(matchedBy)!;
+    let existing = pre.existing;
+    // A row with nothing but a card (a till's customer) is its card's owner.
+    if (!MATCH_FIELDS.some((f) => unique[f] !== null) && pre.card?.customer_id != null) {
+      matchedBy = "card_uid";
+      existingId = pre.card.customer_id;
+      existing = await getCustomer(kv, cid, existingId);
+    }
     // A unique value held by another customer than the one matched: the API's 409, as a reject.
     for (const [f, id] of holder) {
       if (id !== existingId) {
@@ -395,13 +402,12 @@ export class ImportSession {
         return reject(line, f, `Cannot ${verb} customer: ${f} "${value}" is already taken`);
       }
     }
-    const existing = pre.existing;
     if (existingId !== null && existing === null) {
       return reject(line, matchedBy!, "Cannot import customer: it was deleted concurrently, try again");
     }
     // Matched by phone or email to a customer who has another external id: two different people, or a typo.
     if (existing && unique.external_id !== null && existing.external_id !== null && matchedBy !== "external_id") {
-      const value = matchedBy === "email" ? patch.email! : unique[matchedBy!]!;
+      const value = matchedBy === "email" ? patch.email! : unique[matchedBy as MatchField]!;
       return reject(
         line,
         matchedBy!,
