@@ -5,7 +5,17 @@
  * call `importRows`; neither knows how the other gets its rows.
  */
 import type { Actor } from "../domain/audit.ts";
-import { type Card, CARD_LOOKUP_PARSERS, cardFieldParsers, type CardLookup, splitCardFields } from "../domain/card.ts";
+import {
+  applyCardChange,
+  type Card,
+  CARD_LOOKUP_PARSERS,
+  cardFieldParsers,
+  type CardLookup,
+  splitCardFields,
+} from "../domain/card.ts";
+import { type PointsRules, summarize, walletOf } from "../domain/points.ts";
+import { rulesOf } from "../domain/program_settings.ts";
+import { createFresh, type FreshCustomer } from "../storage/import_batch.ts";
 import { applyCustomerPatch, type Customer, customerFieldParsers, type CustomerPatch } from "../domain/customer.ts";
 import { localDate } from "../domain/dates.ts";
 import { emailKey } from "../domain/email.ts";
@@ -14,7 +24,6 @@ import { type FieldParser, parserOf, parsersOf } from "../domain/fields.ts";
 import { duplicateMessage, DuplicateTracker } from "../domain/import/dupes.ts";
 import type { ImportType } from "../domain/import/columns.ts";
 import { parseMoney } from "../domain/money.ts";
-import { summarize, walletOf } from "../domain/points.ts";
 import { type BalanceRecord, getBalanceRecord } from "../storage/bonuses.ts";
 import { getManyInBatches } from "../storage/batch.ts";
 import { findCard } from "../storage/cards.ts";
@@ -151,8 +160,14 @@ export class ImportSession {
 
   /** Resolves what the rows need before the first one (the bonus program); throws ImportSetupError. */
   async prepare(needsProgram: boolean): Promise<void> {
-    if (needsProgram) this.programId = await importProgram(this.store, this.actor, this.options.bonusId);
+    if (!needsProgram) return;
+    this.programId = await importProgram(this.store, this.actor, this.options.bonusId);
+    const programs = await listEntries(this.store.kv, this.actor.companyId, "bonus_programs");
+    this.#rules = rulesOf(programs.find((p) => p.id === this.programId)?.settings);
   }
+
+  /** The rules of the program of balances (for the batched create). */
+  #rules: PointsRules | null = null;
 
   /** Imports a batch of rows, several at once; results in row order. */
   async run(rows: ImportRow[]): Promise<RowResult[]> {
@@ -161,6 +176,17 @@ export class ImportSession {
     const customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
     const pre = await this.#prefetch(customers);
     const results: RowResult[] = new Array(rows.length);
+    // New customers (nothing of theirs in the store yet) go in several per atomic operation.
+    const fresh = this.options.dryRun ? [] : this.#freshOf(customers, pre);
+    if (fresh.length > 0) {
+      const written = await createFresh(this.store, this.actor, fresh.map((f) => f.row));
+      fresh.forEach((f, i) => {
+        if (written[i]) {
+          const at = planned.indexOf(f.plan);
+          planned[at] = { line: f.plan.line, status: "created" };
+        }
+      });
+    }
     let next = 0;
     const worker = async () => {
       while (next < planned.length) {
@@ -309,6 +335,74 @@ export class ImportSession {
       overwrite: overwrite === true,
       unique: overwrite ? { balance: `${who}/${bonusId}` } : {},
     };
+  }
+
+  /**
+   * The customer rows of a batch that only create (no unique value of theirs in the store, no group to resolve, a
+   * card whose barcode is given or its uid's EAN-13), decided by the same domain rules as saveCustomer and saveCard;
+   * a row these rules refuse is left to the one-at-a-time path, which reports it.
+   */
+  #freshOf(
+    plans: PlannedCustomer[],
+    pre: Map<PlannedCustomer, Prefetched>,
+  ): { plan: PlannedCustomer; row: FreshCustomer }[] {
+    const out: { plan: PlannedCustomer; row: FreshCustomer }[] = [];
+    const claimed = new Set<string>();
+    const now = this.store.clock();
+    const today = localDate(now, this.options.settings.timeZone);
+    const { userId } = this.actor;
+    for (const plan of plans) {
+      const p = pre.get(plan)!;
+      if (p.holders.size > 0 || p.card !== null || plan.groupName !== undefined) continue;
+      if (
+        plan.cardUid === null && plan.unique.external_id === null && plan.unique.phone === null &&
+        plan.unique.email === null
+      ) continue;
+      let customer: Customer;
+      let card: Card | null = null;
+      try {
+        customer = applyCustomerPatch(null, plan.patch, { now, userId, today, id: 0, groupId: undefined });
+        if (plan.cardUid !== null) {
+          card = applyCardChange(null, plan.cardBarcode === null ? {} : { barcode: plan.cardBarcode }, {
+            id: 0,
+            uid: plan.cardUid,
+            externalId: null,
+            typeId: null,
+            customerId: 0,
+            now,
+            userId,
+          });
+          if (plan.cardBarcode === null) card.barcode = card.uid_ean13;
+          if (card.barcode === null) continue;
+        }
+      } catch {
+        continue;
+      }
+      if (plan.bonus !== null && (this.programId === null || this.#rules === null)) continue;
+      // Two rows of one operation must not claim one key (a derived barcode may repeat another row's).
+      const mine = [
+        `p:${customer.phone}`,
+        `e:${plan.unique.email}`,
+        `x:${customer.external_id}`,
+        ...(card ? [`u:${card.uid}`, `b:${card.barcode}`] : []),
+      ].filter((k) => !k.endsWith(":null"));
+      if (mine.some((k) => claimed.has(k))) continue;
+      for (const k of mine) claimed.add(k);
+      out.push({
+        plan,
+        row: {
+          customer,
+          card,
+          balance: plan.bonus === null ? null : {
+            bonusId: this.programId!,
+            amount: plan.bonus,
+            rules: this.#rules!,
+            timeZone: this.options.settings.timeZone,
+          },
+        },
+      });
+    }
+    return out;
   }
 
   /**
