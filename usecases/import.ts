@@ -97,8 +97,10 @@ export interface ImportOptions {
   settings: { defaultCountryCode: string; timeZone: string };
   /** Makes the idempotency key of a credit (overwrite 0) of a balances file, so a re-run grants it once. */
   fileKey?: string;
-  /** Rows written at once (each row is its own atomic writes). */
+  /** Rows written at once by the one-at-a-time path. */
   concurrency?: number;
+  /** New customers go in several per atomic operation (default true); false writes every row on its own. */
+  batched?: boolean;
 }
 
 /** A fresh report. */
@@ -177,7 +179,7 @@ export class ImportSession {
     const pre = await this.#prefetch(customers);
     const results: RowResult[] = new Array(rows.length);
     // New customers (nothing of theirs in the store yet) go in several per atomic operation.
-    const fresh = this.options.dryRun ? [] : this.#freshOf(customers, pre);
+    const fresh = this.options.dryRun || this.options.batched === false ? [] : this.#freshOf(customers, pre);
     if (fresh.length > 0) {
       const written = await createFresh(this.store, this.actor, fresh.map((f) => f.row));
       fresh.forEach((f, i) => {
