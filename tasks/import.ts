@@ -21,6 +21,7 @@ import {
   MATCH_FIELDS,
   type MatchField,
   recordImport,
+  RowChecker,
   type RowResult,
 } from "../usecases/import.ts";
 
@@ -240,7 +241,18 @@ async function remote(url: string, apikey: string): Promise<ImportReport> {
   query.set("match", match.join(","));
   if (needsProgram) query.set("needs_program", "1");
   const endpoint = `${url.replace(/\/$/, "")}/api/import?${query}`;
-  for await (const batch of rowsOf()) {
+  // Rows are parsed and checked for duplicates here too, so a duplicate in a later batch is found as locally.
+  const checker = new RowChecker({ type, bonusId, match, settings: config });
+  if (needsProgram) checker.programId = bonusId ?? 0;
+  for await (const all of rowsOf()) {
+    const batch: ReadRow[] = [];
+    for (const row of all) {
+      const checked = checker.plan(row);
+      if ("status" in checked) countResult(report, checked);
+      else batch.push(row);
+    }
+    rowsDone += all.length - batch.length;
+    if (batch.length === 0) continue;
     const body = batch.map((r) => JSON.stringify(r)).join("\n") + "\n";
     let res: Response | undefined;
     for (let attempt = 1; attempt <= 5; attempt++) {

@@ -220,6 +220,7 @@ Deno.test("remote mode: --url --apikey imports through POST /api/import of a rea
       { external_id: "r2", phone: "+79005550001" },
       {},
       { external_id: "r3", birth_day: "30", birth_month: "2" },
+      { external_id: "r1", fname: "Другая" },
     ].map((o) => JSON.stringify(o)).join("\n") + "\n",
   );
   const args = [file, "--url", server.base, "--apikey", key, "--batch-size", "2"];
@@ -232,15 +233,16 @@ Deno.test("remote mode: --url --apikey imports through POST /api/import of a rea
     created: 1,
     updated: 0,
     unchanged: 0,
-    rejected: 2,
+    rejected: 3,
     skipped: 1,
     rejects: [
       { line: 2, field: "phone", info: 'phone "79005550001" is already in line 1 of this file' },
       { line: 4, field: "birth_day", info: 'Invalid birth_day "30": month 2 has no day 30' },
+      { line: 5, field: "external_id", info: 'external_id "r1" is already in line 1 of this file' },
     ],
   });
   const again = await runTask("import", args, { kvPath: ":memory:" });
-  assert.match(again.out, /0 created, 0 updated, 1 unchanged, 2 rejected, 1 skipped/);
+  assert.match(again.out, /0 created, 0 updated, 1 unchanged, 3 rejected, 1 skipped/);
   await server.stop();
   await withKv(kvPath, async (kv) => {
     const c = await customerBy(kv, "shop", "external_id", "r1");

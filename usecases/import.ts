@@ -145,8 +145,11 @@ export async function importProgram(store: Store, actor: Actor, bonusId: number 
   );
 }
 
-/** What one import keeps between its batches: in-file duplicates and the parsers. */
-export class ImportSession {
+/**
+ * Parses rows and decides in-file duplicates, with no store: the part of an import the remote client runs too, so
+ * duplicates across its batches are found as a local import finds them.
+ */
+export class RowChecker {
   readonly dupes = new DuplicateTracker();
   readonly customerParsers: Record<string, FieldParser<unknown>>;
   readonly cardParsers: Record<string, FieldParser<unknown>>;
@@ -154,56 +157,14 @@ export class ImportSession {
   /** The program of balances, once known (see importProgram). */
   programId: number | null = null;
 
-  constructor(readonly store: Store, readonly actor: Actor, readonly options: ImportOptions) {
+  constructor(readonly options: ImportOptions) {
     this.customerParsers = parsersOf(customerFieldParsers(options.settings));
     this.cardParsers = cardFieldParsers(options.settings) as Record<string, FieldParser<unknown>>;
     this.match = options.match ?? MATCH_FIELDS;
   }
 
-  /** Resolves what the rows need before the first one (the bonus program); throws ImportSetupError. */
-  async prepare(needsProgram: boolean): Promise<void> {
-    if (!needsProgram) return;
-    this.programId = await importProgram(this.store, this.actor, this.options.bonusId);
-    const programs = await listEntries(this.store.kv, this.actor.companyId, "bonus_programs");
-    this.#rules = rulesOf(programs.find((p) => p.id === this.programId)?.settings);
-  }
-
-  /** The rules of the program of balances (for the batched create). */
-  #rules: PointsRules | null = null;
-
-  /** Imports a batch of rows, several at once; results in row order. */
-  async run(rows: ImportRow[]): Promise<RowResult[]> {
-    // Duplicates are decided in file order before any row of the batch is written.
-    const planned = rows.map((row) => this.#plan(row));
-    const customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
-    const pre = await this.#prefetch(customers);
-    const results: RowResult[] = new Array(rows.length);
-    // New customers (nothing of theirs in the store yet) go in several per atomic operation.
-    const fresh = this.options.dryRun || this.options.batched === false ? [] : this.#freshOf(customers, pre);
-    if (fresh.length > 0) {
-      const written = await createFresh(this.store, this.actor, fresh.map((f) => f.row));
-      fresh.forEach((f, i) => {
-        if (written[i]) {
-          const at = planned.indexOf(f.plan);
-          planned[at] = { line: f.plan.line, status: "created" };
-        }
-      });
-    }
-    let next = 0;
-    const worker = async () => {
-      while (next < planned.length) {
-        const i = next++;
-        const plan = planned[i]!;
-        results[i] = "status" in plan ? plan : await this.#write(plan, pre.get(plan as PlannedCustomer));
-      }
-    };
-    const width = Math.max(1, this.options.concurrency ?? 16);
-    await Promise.all(Array.from({ length: Math.min(width, rows.length) }, worker));
-    return results;
-  }
-
   /** Parses and checks a row against the file so far: a result when it is done with (rejected, skipped). */
-  #plan(row: ImportRow): RowResult | Planned {
+  plan(row: ImportRow): RowResult | Planned {
     const { line } = row;
     if (row.error) return { line, status: "rejected", field: row.error.field, info: row.error.info };
     if (Object.values(row.values).every((v) => v.trim() === "")) return { line, status: "skipped" };
@@ -337,6 +298,55 @@ export class ImportSession {
       overwrite: overwrite === true,
       unique: overwrite ? { balance: `${who}/${bonusId}` } : {},
     };
+  }
+}
+
+/** What one import keeps between its batches (in-file duplicates, the parsers, the program) and writes with. */
+export class ImportSession extends RowChecker {
+  constructor(readonly store: Store, readonly actor: Actor, options: ImportOptions) {
+    super(options);
+  }
+
+  /** Resolves what the rows need before the first one (the bonus program); throws ImportSetupError. */
+  async prepare(needsProgram: boolean): Promise<void> {
+    if (!needsProgram) return;
+    this.programId = await importProgram(this.store, this.actor, this.options.bonusId);
+    const programs = await listEntries(this.store.kv, this.actor.companyId, "bonus_programs");
+    this.#rules = rulesOf(programs.find((p) => p.id === this.programId)?.settings);
+  }
+
+  /** The rules of the program of balances (for the batched create). */
+  #rules: PointsRules | null = null;
+
+  /** Imports a batch of rows, several at once; results in row order. */
+  async run(rows: ImportRow[]): Promise<RowResult[]> {
+    // Duplicates are decided in file order before any row of the batch is written.
+    const planned = rows.map((row) => this.plan(row));
+    const customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    const pre = await this.#prefetch(customers);
+    const results: RowResult[] = new Array(rows.length);
+    // New customers (nothing of theirs in the store yet) go in several per atomic operation.
+    const fresh = this.options.dryRun || this.options.batched === false ? [] : this.#freshOf(customers, pre);
+    if (fresh.length > 0) {
+      const written = await createFresh(this.store, this.actor, fresh.map((f) => f.row));
+      fresh.forEach((f, i) => {
+        if (written[i]) {
+          const at = planned.indexOf(f.plan);
+          planned[at] = { line: f.plan.line, status: "created" };
+        }
+      });
+    }
+    let next = 0;
+    const worker = async () => {
+      while (next < planned.length) {
+        const i = next++;
+        const plan = planned[i]!;
+        results[i] = "status" in plan ? plan : await this.#write(plan, pre.get(plan as PlannedCustomer));
+      }
+    };
+    const width = Math.max(1, this.options.concurrency ?? 16);
+    await Promise.all(Array.from({ length: Math.min(width, rows.length) }, worker));
+    return results;
   }
 
   /**
