@@ -18,6 +18,7 @@ import {
   type MatchField,
   recordImport,
   type RowResult,
+  RUN_ID,
 } from "../usecases/import.ts";
 import { requireWrite } from "./auth.ts";
 import { actorOf, type AppEnv, type Deps } from "./context.ts";
@@ -51,6 +52,16 @@ const QUERY = {
   file: text(200).describe("The imported file's name, for the run record."),
   file_key: text(100).describe("A key of the file, so a re-run grants each credit of a balances file once."),
   needs_program: bool.describe("1: the rows carry balances; the program is resolved before the first row."),
+  run: field((raw, name) => {
+    if (!RUN_ID.test(raw)) {
+      throw new ValidationError(name, `Invalid ${name} "${raw}": must look like 001700000000000-0a1b2c3d`);
+    }
+    return raw;
+  }, {
+    wire: z.string().regex(RUN_ID),
+    description: "The import run the rows belong to: the requests of one remote import are recorded as one run.",
+    example: "001700000000000-0a1b2c3d",
+  }),
 };
 
 const resultView = z.strictObject({
@@ -141,7 +152,7 @@ export function importRoutes(deps: Deps) {
         started,
         finished: store.clock(),
         ...report,
-      });
+      }, { id: q.run ?? undefined });
     }
     const { rejects: _r, ...counts } = report;
     return reply(c, { success: 1, type: "import", count: results.length, ...counts, results: results as never });

@@ -23,15 +23,47 @@ export interface ImportRun {
 /** Rejects kept with a run record. */
 export const RUN_REJECTS_KEPT = 100;
 
-/** Stores a run; its id sorts by start time. */
-export async function saveImportRun(kv: Deno.Kv, cid: string, run: Omit<ImportRun, "id">): Promise<ImportRun> {
-  const id = `${String(run.started).padStart(15, "0")}-${crypto.randomUUID().slice(0, 8)}`;
-  const record: ImportRun = { ...run, id, rejects: run.rejects.slice(0, RUN_REJECTS_KEPT) };
-  for (const r of record.rejects) r.info = r.info.slice(0, 300);
-  const res = await kv.atomic().check({ key: importKeys.run(cid, id), versionstamp: null })
-    .set(importKeys.run(cid, id), record).commit();
-  if (!res.ok) throw new Error(`Import run "${id}" already recorded`);
-  return record;
+/** The shape of a run id: the start time (ms, 15 digits) and a random tail, so ids sort by start time. */
+export const RUN_ID = /^\d{15}-[0-9a-f]{8}$/;
+
+/** A new run id for a run started at `started` (ms). */
+export function newRunId(started: number): string {
+  return `${String(started).padStart(15, "0")}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * Stores a run, or with `id` adds to the run of that id (a remote import sends its batches as several requests):
+ * counts summed, rejects appended up to RUN_REJECTS_KEPT, the earliest start and latest finish kept.
+ */
+export async function saveImportRun(
+  kv: Deno.Kv,
+  cid: string,
+  run: Omit<ImportRun, "id">,
+  options: { id?: string } = {},
+): Promise<ImportRun> {
+  const id = options.id ?? newRunId(run.started);
+  const key = importKeys.run(cid, id);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const current = await kv.get<ImportRun>(key);
+    const old = current.value;
+    const record: ImportRun = old
+      ? {
+        ...old,
+        started: Math.min(old.started, run.started),
+        finished: Math.max(old.finished, run.finished),
+        created: old.created + run.created,
+        updated: old.updated + run.updated,
+        unchanged: old.unchanged + run.unchanged,
+        rejected: old.rejected + run.rejected,
+        skipped: old.skipped + run.skipped,
+        rejects: [...old.rejects, ...run.rejects].slice(0, RUN_REJECTS_KEPT),
+      }
+      : { ...run, id, rejects: run.rejects.slice(0, RUN_REJECTS_KEPT) };
+    record.rejects = record.rejects.map((r) => ({ ...r, info: r.info.slice(0, 300) }));
+    const res = await kv.atomic().check(current).set(key, record).commit();
+    if (res.ok) return record;
+  }
+  throw new Error(`Import run "${id}" was changed concurrently too often`);
 }
 
 /** The latest runs, newest first. */

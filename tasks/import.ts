@@ -20,6 +20,7 @@ import {
   importRows,
   MATCH_FIELDS,
   type MatchField,
+  newRunId,
   recordImport,
   RowChecker,
   type RowResult,
@@ -235,24 +236,28 @@ async function local(): Promise<ImportReport> {
 /** Sends the rows in batches to POST /api/import (NDJSON in, one result per row out). */
 async function remote(url: string, apikey: string): Promise<ImportReport> {
   const report = emptyReport();
-  const query = new URLSearchParams({ type, file: fileName, file_key: await fileKeyOf(file) });
+  const query = new URLSearchParams({
+    type,
+    file: fileName,
+    file_key: await fileKeyOf(file),
+    run: newRunId(Date.now()),
+  });
   if (bonusId !== null) query.set("bonus_id", String(bonusId));
   if (args["dry-run"]) query.set("dry_run", "1");
   query.set("match", match.join(","));
   if (needsProgram) query.set("needs_program", "1");
   const endpoint = `${url.replace(/\/$/, "")}/api/import?${query}`;
-  // Rows are parsed and checked for duplicates here too, so a duplicate in a later batch is found as locally.
+  // Rows are parsed and checked for duplicates here too, so a duplicate in a later batch is found as locally; a row
+  // refused here is sent with its reason, so the service's reply and its run record count every row.
   const checker = new RowChecker({ type, bonusId, match, settings: config });
   if (needsProgram) checker.programId = bonusId ?? 0;
   for await (const all of rowsOf()) {
-    const batch: ReadRow[] = [];
-    for (const row of all) {
+    const batch: ReadRow[] = all.map((row) => {
       const checked = checker.plan(row);
-      if ("status" in checked) countResult(report, checked);
-      else batch.push(row);
-    }
-    rowsDone += all.length - batch.length;
-    if (batch.length === 0) continue;
+      if (!("status" in checked)) return row;
+      if (checked.status === "skipped") return { line: row.line, values: {} };
+      return { line: row.line, values: {}, error: { field: checked.field ?? "", info: checked.info ?? "" } };
+    });
     const body = batch.map((r) => JSON.stringify(r)).join("\n") + "\n";
     let res: Response | undefined;
     for (let attempt = 1; attempt <= 5; attempt++) {

@@ -243,15 +243,27 @@ Deno.test("remote mode: --url --apikey imports through POST /api/import of a rea
   });
   const again = await runTask("import", args, { kvPath: ":memory:" });
   assert.match(again.out, /0 created, 0 updated, 1 unchanged, 3 rejected, 1 skipped/);
+  // A local import into the same store file while the service runs on it: the service sees the row at once.
+  const local = `${dir.path}/local.csv`;
+  await Deno.writeTextFile(local, "external_id,Имя\nl1,Локальный\n");
+  const direct = await runTask("import", [local, "--company", "shop"], { kvPath });
+  assert.equal(direct.code, 0, direct.out + direct.err);
+  const seen = await fetch(`${server.base}/api/customer?external_id=l1&apikey=${key}`);
+  assert.equal((await seen.json()).customers[0]?.fname, "Локальный");
   await server.stop();
   await withKv(kvPath, async (kv) => {
     const c = await customerBy(kv, "shop", "external_id", "r1");
     assert.equal(c?.fname, "Анна");
     assert.equal((await findCard(kv, "shop", { uid: "0042" }))?.customer_id, c?.id);
     assert.equal((await getBalanceRecord(kv, "shop", { customerId: c!.id, bonusId: 1 }))?.balance, 1250);
-    assert.equal(await countList(kv, "shop", "all"), 1);
+    assert.equal(await countList(kv, "shop", "all"), 2);
     const runs = await listImports(createStore(kv), "shop");
-    assert.ok(runs.every((run) => run.actor.startsWith("key:")), "the endpoint's runs are the key's");
+    assert.deepEqual(
+      runs.map((run) => run.actor.split(":")[0]),
+      ["import", "key", "key"],
+      "the task's run, then the two remote imports, each one run of all its batches",
+    );
+    assert.deepEqual([runs[2]!.created, runs[2]!.rejected, runs[2]!.skipped], [1, 3, 1]);
   });
   void DEFAULT_CONFIG;
   void snapshot;

@@ -30,13 +30,14 @@ import { findCard } from "../storage/cards.ts";
 import { getCustomer } from "../storage/customers.ts";
 import { getEntriesCached, listEntries } from "../storage/directories.ts";
 import { bonusKeys, cardKeys, keys } from "../storage/keys.ts";
-import { type ImportRun, listImportRuns, saveImportRun } from "../storage/imports.ts";
+import { type ImportRun, listImportRuns, newRunId, RUN_ID, saveImportRun } from "../storage/imports.ts";
 import type { Store } from "../storage/store.ts";
 import { changeBonus } from "./bonuses.ts";
 import { saveCard } from "./cards.ts";
 import { saveCustomer } from "./customers.ts";
 
 export type { ImportRun };
+export { newRunId, RUN_ID };
 
 /** The unique customer fields a row can be matched by, in the default order. */
 export const MATCH_FIELDS = ["external_id", "phone", "email"] as const;
@@ -779,9 +780,14 @@ export async function importRows(
   return report;
 }
 
-/** Records a finished import run of a company (the back office lists the latest). */
-export async function recordImport(store: Store, actor: Actor, run: Omit<ImportRun, "id">): Promise<ImportRun> {
-  return await saveImportRun(store.kv, actor.companyId, run);
+/** Records a finished import run of a company (the back office lists the latest); with `id`, adds to that run. */
+export async function recordImport(
+  store: Store,
+  actor: Actor,
+  run: Omit<ImportRun, "id">,
+  options: { id?: string } = {},
+): Promise<ImportRun> {
+  return await saveImportRun(store.kv, actor.companyId, run, options);
 }
 
 /** The latest import runs of a company, newest first. */
