@@ -84,10 +84,12 @@ const READ_ONLY: Record<ImportType, string[]> = {
     "bonus_name",
     "balance",
     "pending",
-    "next_expiry",
-    "next_expiry_amount",
+    "next_expire_date",
+    "next_expire_amount",
     "created_date",
+    "created_by",
     "last_update_date",
+    "last_update_by",
   ],
 };
 
@@ -235,6 +237,16 @@ export function resolveColumns(headers: string[], options: ColumnOptions): strin
   out.forEach((f, i) => {
     if (f === IGNORE) return;
     const earlier = seen.get(f);
+    // A column named as the field wins over another that fills it by a synonym (`amount` beside `balance`).
+    if (earlier !== undefined && norm(headers[earlier]!) === f) {
+      out[i] = IGNORE;
+      return;
+    }
+    if (earlier !== undefined && norm(headers[i]!) === f) {
+      out[earlier] = IGNORE;
+      seen.set(f, i);
+      return;
+    }
     if (earlier !== undefined) {
       throw new ValidationError(
         headers[i]!,

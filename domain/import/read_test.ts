@@ -91,6 +91,15 @@ Deno.test("resolveColumns(): API names, Russian and English headers, read-only c
   ]);
   assert.throws(() => resolveColumns(["Color"], { type: "customers", map: { Color: "colour" } }), /not a field/);
   assert.deepEqual(resolveColumns(["uid", "type_id", "type_name"], { type: "cards" }), ["uid", IGNORE, "type_name"]);
+  assert.deepEqual(resolveColumns(["balance", "amount", "bonus_name"], { type: "bonuses" }), [
+    IGNORE,
+    "amount",
+    IGNORE,
+  ]);
+  assert.deepEqual(resolveColumns(["balance", "customer_id"], { type: "bonuses" }), ["amount", "customer_id"]);
+  assert.throws(() => resolveColumns(["Имя", "First Name"], { type: "customers" }), {
+    message: 'Columns "Имя" and "First Name" both fill fname',
+  });
 });
 
 Deno.test("DuplicateTracker: the first line wins, a rejected row claims nothing", () => {
