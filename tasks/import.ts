@@ -40,6 +40,7 @@ const USAGE = `Usage: deno task import FILE [options]
   --report REPORT.json             also write the report as JSON
   --ignore-unknown                 skip columns that map to nothing instead of stopping
   --url URL --apikey KEY           import through the service's bulk endpoint instead of the store at KV_PATH
+  --batch-size N                   rows read, matched and sent together (default 500)
 Exit 0 when every row went in, 1 when any row was rejected, 2 on a usage or file error.`;
 
 function usage(message: string): never {
