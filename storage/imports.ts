@@ -74,3 +74,40 @@ export async function listImportRuns(kv: Deno.Kv, cid: string, options: { limit:
   }
   return out;
 }
+
+/** How far an unfinished import of one file got: the last line of its last finished batch and its counts so far. */
+export interface ImportCheckpoint {
+  line: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  skipped: number;
+  /** The first rejects so far (at most RUN_REJECTS_KEPT). */
+  rejects: { line: number; field: string; info: string }[];
+  updated_at: number;
+}
+
+/** The checkpoint of an unfinished import, or null. */
+export async function getCheckpoint(kv: Deno.Kv, cid: string, key: string): Promise<ImportCheckpoint | null> {
+  return (await kv.get<ImportCheckpoint>(importKeys.checkpoint(cid, key))).value;
+}
+
+/** Records how far an import got (after each finished batch). */
+export async function setCheckpoint(
+  kv: Deno.Kv,
+  cid: string,
+  key: string,
+  checkpoint: ImportCheckpoint,
+): Promise<void> {
+  const value = {
+    ...checkpoint,
+    rejects: checkpoint.rejects.slice(0, RUN_REJECTS_KEPT).map((r) => ({ ...r, info: r.info.slice(0, 300) })),
+  };
+  await kv.set(importKeys.checkpoint(cid, key), value);
+}
+
+/** Drops the checkpoint of a finished import. */
+export async function clearCheckpoint(kv: Deno.Kv, cid: string, key: string): Promise<void> {
+  await kv.delete(importKeys.checkpoint(cid, key));
+}

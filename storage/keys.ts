@@ -169,4 +169,6 @@ export const expiryKeys = {
 export const importKeys = {
   run: (cid: string, id: string): Deno.KvKey => ["company", cid, "imports", id],
   runs: (cid: string): Deno.KvKey => ["company", cid, "imports"],
+  /** How far an unfinished import of one file got (keyed by the file's content hash and type). */
+  checkpoint: (cid: string, key: string): Deno.KvKey => ["company", cid, "import_checkpoints", key],
 };

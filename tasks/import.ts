@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { basename } from "node:path";
+import { createHash } from "node:crypto";
 import { loadConfig } from "../config.ts";
 import type { ImportPreset, ImportType } from "../domain/import/columns.ts";
 import type { ImportEncoding } from "../domain/import/csv.ts";
@@ -41,6 +42,7 @@ const USAGE = `Usage: deno task import FILE [options]
   --ignore-unknown                 skip columns that map to nothing instead of stopping
   --url URL --apikey KEY           import through the service's bulk endpoint instead of the store at KV_PATH
   --batch-size N                   rows read, matched and sent together (default 500)
+  --no-resume                      start from the first row even if a run of this file was interrupted
 Exit 0 when every row went in, 1 when any row was rejected, 2 on a usage or file error.`;
 
 function usage(message: string): never {
@@ -65,6 +67,7 @@ try {
       "dry-run": { type: "boolean" },
       report: { type: "string" },
       "ignore-unknown": { type: "boolean" },
+      "no-resume": { type: "boolean" },
       url: { type: "string" },
       apikey: { type: "string" },
       "batch-size": { type: "string" },
@@ -209,6 +212,10 @@ async function local(): Promise<ImportReport> {
       dryRun: args["dry-run"] === true,
       settings: config,
       fileKey: await fileKeyOf(file),
+      checkpoint: args["no-resume"] ? undefined : `${type}:${await contentHash(file)}`,
+      onResume: (line) => {
+        console.error(`import: resuming after line ${line}, where an interrupted run of this file stopped`);
+      },
       needsProgram,
       batches: rowsOf(),
       onBatch: (results) => {
@@ -289,6 +296,14 @@ async function remote(url: string, apikey: string): Promise<ImportReport> {
     progress();
   }
   return report;
+}
+
+/** The SHA-256 of the file's content, read as a stream: the key of its checkpoint. */
+async function contentHash(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  const f = await Deno.open(path);
+  for await (const chunk of f.readable) hash.update(chunk); // the stream closes the file at its end
+  return hash.digest("hex");
 }
 
 /** A key of the file's content (size, time and name), for granting a credit of a line once across re-runs. */

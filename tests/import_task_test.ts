@@ -167,7 +167,7 @@ Deno.test("a killed import re-run to completion leaves exactly the expected data
   try {
     for (let i = 0; i < 2400; i++) {
       const count = await countList(probe, "default", "all");
-      if (count >= 200) break;
+      if (count >= 250) break; // inside the third batch of 100
       await new Promise((r) => setTimeout(r, 50));
     }
     child.kill("SIGKILL");
@@ -179,6 +179,14 @@ Deno.test("a killed import re-run to completion leaves exactly the expected data
   }
   const rerun = await runTask("import", [file], { kvPath });
   assert.equal(rerun.code, 0, rerun.out + rerun.err);
+  // Resumed from the checkpoint of the killed run: the report covers the whole file, every row once.
+  assert.match(rerun.err, /import: resuming after line \d+, where an interrupted run of this file stopped/);
+  const counts = /Imported (\d+) rows of big.csv: (\d+) created, (\d+) updated, (\d+) unchanged, 0 rejected/.exec(
+    rerun.out,
+  );
+  assert.ok(counts, rerun.out);
+  assert.equal(Number(counts[1]), n);
+  assert.equal(Number(counts[2]) + Number(counts[3]) + Number(counts[4]), n, rerun.out);
   await withKv(kvPath, async (kv) => {
     assert.equal(await countList(kv, "default", "all"), n);
     for (const i of [1, 777, 1500, n]) {
@@ -195,7 +203,9 @@ Deno.test("a killed import re-run to completion leaves exactly the expected data
     });
     assert.deepEqual(findings, [], "indexes, counters and sequences consistent");
   });
+  // A finished run leaves no checkpoint: the next run compares every row.
   const third = await runTask("import", [file], { kvPath });
+  assert.doesNotMatch(third.err, /resuming/);
   assert.match(third.out, new RegExp(`0 created, 0 updated, ${n} unchanged`));
 });
 

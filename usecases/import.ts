@@ -30,7 +30,17 @@ import { findCard } from "../storage/cards.ts";
 import { getCustomer } from "../storage/customers.ts";
 import { getEntriesCached, listEntries } from "../storage/directories.ts";
 import { bonusKeys, cardKeys, keys } from "../storage/keys.ts";
-import { type ImportRun, listImportRuns, newRunId, RUN_ID, saveImportRun } from "../storage/imports.ts";
+import {
+  clearCheckpoint,
+  getCheckpoint,
+  type ImportCheckpoint,
+  type ImportRun,
+  listImportRuns,
+  newRunId,
+  RUN_ID,
+  saveImportRun,
+  setCheckpoint,
+} from "../storage/imports.ts";
 import type { Store } from "../storage/store.ts";
 import { changeBonus } from "./bonuses.ts";
 import { saveCard } from "./cards.ts";
@@ -767,16 +777,43 @@ export async function importRows(
     /** Whether the rows carry a balance (customers' bonus column): the program is resolved before the first row. */
     needsProgram?: boolean;
     onBatch?: (results: RowResult[]) => void | Promise<void>;
+    /**
+     * Resume by this key (the file's content hash and type): an earlier run of it that was interrupted is continued
+     * after the last line of its last finished batch, with its counts; how far a run got is recorded after every
+     * batch and dropped when it finishes. Not with dryRun.
+     */
+    checkpoint?: string;
+    /** Hears the line an interrupted earlier run is resumed after. */
+    onResume?: (line: number) => void;
   },
 ): Promise<ImportReport> {
   const session = new ImportSession(store, actor, options);
   await session.prepare(options.needsProgram ?? (options.type === "bonuses" && options.bonusId != null));
   const report = emptyReport();
+  const cid = actor.companyId;
+  const key = options.dryRun ? undefined : options.checkpoint;
+  const saved = key === undefined ? null : await getCheckpoint(store.kv, cid, key);
+  const resumeAfter = saved?.line ?? 0;
+  if (saved) {
+    Object.assign(report, { ...saved, rejects: [...saved.rejects] });
+    delete (report as Partial<ImportCheckpoint>).line;
+    delete (report as Partial<ImportCheckpoint>).updated_at;
+    options.onResume?.(saved.line);
+  }
   for await (const rows of options.batches) {
-    const results = await session.run(rows);
+    // Rows an earlier run finished are only parsed, so duplicates of them later in the file are still found.
+    const done = resumeAfter === 0 ? [] : rows.filter((r) => r.line <= resumeAfter);
+    for (const row of done) session.plan(row);
+    const rest = done.length === 0 ? rows : rows.filter((r) => r.line > resumeAfter);
+    if (rest.length === 0) continue;
+    const results = await session.run(rest);
     for (const r of results) countResult(report, r);
+    if (key !== undefined) {
+      await setCheckpoint(store.kv, cid, key, { ...report, line: rest.at(-1)!.line, updated_at: store.clock() });
+    }
     await options.onBatch?.(results);
   }
+  if (key !== undefined) await clearCheckpoint(store.kv, cid, key);
   return report;
 }
 

@@ -170,7 +170,7 @@ async function openCsv(source: Source, options: Opened): Promise<OpenedFile> {
   const p = parser!;
   const size = options.size;
   const batches = async function* (): AsyncGenerator<ReadRow[]> {
-    let batch: ReadRow[] = [];
+    const batch: ReadRow[] = [];
     const take = (recs: { line: number; fields: string[] }[]) => {
       // An empty line is handed on with empty values and counted as skipped.
       for (const r of recs) {
@@ -180,10 +180,7 @@ async function openCsv(source: Source, options: Opened): Promise<OpenedFile> {
     take(pending);
     pending = [];
     for (;;) {
-      if (batch.length >= size) {
-        yield batch;
-        batch = [];
-      }
+      while (batch.length >= size) yield batch.splice(0, size);
       const next = await texts.next();
       if (next.done) break;
       take(p.push(next.value));

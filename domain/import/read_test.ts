@@ -138,3 +138,15 @@ Deno.test("jsonItems() and xmlItems() find the records of the API's own reply sh
   );
   assert.throws(() => jsonItems("{"), /Invalid JSON file/);
 });
+
+Deno.test("openRows(): batches hold at most batchSize rows, however large the chunks read", async () => {
+  const text = "external_id\n" + Array.from({ length: 25 }, (_, i) => `e${i}`).join("\n") + "\n";
+  const opened = await openRows(streamOf(new TextEncoder().encode(text), 1000), {
+    format: "csv",
+    type: "customers",
+    batchSize: 10,
+  });
+  const sizes: number[] = [];
+  for await (const b of opened.batches) sizes.push(b.length);
+  assert.deepEqual(sizes, [10, 10, 5]);
+});
