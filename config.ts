@@ -19,6 +19,8 @@ export interface Config {
   directoryCacheMs: number;
   /** Largest accepted request body in bytes (MAX_BODY_BYTES, default 1 MiB). */
   maxBodyBytes: number;
+  /** Largest accepted body of the bulk import endpoint in bytes (IMPORT_MAX_BODY_BYTES, default 16 MiB). */
+  importMaxBodyBytes: number;
   /** Whether to log one line per request (LOG_REQUESTS, default 1). */
   logRequests: boolean;
   /** How long audit entries are kept, days (AUDIT_RETENTION_DAYS, default 365). */
@@ -57,6 +59,7 @@ export const DEFAULT_CONFIG: Config = {
   authCacheMs: 5000,
   directoryCacheMs: 5000,
   maxBodyBytes: 1024 * 1024,
+  importMaxBodyBytes: 16 * 1024 * 1024,
   logRequests: true,
   auditRetentionDays: 365,
   logFormat: "text",
@@ -109,6 +112,11 @@ export function loadConfig(env: (name: string) => string | undefined, onDeploy =
     authCacheMs: intSetting("AUTH_CACHE_MS", env("AUTH_CACHE_MS"), DEFAULT_CONFIG.authCacheMs),
     directoryCacheMs: intSetting("DIRECTORY_CACHE_MS", env("DIRECTORY_CACHE_MS"), DEFAULT_CONFIG.directoryCacheMs),
     maxBodyBytes: intSetting("MAX_BODY_BYTES", env("MAX_BODY_BYTES"), DEFAULT_CONFIG.maxBodyBytes),
+    importMaxBodyBytes: positiveSetting(
+      "IMPORT_MAX_BODY_BYTES",
+      env("IMPORT_MAX_BODY_BYTES"),
+      DEFAULT_CONFIG.importMaxBodyBytes,
+    ),
     logRequests: log === undefined ? true : !["0", "false", "no"].includes(log.toLowerCase()),
     auditRetentionDays: positiveSetting("AUDIT_RETENTION_DAYS", env("AUDIT_RETENTION_DAYS"), 365),
     logFormat,

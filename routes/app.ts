@@ -18,6 +18,7 @@ import { healthRoutes } from "./health.ts";
 import { logError, requestLog } from "./log.ts";
 import { badKeyLimit, keyRateLimit } from "./rate_limit.ts";
 import { render, type ReplyBody } from "./reply.ts";
+import { IMPORT_PATH, importRoutes } from "./import.ts";
 import { GROUP_SETTINGS, PROGRAM_SETTINGS } from "../domain/program_settings.ts";
 import { adminRoutes, isAdminPath } from "./admin/mod.tsx";
 
@@ -92,14 +93,15 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   });
   // Before the key and the body are looked at: a method an endpoint does not take (HEAD on a write) is 405.
   app.use(allowedMethods(app));
-  const apiBodyLimit = bodyLimit({
+  const appBodyLimit = bodyLimit({
     maxSize: options.config.maxBodyBytes,
     onError: () => {
       throw new PayloadTooLargeError(`Request body is too large: at most ${options.config.maxBodyBytes} bytes`);
     },
   });
-  // The back office sets its own (smaller) limit for forms and answers its errors in HTML.
-  app.use((c, next) => isAdminPath(c.req.path) ? next() : apiBodyLimit(c, next));
+  // The back office sets its own (smaller) limit for forms and answers its errors in HTML; the bulk import endpoint
+  // has its own, larger limit (IMPORT_MAX_BODY_BYTES), applied by its route.
+  app.use((c, next) => isAdminPath(c.req.path) || c.req.path === IMPORT_PATH ? next() : appBodyLimit(c, next));
   app.use("/api/*", badKeyLimit(deps));
   app.use("/api/*", authenticate(deps));
   app.use("/api/*", keyRateLimit(deps));
@@ -115,6 +117,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/api/customergroup", directoryRoutes(deps, GROUPS));
   app.route("/api/cardtype", directoryRoutes(deps, CARD_TYPES));
   app.route("/api/bonusprogram", directoryRoutes(deps, BONUS_PROGRAMS));
+  app.route(IMPORT_PATH, importRoutes(deps));
   // The back office is a separate app (HTML pages, sessions): handed the request whole, outside the API document.
   const backOffice = adminRoutes(deps, { log });
   app.all("/admin", (c) => backOffice.fetch(c.req.raw, c.env));

@@ -187,3 +187,11 @@ export const nameKeys = {
   entry: (cid: string, nameKey: string, id: number): Deno.KvKey => ["company", cid, "customers_by_lname", nameKey, id],
   all: (cid: string): Deno.KvKey => ["company", cid, "customers_by_lname"],
 };
+
+/** Key builders of import runs: one record per finished run, newest last by its id (start time, then a random tail). */
+export const importKeys = {
+  run: (cid: string, id: string): Deno.KvKey => ["company", cid, "imports", id],
+  runs: (cid: string): Deno.KvKey => ["company", cid, "imports"],
+  /** How far an unfinished import of one file got (keyed by the file's content hash and type). */
+  checkpoint: (cid: string, key: string): Deno.KvKey => ["company", cid, "import_checkpoints", key],
+};

@@ -382,7 +382,7 @@ Deno.test("export: usage errors exit 2, a failed write exits 1, and neither leav
     });
   }
   await t.step("a file that cannot be written: exit 1, nothing left", async () => {
-    await using s = await populatedStore(dir.path);
+    await using _s = await populatedStore(dir.path);
     const r = await runTask(
       "export",
       ["--type", "cards", "--company", "acme", "--out", `${dir.path}/no/such/dir.csv`],

@@ -13,3 +13,4 @@ export * from "./purchases.ts";
 export * from "./export.ts";
 export * from "./admin_users.ts";
 export * from "./back_office.ts";
+export * from "./import.ts";

@@ -1,0 +1,113 @@
+/** Finished import runs: what was imported, when, and how it went (the first rejects), per company. */
+import { importKeys } from "./keys.ts";
+
+/** One finished import run. */
+export interface ImportRun {
+  id: string;
+  file: string;
+  type: string;
+  /** Who ran it (`import:<file>` or `key:<id>`). */
+  actor: string;
+  dry_run: boolean;
+  started: number;
+  finished: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  skipped: number;
+  /** The first rejects, kept small so the record stays one value. */
+  rejects: { line: number; field: string; info: string }[];
+}
+
+/** Rejects kept with a run record. */
+export const RUN_REJECTS_KEPT = 100;
+
+/** The shape of a run id: the start time (ms, 15 digits) and a random tail, so ids sort by start time. */
+export const RUN_ID = /^\d{15}-[0-9a-f]{8}$/;
+
+/** A new run id for a run started at `started` (ms). */
+export function newRunId(started: number): string {
+  return `${String(started).padStart(15, "0")}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * Stores a run, or with `id` adds to the run of that id (a remote import sends its batches as several requests):
+ * counts summed, rejects appended up to RUN_REJECTS_KEPT, the earliest start and latest finish kept.
+ */
+export async function saveImportRun(
+  kv: Deno.Kv,
+  cid: string,
+  run: Omit<ImportRun, "id">,
+  options: { id?: string } = {},
+): Promise<ImportRun> {
+  const id = options.id ?? newRunId(run.started);
+  const key = importKeys.run(cid, id);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const current = await kv.get<ImportRun>(key);
+    const old = current.value;
+    const record: ImportRun = old
+      ? {
+        ...old,
+        started: Math.min(old.started, run.started),
+        finished: Math.max(old.finished, run.finished),
+        created: old.created + run.created,
+        updated: old.updated + run.updated,
+        unchanged: old.unchanged + run.unchanged,
+        rejected: old.rejected + run.rejected,
+        skipped: old.skipped + run.skipped,
+        rejects: [...old.rejects, ...run.rejects].slice(0, RUN_REJECTS_KEPT),
+      }
+      : { ...run, id, rejects: run.rejects.slice(0, RUN_REJECTS_KEPT) };
+    record.rejects = record.rejects.map((r) => ({ ...r, info: r.info.slice(0, 300) }));
+    const res = await kv.atomic().check(current).set(key, record).commit();
+    if (res.ok) return record;
+  }
+  throw new Error(`Import run "${id}" was changed concurrently too often`);
+}
+
+/** The latest runs, newest first. */
+export async function listImportRuns(kv: Deno.Kv, cid: string, options: { limit: number }): Promise<ImportRun[]> {
+  const out: ImportRun[] = [];
+  for await (const e of kv.list<ImportRun>({ prefix: importKeys.runs(cid) }, { reverse: true, limit: options.limit })) {
+    out.push(e.value);
+  }
+  return out;
+}
+
+/** How far an unfinished import of one file got: the last line of its last finished batch and its counts so far. */
+export interface ImportCheckpoint {
+  line: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  skipped: number;
+  /** The first rejects so far (at most RUN_REJECTS_KEPT). */
+  rejects: { line: number; field: string; info: string }[];
+  updated_at: number;
+}
+
+/** The checkpoint of an unfinished import, or null. */
+export async function getCheckpoint(kv: Deno.Kv, cid: string, key: string): Promise<ImportCheckpoint | null> {
+  return (await kv.get<ImportCheckpoint>(importKeys.checkpoint(cid, key))).value;
+}
+
+/** Records how far an import got (after each finished batch). */
+export async function setCheckpoint(
+  kv: Deno.Kv,
+  cid: string,
+  key: string,
+  checkpoint: ImportCheckpoint,
+): Promise<void> {
+  const value = {
+    ...checkpoint,
+    rejects: checkpoint.rejects.slice(0, RUN_REJECTS_KEPT).map((r) => ({ ...r, info: r.info.slice(0, 300) })),
+  };
+  await kv.set(importKeys.checkpoint(cid, key), value);
+}
+
+/** Drops the checkpoint of a finished import. */
+export async function clearCheckpoint(kv: Deno.Kv, cid: string, key: string): Promise<void> {
+  await kv.delete(importKeys.checkpoint(cid, key));
+}

@@ -1,0 +1,328 @@
+// deno-lint-ignore-file no-console
+/**
+ * `deno task import FILE [options]`: imports customers, cards or balances from a CSV, JSON, NDJSON or XML file into
+ * the store at KV_PATH (beside the running service), or with --url and --apikey through the service's bulk
+ * endpoint. Exit 0 when every row went in, 1 when any row was rejected, 2 on a usage or file error (nothing written).
+ */
+import { parseArgs } from "node:util";
+import { basename } from "node:path";
+import { createHash } from "node:crypto";
+import { loadConfig } from "../config.ts";
+import type { ImportPreset, ImportType } from "../domain/import/columns.ts";
+import type { ImportEncoding } from "../domain/import/csv.ts";
+import { formatOfName, type ImportFormat, type OpenedFile, openRows, type ReadRow } from "../domain/import/read.ts";
+import { AppError } from "../domain/errors.ts";
+import { openKv } from "../storage/open.ts";
+import { createStore } from "../storage/store.ts";
+import {
+  countResult,
+  emptyReport,
+  type ImportReport,
+  importRows,
+  MATCH_FIELDS,
+  type MatchField,
+  newRunId,
+  recordImport,
+  RowChecker,
+  type RowResult,
+} from "../usecases/import.ts";
+
+const USAGE = `Usage: deno task import FILE [options]
+  --type customers|cards|bonuses   what the file holds (default customers)
+  --format csv|json|ndjson|xml     default: from the file's extension
+  --encoding utf-8|windows-1251    default: detected (UTF-8 with or without BOM, else Windows-1251)
+  --delimiter ';'                  CSV delimiter (default: detected among , ; and tab)
+  --map MAP.json                   JSON object from column name to field ("" ignores the column)
+  --preset shopify|woocommerce     read a shop's customer export
+  --match external_id,phone,email  order of the fields a customer row is matched by
+  --bonus-id N                     program of balances (default: the company's only program)
+  --company ID                     default: default
+  --dry-run                        validate and match everything, write nothing
+  --report REPORT.json             also write the report as JSON
+  --ignore-unknown                 skip columns that map to nothing instead of stopping
+  --url URL --apikey KEY           import through the service's bulk endpoint instead of the store at KV_PATH
+  --batch-size N                   rows read, matched and sent together (default 500)
+  --no-resume                      start from the first row even if a run of this file was interrupted
+Exit 0 when every row went in, 1 when any row was rejected, 2 on a usage or file error.`;
+
+function usage(message: string): never {
+  console.error(`${message}\n${USAGE}`);
+  Deno.exit(2);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    options: {
+      type: { type: "string" },
+      format: { type: "string" },
+      encoding: { type: "string" },
+      delimiter: { type: "string" },
+      map: { type: "string" },
+      preset: { type: "string" },
+      match: { type: "string" },
+      "bonus-id": { type: "string" },
+      company: { type: "string" },
+      "dry-run": { type: "boolean" },
+      report: { type: "string" },
+      "ignore-unknown": { type: "boolean" },
+      "no-resume": { type: "boolean" },
+      url: { type: "string" },
+      apikey: { type: "string" },
+      "batch-size": { type: "string" },
+      help: { type: "boolean" },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+} catch (e) {
+  usage((e as Error).message);
+}
+const args = parsed.values;
+if (args.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+if (parsed.positionals.length !== 1) usage("Pass exactly one FILE to import");
+const file = parsed.positionals[0]!;
+
+const type = (args.type ?? "customers") as ImportType;
+if (!["customers", "cards", "bonuses"].includes(type)) usage(`Invalid --type "${args.type}"`);
+const format = (args.format ?? formatOfName(file)) as ImportFormat | null;
+if (format === null) usage(`Cannot tell the format of "${file}" from its extension: pass --format`);
+if (!["csv", "json", "ndjson", "xml"].includes(format)) usage(`Invalid --format "${format}"`);
+const encoding = args.encoding?.toLowerCase().replace(/^utf8$/, "utf-8").replace(/^cp1251$/, "windows-1251") as
+  | ImportEncoding
+  | undefined;
+if (encoding !== undefined && encoding !== "utf-8" && encoding !== "windows-1251") {
+  usage(`Invalid --encoding "${args.encoding}": utf-8 or windows-1251`);
+}
+const delimiter = args.delimiter === "tab" || args.delimiter === "\\t" ? "\t" : args.delimiter;
+if (delimiter !== undefined && delimiter.length !== 1) usage(`Invalid --delimiter "${args.delimiter}": one character`);
+const preset = args.preset as ImportPreset | undefined;
+if (preset !== undefined && preset !== "shopify" && preset !== "woocommerce") {
+  usage(`Invalid --preset "${args.preset}": shopify or woocommerce`);
+}
+if (preset !== undefined && type !== "customers") usage("--preset reads customers: use it with --type customers");
+const match = args.match === undefined ? MATCH_FIELDS : args.match.split(",").map((s) => s.trim()) as MatchField[];
+for (const m of match) if (!MATCH_FIELDS.includes(m)) usage(`Invalid --match "${m}": external_id, phone or email`);
+let bonusId: number | null = null;
+if (args["bonus-id"] !== undefined) {
+  bonusId = Number(args["bonus-id"]);
+  if (!Number.isSafeInteger(bonusId) || bonusId < 1) usage(`Invalid --bonus-id "${args["bonus-id"]}"`);
+}
+const companyId = args.company ?? "default";
+if (companyId.trim() === "") usage("--company needs a company id");
+const batchSize = args["batch-size"] === undefined ? 500 : Number(args["batch-size"]);
+if (!Number.isSafeInteger(batchSize) || batchSize < 1) usage(`Invalid --batch-size "${args["batch-size"]}"`);
+if ((args.url === undefined) !== (args.apikey === undefined)) usage("--url and --apikey go together");
+
+let map: Record<string, string> | undefined;
+if (args.map !== undefined) {
+  try {
+    const m = JSON.parse(await Deno.readTextFile(args.map));
+    if (!m || typeof m !== "object" || Array.isArray(m) || Object.values(m).some((v) => typeof v !== "string")) {
+      throw new Error("expected a JSON object from column name to field name");
+    }
+    map = m;
+  } catch (e) {
+    usage(`Cannot read --map "${args.map}": ${(e as Error).message}`);
+  }
+}
+
+let size = 0;
+let handle: Deno.FsFile;
+try {
+  size = (await Deno.stat(file)).size;
+  handle = await Deno.open(file);
+} catch (e) {
+  usage(`Cannot read "${file}": ${(e as Error).message}`);
+}
+
+// Progress: a live bar on a terminal, else a line every few seconds; on stderr, so stdout carries the report.
+const tty = Deno.stderr.isTerminal();
+const encoder = new TextEncoder();
+const started = Date.now();
+let bytesRead = 0;
+let rowsDone = 0;
+let lastShown = started;
+function progress(final = false): void {
+  const now = Date.now();
+  if (!final && now - lastShown < (tty ? 200 : 3000)) return;
+  lastShown = now;
+  const secs = Math.max((now - started) / 1000, 0.001);
+  const rate = Math.round(rowsDone / secs);
+  const share = size > 0 ? Math.min(bytesRead / size, 1) : 1;
+  const eta = share > 0 && share < 1 ? Math.round(secs / share - secs) : 0;
+  if (tty) {
+    const width = 30;
+    const bar = "#".repeat(Math.round(share * width)).padEnd(width, ".");
+    Deno.stderr.writeSync(
+      encoder.encode(`\r\x1b[K[${bar}] ${(share * 100).toFixed(0)}% ${rowsDone} rows, ${rate} rows/s, ETA ${eta} s`),
+    );
+    if (final) Deno.stderr.writeSync(encoder.encode("\n"));
+  } else if (!final) {
+    console.error(`import: ${rowsDone} rows, ${rate} rows/s, ${(share * 100).toFixed(0)}% read, ETA ${eta} s`);
+  }
+}
+
+const config = loadConfig((name) => Deno.env.get(name));
+const fileName = basename(file);
+
+let opened: OpenedFile;
+try {
+  opened = await openRows(handle.readable, {
+    format,
+    encoding,
+    delimiter,
+    type,
+    preset,
+    map,
+    ignoreUnknown: args["ignore-unknown"] === true,
+    batchSize,
+    onBytes: (n) => {
+      bytesRead = n;
+    },
+  });
+} catch (e) {
+  if (e instanceof AppError) usage(e.message);
+  throw e;
+}
+const needsProgram = (type === "customers" && opened.columns.includes("bonus")) ||
+  (type === "bonuses" && (!opened.columns.includes("bonus_id") || bonusId !== null));
+
+async function* rowsOf(): AsyncGenerator<ReadRow[]> {
+  for await (const batch of opened.batches) yield batch;
+}
+
+const report: ImportReport = args.url === undefined ? await local() : await remote(args.url, args.apikey!);
+progress(true);
+
+async function local(): Promise<ImportReport> {
+  const kv = await openKv(config.kvPath);
+  const store = createStore(kv, { auditRetentionDays: config.auditRetentionDays });
+  const actor = { companyId, name: `import:${fileName}`, userId: 0 };
+  const runStarted = Date.now();
+  try {
+    const report = await importRows(store, actor, {
+      type,
+      bonusId,
+      match,
+      dryRun: args["dry-run"] === true,
+      settings: config,
+      fileKey: await fileKeyOf(file),
+      checkpoint: args["no-resume"] ? undefined : `${type}:${await contentHash(file)}`,
+      onResume: (line) => {
+        console.error(`import: resuming after line ${line}, where an interrupted run of this file stopped`);
+      },
+      needsProgram,
+      batches: rowsOf(),
+      onBatch: (results) => {
+        rowsDone += results.length;
+        progress();
+      },
+    });
+    await recordImport(store, actor, {
+      file: fileName,
+      type,
+      actor: actor.name,
+      dry_run: args["dry-run"] === true,
+      started: runStarted,
+      finished: Date.now(),
+      ...report,
+    });
+    return report;
+  } catch (e) {
+    if (e instanceof AppError) usage(e.message);
+    throw e;
+  } finally {
+    kv.close();
+  }
+}
+
+/** Sends the rows in batches to POST /api/import (NDJSON in, one result per row out). */
+async function remote(url: string, apikey: string): Promise<ImportReport> {
+  const report = emptyReport();
+  const query = new URLSearchParams({
+    type,
+    file: fileName,
+    file_key: await fileKeyOf(file),
+    run: newRunId(Date.now()),
+  });
+  if (bonusId !== null) query.set("bonus_id", String(bonusId));
+  if (args["dry-run"]) query.set("dry_run", "1");
+  query.set("match", match.join(","));
+  if (needsProgram) query.set("needs_program", "1");
+  const endpoint = `${url.replace(/\/$/, "")}/api/import?${query}`;
+  // Rows are parsed and checked for duplicates here too, so a duplicate in a later batch is found as locally; a row
+  // refused here is sent with its reason, so the service's reply and its run record count every row.
+  const checker = new RowChecker({ type, bonusId, match, settings: config });
+  if (needsProgram) checker.programId = bonusId ?? 0;
+  for await (const all of rowsOf()) {
+    const batch: ReadRow[] = all.map((row) => {
+      const checked = checker.plan(row);
+      if (!("status" in checked)) return row;
+      if (checked.status === "skipped") return { line: row.line, values: {} };
+      return { line: row.line, values: {}, error: { field: checked.field ?? "", info: checked.info ?? "" } };
+    });
+    const body = batch.map((r) => JSON.stringify(r)).join("\n") + "\n";
+    let res: Response | undefined;
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      try {
+        res = await fetch(endpoint, {
+          method: "POST",
+          headers: { "X-API-Key": apikey, "Content-Type": "application/x-ndjson" },
+          body,
+        });
+        if (res.status < 500 && res.status !== 429) break;
+        await res.body?.cancel();
+      } catch (e) {
+        if (attempt === 5) usage(`Cannot reach ${url}: ${(e as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+    if (!res || !res.ok) {
+      const text = res ? await res.text() : "";
+      let info = text;
+      try {
+        info = JSON.parse(text).info ?? text;
+      } catch { /* the text as it came */ }
+      usage(`The service refused the import (${res?.status}): ${info}`);
+    }
+    const reply = await res.json() as { results: RowResult[] };
+    for (const r of reply.results) countResult(report, r);
+    rowsDone += batch.length;
+    progress();
+  }
+  return report;
+}
+
+/** The SHA-256 of the file's content, read as a stream: the key of its checkpoint. */
+async function contentHash(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  const f = await Deno.open(path);
+  for await (const chunk of f.readable) hash.update(chunk); // the stream closes the file at its end
+  return hash.digest("hex");
+}
+
+/** A key of the file's content (size, time and name), for granting a credit of a line once across re-runs. */
+async function fileKeyOf(path: string): Promise<string> {
+  const info = await Deno.stat(path);
+  const data = new TextEncoder().encode(`${basename(path)}|${info.size}|${info.mtime?.getTime() ?? 0}`);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+  return [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const total = report.created + report.updated + report.unchanged + report.rejected + report.skipped;
+const head = args["dry-run"] ? "Dry run (nothing written)" : "Imported";
+console.log(
+  `${head} ${total} rows of ${fileName}: ${report.created} created, ${report.updated} updated, ` +
+    `${report.unchanged} unchanged, ${report.rejected} rejected, ${report.skipped} skipped`,
+);
+for (const r of report.rejects.slice(0, 50)) console.log(`line ${r.line}: ${r.field}: ${r.info}`);
+if (report.rejects.length > 50) console.log(`... ${report.rejected - 50} more rejects (see --report)`);
+if (args.report !== undefined) {
+  await Deno.writeTextFile(args.report, JSON.stringify(report, null, 2) + "\n");
+}
+Deno.exit(report.rejected > 0 ? 1 : 0);

@@ -1,0 +1,837 @@
+/**
+ * Importing rows of customers, cards or balances: each row goes through the same use cases, field rules, messages,
+ * audit entries and KV limits as an API call; a row that cannot go in is reported with its line, field and the
+ * API's words, and the others go in. The CLI task (reading a local file) and the bulk endpoint (remote mode) both
+ * call `importRows`; neither knows how the other gets its rows.
+ */
+import type { Actor } from "../domain/audit.ts";
+import {
+  applyCardChange,
+  type Card,
+  CARD_LOOKUP_PARSERS,
+  cardFieldParsers,
+  type CardLookup,
+  splitCardFields,
+} from "../domain/card.ts";
+import { type PointsRules, summarize, walletOf } from "../domain/points.ts";
+import { rulesOf } from "../domain/program_settings.ts";
+import { createFresh, type FreshCustomer } from "../storage/import_batch.ts";
+import { applyCustomerPatch, type Customer, customerFieldParsers, type CustomerPatch } from "../domain/customer.ts";
+import { localDate } from "../domain/dates.ts";
+import { emailKey } from "../domain/email.ts";
+import { AppError, ValidationError } from "../domain/errors.ts";
+import { type FieldParser, parserOf, parsersOf } from "../domain/fields.ts";
+import { duplicateMessage, DuplicateTracker } from "../domain/import/dupes.ts";
+import type { ImportType } from "../domain/import/columns.ts";
+import { parseMoney } from "../domain/money.ts";
+import { type BalanceRecord, getBalanceRecord } from "../storage/bonuses.ts";
+import { getManyInBatches } from "../storage/batch.ts";
+import { findCard } from "../storage/cards.ts";
+import { getCustomer } from "../storage/customers.ts";
+import { getEntriesCached, listEntries } from "../storage/directories.ts";
+import { bonusKeys, cardKeys, keys } from "../storage/keys.ts";
+import {
+  clearCheckpoint,
+  getCheckpoint,
+  type ImportCheckpoint,
+  type ImportRun,
+  listImportRuns,
+  newRunId,
+  RUN_ID,
+  saveImportRun,
+  setCheckpoint,
+} from "../storage/imports.ts";
+import type { Store } from "../storage/store.ts";
+import { changeBonus } from "./bonuses.ts";
+import { saveCard } from "./cards.ts";
+import { saveCustomer } from "./customers.ts";
+
+export type { ImportRun };
+export { newRunId, RUN_ID };
+
+/** The unique customer fields a row can be matched by, in the default order. */
+export const MATCH_FIELDS = ["external_id", "phone", "email"] as const;
+/** A field a row can be matched by. */
+export type MatchField = typeof MATCH_FIELDS[number];
+
+/** One row of a file: its line and its values by canonical field, spreadsheet conventions already undone. */
+export interface ImportRow {
+  line: number;
+  values: Record<string, string>;
+  /** A value the reader could not bring to the API's writing: the row is rejected with it. */
+  error?: { field: string; info: string };
+}
+
+/** What happened to one row. */
+export type RowStatus = "created" | "updated" | "unchanged" | "rejected" | "skipped";
+
+/** The outcome of one row: the bulk endpoint's reply line, and what the report counts. */
+export interface RowResult {
+  line: number;
+  status: RowStatus;
+  /** The field a rejected row is rejected for. */
+  field?: string;
+  /** Why, in the API's words. */
+  info?: string;
+}
+
+/** One rejected row in a report. */
+export interface ImportReject {
+  line: number;
+  field: string;
+  info: string;
+}
+
+/** The counts of an import and its rejects (the first `MAX_REJECTS_KEPT` of them). */
+export interface ImportReport {
+  created: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  skipped: number;
+  rejects: ImportReject[];
+}
+
+/** Rejects kept in a report; the count goes on. */
+export const MAX_REJECTS_KEPT = 10_000;
+
+/** How rows are read and written. */
+export interface ImportOptions {
+  type: ImportType;
+  /** The program balances go to (bonus column, balances files without bonus_id); see `importProgram`. */
+  bonusId?: number | null;
+  /** Order of the unique fields a customer row is matched by (default external_id, phone, email). */
+  match?: readonly MatchField[];
+  /** Validate and match, write nothing. */
+  dryRun?: boolean;
+  /** Phone country code and time zone, as the API reads them. */
+  settings: { defaultCountryCode: string; timeZone: string };
+  /** Makes the idempotency key of a credit (overwrite 0) of a balances file, so a re-run grants it once. */
+  fileKey?: string;
+  /** Rows written at once by the one-at-a-time path. */
+  concurrency?: number;
+  /** New customers go in several per atomic operation (default true); false writes every row on its own. */
+  batched?: boolean;
+}
+
+/** A fresh report. */
+export function emptyReport(): ImportReport {
+  return { created: 0, updated: 0, unchanged: 0, rejected: 0, skipped: 0, rejects: [] };
+}
+
+/** Counts a row's result in a report. */
+export function countResult(report: ImportReport, r: RowResult): void {
+  report[r.status]++;
+  if (r.status === "rejected" && report.rejects.length < MAX_REJECTS_KEPT) {
+    report.rejects.push({ line: r.line, field: r.field ?? "", info: r.info ?? "" });
+  }
+}
+
+/** An import that cannot start (a usage error: nothing is written). */
+export class ImportSetupError extends ValidationError {
+  override name = "ImportSetupError";
+}
+
+/**
+ * The program balances go to: `bonusId` when given (it must exist), else the company's only program. Several
+ * programs and no `bonusId`, or none at all, stop the import before its first row.
+ */
+export async function importProgram(store: Store, actor: Actor, bonusId: number | null | undefined): Promise<number> {
+  const programs = await listEntries(store.kv, actor.companyId, "bonus_programs");
+  if (bonusId != null) {
+    if (!programs.some((p) => p.id === bonusId)) {
+      throw new ImportSetupError("bonus_id", `Bonus program "${bonusId}" not found`);
+    }
+    return bonusId;
+  }
+  if (programs.length === 1) return programs[0]!.id;
+  if (programs.length === 0) {
+    throw new ImportSetupError("bonus_id", "Cannot import balances: the company has no bonus program");
+  }
+  throw new ImportSetupError(
+    "bonus_id",
+    `Cannot import balances: the company has ${programs.length} bonus programs (${
+      programs.map((p) => p.id).join(", ")
+    }), choose one with --bonus-id`,
+  );
+}
+
+/**
+ * Parses rows and decides in-file duplicates, with no store: the part of an import the remote client runs too, so
+ * duplicates across its batches are found as a local import finds them.
+ */
+export class RowChecker {
+  readonly dupes = new DuplicateTracker();
+  readonly customerParsers: Record<string, FieldParser<unknown>>;
+  readonly cardParsers: Record<string, FieldParser<unknown>>;
+  readonly match: readonly MatchField[];
+  /** The program of balances, once known (see importProgram). */
+  programId: number | null = null;
+
+  constructor(readonly options: ImportOptions) {
+    this.customerParsers = parsersOf(customerFieldParsers(options.settings));
+    this.cardParsers = cardFieldParsers(options.settings) as Record<string, FieldParser<unknown>>;
+    this.match = options.match ?? MATCH_FIELDS;
+  }
+
+  /** Parses and checks a row against the file so far: a result when it is done with (rejected, skipped). */
+  plan(row: ImportRow): RowResult | Planned {
+    const { line } = row;
+    if (row.error) return { line, status: "rejected", field: row.error.field, info: row.error.info };
+    if (Object.values(row.values).every((v) => v.trim() === "")) return { line, status: "skipped" };
+    try {
+      const parsed = this.options.type === "customers"
+        ? this.#parseCustomer(row)
+        : this.options.type === "cards"
+        ? this.#parseCard(row)
+        : this.#parseBonus(row);
+      const dup = this.dupes.claim(line, parsed.unique);
+      if (dup) return { line, status: "rejected", field: dup.field, info: duplicateMessage(dup) };
+      return parsed;
+    } catch (e) {
+      return rejectOf(line, e);
+    }
+  }
+
+  #parseCustomer(row: ImportRow): PlannedCustomer {
+    const patch: Record<string, unknown> = {};
+    let groupName: string | null | undefined;
+    let cardUid: string | null = null;
+    let cardBarcode: string | null = null;
+    let bonus: number | null = null;
+    for (const [field, raw] of Object.entries(row.values)) {
+      // An empty cell leaves the stored value as it is: a spreadsheet's gap never clears what a till recorded.
+      if (raw.trim() === "") continue;
+      if (field === "card_uid") cardUid = parserOf(CARD_LOOKUP_PARSERS.uid)(raw, field);
+      else if (field === "card_barcode") cardBarcode = parserOf(CARD_LOOKUP_PARSERS.card_barcode)(raw, field);
+      else if (field === "bonus") bonus = parseMoney(raw, field);
+      else if (field === "group_name") groupName = this.customerParsers.group_name!(raw, field) as string;
+      else if (field === "group_id") continue;
+      else {
+        const parse = this.customerParsers[field];
+        if (!parse) throw new ValidationError(field, `Unknown field "${field}"`);
+        patch[field] = parse(raw, field);
+      }
+    }
+    if (cardBarcode !== null && cardUid === null) {
+      throw new ValidationError("card_uid", "Invalid card_uid: a card needs its number (card_uid) beside card_barcode");
+    }
+    const p = patch as CustomerPatch;
+    if (!MATCH_FIELDS.some((f) => p[f] != null) && cardUid === null) {
+      throw new ValidationError(
+        this.match[0]!,
+        "Cannot import customer: the row has no external_id, phone, email or card_uid to find it by on a re-run",
+      );
+    }
+    if (bonus !== null && this.programId === null) {
+      throw new ValidationError("bonus", "Invalid bonus: no bonus program chosen");
+    }
+    return {
+      kind: "customer",
+      line: row.line,
+      patch: p,
+      groupName,
+      cardUid,
+      cardBarcode,
+      bonus,
+      unique: {
+        external_id: p.external_id ?? null,
+        phone: p.phone ?? null,
+        email: p.email ? emailKey(p.email) : null,
+        card_uid: cardUid,
+        card_barcode: cardBarcode,
+      },
+    };
+  }
+
+  #parseCard(row: ImportRow): PlannedCard {
+    const fields: Record<string, unknown> = {};
+    const lookupParsers: Record<string, FieldParser<unknown>> = {
+      uid: parserOf(CARD_LOOKUP_PARSERS.uid),
+      external_id: parserOf(CARD_LOOKUP_PARSERS.external_id),
+    };
+    for (const [field, raw] of Object.entries(row.values)) {
+      if (raw.trim() === "") continue;
+      const parse = this.cardParsers[field] ?? lookupParsers[field];
+      if (!parse) throw new ValidationError(field, `Unknown field "${field}"`);
+      fields[field] = parse(raw, field);
+    }
+    const { change, refs } = splitCardFields(fields);
+    const lookup: CardLookup = {
+      uid: (fields.uid as string | undefined) ?? null,
+      external_id: (fields.external_id as string | undefined) ?? null,
+      card_barcode: (fields.barcode as string | undefined) ?? null,
+    };
+    if (lookup.uid === null) throw new ValidationError("uid", `Parameter "uid" is required`);
+    const { uid: _u, external_id: _e, ...rest } = change as Record<string, unknown>;
+    return {
+      kind: "card",
+      line: row.line,
+      lookup,
+      change: rest as PlannedCard["change"],
+      refs,
+      unique: {
+        uid: lookup.uid ?? null,
+        external_id: lookup.external_id ?? null,
+        barcode: lookup.card_barcode ?? null,
+      },
+    };
+  }
+
+  #parseBonus(row: ImportRow): PlannedBonus {
+    const v = row.values;
+    const text = (f: string) => (v[f] ?? "").trim();
+    let customer: PlannedBonus["customer"];
+    if (text("customer_external_id") !== "") customer = { externalId: text("customer_external_id") };
+    else if (text("customer_id") !== "") {
+      const id = parserOf(CARD_LOOKUP_PARSERS.card_id)(text("customer_id"), "customer_id");
+      customer = { id };
+    } else {
+      throw new ValidationError(
+        "customer_external_id",
+        `Parameter "customer_external_id" or "customer_id" is required`,
+      );
+    }
+    const bonusId = text("bonus_id") !== ""
+      ? parserOf(CARD_LOOKUP_PARSERS.card_id)(text("bonus_id"), "bonus_id")
+      : this.programId;
+    if (bonusId === null) throw new ValidationError("bonus_id", `Parameter "bonus_id" is required`);
+    if (text("amount") === "") throw new ValidationError("amount", `Parameter "amount" is required`);
+    const overwrite = text("overwrite") === "" ? true : this.customerParsers.send_sms!(text("overwrite"), "overwrite");
+    const amount = parseMoney(text("amount"), "amount", { allowNegative: !overwrite });
+    const who = "id" in customer ? `id:${customer.id}` : `ext:${customer.externalId}`;
+    return {
+      kind: "bonus",
+      line: row.line,
+      customer,
+      bonusId,
+      amount,
+      overwrite: overwrite === true,
+      unique: overwrite ? { balance: `${who}/${bonusId}` } : {},
+    };
+  }
+}
+
+/** What one import keeps between its batches (in-file duplicates, the parsers, the program) and writes with. */
+export class ImportSession extends RowChecker {
+  constructor(readonly store: Store, readonly actor: Actor, options: ImportOptions) {
+    super(options);
+  }
+
+  /** Resolves what the rows need before the first one (the bonus program); throws ImportSetupError. */
+  async prepare(needsProgram: boolean): Promise<void> {
+    if (!needsProgram) return;
+    this.programId = await importProgram(this.store, this.actor, this.options.bonusId);
+    const programs = await listEntries(this.store.kv, this.actor.companyId, "bonus_programs");
+    this.#rules = rulesOf(programs.find((p) => p.id === this.programId)?.settings);
+  }
+
+  /** The rules of the program of balances (for the batched create). */
+  #rules: PointsRules | null = null;
+
+  /** Imports a batch of rows, several at once; results in row order. */
+  async run(rows: ImportRow[]): Promise<RowResult[]> {
+    // Duplicates are decided in file order before any row of the batch is written.
+    const planned = rows.map((row) => this.plan(row));
+    const customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    const pre = await this.#prefetch(customers);
+    const results: RowResult[] = new Array(rows.length);
+    // New customers (nothing of theirs in the store yet) go in several per atomic operation.
+    const fresh = this.options.dryRun || this.options.batched === false ? [] : this.#freshOf(customers, pre);
+    if (fresh.length > 0) {
+      const written = await createFresh(this.store, this.actor, fresh.map((f) => f.row));
+      fresh.forEach((f, i) => {
+        if (written[i]) {
+          const at = planned.indexOf(f.plan);
+          planned[at] = { line: f.plan.line, status: "created" };
+        }
+      });
+    }
+    let next = 0;
+    const worker = async () => {
+      while (next < planned.length) {
+        const i = next++;
+        const plan = planned[i]!;
+        results[i] = "status" in plan ? plan : await this.#write(plan, pre.get(plan as PlannedCustomer));
+      }
+    };
+    const width = Math.max(1, this.options.concurrency ?? 16);
+    await Promise.all(Array.from({ length: Math.min(width, rows.length) }, worker));
+    return results;
+  }
+
+  /**
+   * The customer rows of a batch that only create (no unique value of theirs in the store, no group to resolve, a
+   * card whose barcode is given or its uid's EAN-13), decided by the same domain rules as saveCustomer and saveCard;
+   * a row these rules refuse is left to the one-at-a-time path, which reports it.
+   */
+  #freshOf(
+    plans: PlannedCustomer[],
+    pre: Map<PlannedCustomer, Prefetched>,
+  ): { plan: PlannedCustomer; row: FreshCustomer }[] {
+    const out: { plan: PlannedCustomer; row: FreshCustomer }[] = [];
+    const claimed = new Set<string>();
+    const now = this.store.clock();
+    const today = localDate(now, this.options.settings.timeZone);
+    const { userId } = this.actor;
+    for (const plan of plans) {
+      const p = pre.get(plan)!;
+      if (p.holders.size > 0 || p.card !== null || plan.groupName !== undefined) continue;
+      if (
+        plan.cardUid === null && plan.unique.external_id === null && plan.unique.phone === null &&
+        plan.unique.email === null
+      ) continue;
+      let customer: Customer;
+      let card: Card | null = null;
+      try {
+        customer = applyCustomerPatch(null, plan.patch, { now, userId, today, id: 0, groupId: undefined });
+        if (plan.cardUid !== null) {
+          card = applyCardChange(null, plan.cardBarcode === null ? {} : { barcode: plan.cardBarcode }, {
+            id: 0,
+            uid: plan.cardUid,
+            externalId: null,
+            typeId: null,
+            customerId: 0,
+            now,
+            userId,
+          });
+          if (plan.cardBarcode === null) card.barcode = card.uid_ean13;
+          if (card.barcode === null) continue;
+        }
+      } catch {
+        continue;
+      }
+      if (plan.bonus !== null && (this.programId === null || this.#rules === null)) continue;
+      // Two rows of one operation must not claim one key (a derived barcode may repeat another row's).
+      const mine = [
+        `p:${customer.phone}`,
+        `e:${plan.unique.email}`,
+        `x:${customer.external_id}`,
+        ...(card ? [`u:${card.uid}`, `b:${card.barcode}`] : []),
+      ].filter((k) => !k.endsWith(":null"));
+      if (mine.some((k) => claimed.has(k))) continue;
+      for (const k of mine) claimed.add(k);
+      out.push({
+        plan,
+        row: {
+          customer,
+          card,
+          balance: plan.bonus === null ? null : {
+            bonusId: this.programId!,
+            amount: plan.bonus,
+            rules: this.#rules!,
+            timeZone: this.options.settings.timeZone,
+          },
+        },
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Reads what the customer rows of a batch are matched against in a few getMany rounds for the whole batch (index
+   * entries, then the customers, cards and balances they point at), so rows already in cost no reads of their own.
+   */
+  async #prefetch(plans: PlannedCustomer[]): Promise<Map<PlannedCustomer, Prefetched>> {
+    const out = new Map<PlannedCustomer, Prefetched>();
+    if (plans.length === 0) return out;
+    const cid = this.actor.companyId;
+    const first: Deno.KvKey[] = [];
+    const at: { fields: MatchField[]; start: number; card: number | null }[] = [];
+    for (const p of plans) {
+      const fields = MATCH_FIELDS.filter((f) => p.unique[f] !== null);
+      const start = first.length;
+      for (const f of fields) first.push(matchKey(cid, f, p.unique[f]!));
+      let card: number | null = null;
+      if (p.cardUid !== null) {
+        card = first.length;
+        first.push(cardKeys.byUid(cid, p.cardUid));
+      }
+      at.push({ fields, start, card });
+    }
+    const read1 = await getManyInBatches<number>(this.store.kv, first);
+    const second: Deno.KvKey[] = [];
+    const refs: { holders: Map<MatchField, number>; existingId: number | null; c: number; k: number; b: number }[] = [];
+    plans.forEach((p, i) => {
+      const { fields, start, card } = at[i]!;
+      const holders = new Map<MatchField, number>();
+      fields.forEach((f, j) => {
+        const v = read1[start + j]!.value;
+        if (v !== null) holders.set(f, v);
+      });
+      const matchedBy = this.match.find((f) => holders.has(f));
+      const existingId = matchedBy === undefined ? null : holders.get(matchedBy)!;
+      const ref = { holders, existingId, c: -1, k: -1, b: -1 };
+      if (existingId !== null) {
+        ref.c = second.push(keys.customer(cid, existingId)) - 1;
+        if (p.bonus !== null && this.programId !== null) {
+          ref.b = second.push(bonusKeys.balance(cid, existingId, this.programId)) - 1;
+        }
+      }
+      const cardId = card === null ? null : read1[card]!.value;
+      if (cardId !== null) ref.k = second.push(cardKeys.card(cid, cardId)) - 1;
+      refs.push(ref);
+    });
+    const read2 = await getManyInBatches<unknown>(this.store.kv, second);
+    plans.forEach((p, i) => {
+      const r = refs[i]!;
+      out.set(p, {
+        holders: r.holders,
+        existing: r.c < 0 ? null : read2[r.c]!.value as Customer | null,
+        card: r.k < 0 ? null : read2[r.k]!.value as Card | null,
+        balance: r.b < 0 ? null : read2[r.b]!.value as BalanceRecord | null,
+      });
+    });
+    return out;
+  }
+
+  async #write(plan: Planned, pre?: Prefetched): Promise<RowResult> {
+    try {
+      if (plan.kind === "customer") return await this.#writeCustomer(plan, pre);
+      if (plan.kind === "card") return await this.#writeCard(plan);
+      return await this.#writeBonus(plan);
+    } catch (e) {
+      return rejectOf(plan.line, e);
+    }
+  }
+
+  async #writeCustomer(plan: PlannedCustomer, given?: Prefetched): Promise<RowResult> {
+    const { store, actor, options } = this;
+    const { kv } = store;
+    const cid = actor.companyId;
+    const { line, patch, unique } = plan;
+    const pre = given ?? (await this.#prefetch([plan])).get(plan)!;
+    const holder = pre.holders;
+    let matchedBy: MatchField | "card_uid" | undefined = this.match.find((f) => holder.has(f));
+    let existingId = matchedBy === undefined ? null : holder.get(matchedBy)!;
+    let existing = pre.existing;
+    // A row with nothing but a card (a till's customer) is its card's owner.
+    if (!MATCH_FIELDS.some((f) => unique[f] !== null) && pre.card?.customer_id != null) {
+      matchedBy = "card_uid";
+      existingId = pre.card.customer_id;
+      existing = await getCustomer(kv, cid, existingId);
+    }
+    // A unique value held by another customer than the one matched: the API's 409, as a reject.
+    for (const [f, id] of holder) {
+      if (id !== existingId) {
+        const value = f === "email" ? patch.email! : unique[f]!;
+        const verb = existingId === null ? "create" : "update";
+        return reject(line, f, `Cannot ${verb} customer: ${f} "${value}" is already taken`);
+      }
+    }
+    if (existingId !== null && existing === null) {
+      return reject(line, matchedBy!, "Cannot import customer: it was deleted concurrently, try again");
+    }
+    // Matched by phone or email to a customer who has another external id: two different people, or a typo.
+    if (existing && unique.external_id !== null && existing.external_id !== null && matchedBy !== "external_id") {
+      const value = matchedBy === "email" ? patch.email! : unique[matchedBy as MatchField]!;
+      return reject(
+        line,
+        matchedBy!,
+        `Cannot import customer: ${matchedBy} "${value}" belongs to the customer with external_id "${existing.external_id}"`,
+      );
+    }
+    const now = store.clock();
+    const today = localDate(now, options.settings.timeZone);
+    // Checked as a whole (birth date, register date) before anything of the row is written.
+    const next = applyCustomerPatch(existing, patch, {
+      now,
+      userId: actor.userId,
+      today,
+      id: existing?.id ?? 0,
+      groupId: undefined,
+    });
+    let groupChanged = plan.groupName !== undefined;
+    if (existing && plan.groupName !== undefined && existing.group_id !== null) {
+      const groups = await getEntriesCached(store, cid, { kind: "groups", ids: [existing.group_id], maxAgeMs: 5000 });
+      groupChanged = groups.get(existing.group_id)?.name.toLowerCase() !== plan.groupName?.toLowerCase();
+    }
+    const customerChanged = existing === null || groupChanged || !sameCustomer(existing, next);
+    let card: Card | null = null;
+    let cardChanged = false;
+    if (plan.cardUid !== null) {
+      card = pre.card;
+      if (card === null && plan.cardBarcode !== null) {
+        const byBarcode = await findCard(kv, cid, { card_barcode: plan.cardBarcode });
+        if (byBarcode) {
+          return reject(line, "card_barcode", `Cannot create card: barcode "${plan.cardBarcode}" is already taken`);
+        }
+      }
+      if (card && card.customer_id !== null && card.customer_id !== existingId) {
+        return reject(line, "card_uid", `Cannot import card: card "${plan.cardUid}" belongs to another customer`);
+      }
+      cardChanged = card === null || card.customer_id !== existingId ||
+        (plan.cardBarcode !== null && card.barcode !== plan.cardBarcode);
+    }
+    let balanceChanged = false;
+    if (plan.bonus !== null && existingId !== null) {
+      const record = pre.balance;
+      balanceChanged = summarize(walletOf(record), now, options.settings.timeZone).balance !== plan.bonus;
+    } else if (plan.bonus !== null) balanceChanged = true;
+    if (!customerChanged && !cardChanged && !balanceChanged) return { line, status: "unchanged" };
+    const status: RowStatus = existing === null ? "created" : "updated";
+    if (options.dryRun) return { line, status };
+    let customerId = existingId;
+    if (customerChanged) {
+      const saved = await saveCustomer(store, actor, {
+        id: existingId ?? undefined,
+        create: existingId === null,
+        patch,
+        groupName: plan.groupName,
+        timeZone: options.settings.timeZone,
+      });
+      customerId = saved.customer.id;
+    }
+    if (cardChanged) {
+      try {
+        await saveCard(store, actor, {
+          mode: "update",
+          lookup: { uid: plan.cardUid },
+          create: true,
+          change: plan.cardBarcode === null ? {} : { barcode: plan.cardBarcode },
+          refs: { customerId },
+        });
+      } catch (e) {
+        const r = rejectOf(line, e);
+        return { ...r, field: `card_${r.field === "uid" ? "uid" : r.field === "barcode" ? "barcode" : r.field}` };
+      }
+    }
+    if (balanceChanged) {
+      await changeBonus(store, actor, {
+        customer: { id: customerId! },
+        bonusId: this.programId!,
+        amount: plan.bonus!,
+        overwrite: true,
+        comment: null,
+        orderId: null,
+        idempotencyKey: null,
+        timeZone: options.settings.timeZone,
+      });
+    }
+    return { line, status };
+  }
+
+  async #writeCard(plan: PlannedCard): Promise<RowResult> {
+    const { store, actor, options } = this;
+    const cid = actor.companyId;
+    const existing = await findCard(store.kv, cid, plan.lookup);
+    if (existing && await sameCard(store, cid, existing, plan)) return { line: plan.line, status: "unchanged" };
+    const status: RowStatus = existing ? "updated" : "created";
+    if (options.dryRun) return { line: plan.line, status };
+    await saveCard(store, actor, {
+      mode: "update",
+      lookup: plan.lookup,
+      create: true,
+      change: plan.change,
+      refs: plan.refs,
+    });
+    return { line: plan.line, status };
+  }
+
+  async #writeBonus(plan: PlannedBonus): Promise<RowResult> {
+    const { store, actor, options } = this;
+    const cid = actor.companyId;
+    let customerId: number | null;
+    if ("id" in plan.customer) customerId = (await getCustomer(store.kv, cid, plan.customer.id))?.id ?? null;
+    else {
+      const ref = await store.kv.get<number>(keys.customerByExternalId(cid, plan.customer.externalId));
+      customerId = ref.value;
+    }
+    if (customerId === null) {
+      return "id" in plan.customer
+        ? reject(plan.line, "customer_id", `Customer "${plan.customer.id}" not found`)
+        : reject(
+          plan.line,
+          "customer_external_id",
+          `Customer with external_id "${plan.customer.externalId}" not found`,
+        );
+    }
+    if (plan.overwrite) {
+      const record = await getBalanceRecord(store.kv, cid, { customerId, bonusId: plan.bonusId });
+      if (summarize(walletOf(record), store.clock(), options.settings.timeZone).balance === plan.amount) {
+        return { line: plan.line, status: "unchanged" };
+      }
+    }
+    if (options.dryRun) return { line: plan.line, status: "updated" };
+    const result = await changeBonus(store, actor, {
+      customer: { id: customerId },
+      bonusId: plan.bonusId,
+      amount: plan.amount,
+      overwrite: plan.overwrite,
+      comment: null,
+      orderId: null,
+      // A credit is granted once per file line: a re-run of the same file replays it instead.
+      idempotencyKey: plan.overwrite || !options.fileKey ? null : `import:${options.fileKey}:${plan.line}`,
+      timeZone: options.settings.timeZone,
+    });
+    return { line: plan.line, status: result.replayed ? "unchanged" : "updated" };
+  }
+}
+
+interface PlannedCustomer {
+  kind: "customer";
+  line: number;
+  patch: CustomerPatch;
+  groupName: string | null | undefined;
+  cardUid: string | null;
+  cardBarcode: string | null;
+  bonus: number | null;
+  unique: {
+    external_id: string | null;
+    phone: string | null;
+    email: string | null;
+    card_uid: string | null;
+    card_barcode: string | null;
+  };
+}
+
+interface PlannedCard {
+  kind: "card";
+  line: number;
+  lookup: CardLookup;
+  change: Parameters<typeof saveCard>[2]["change"];
+  refs: Parameters<typeof saveCard>[2]["refs"];
+  unique: Record<string, string | null>;
+}
+
+interface PlannedBonus {
+  kind: "bonus";
+  line: number;
+  customer: { id: number } | { externalId: string };
+  bonusId: number;
+  amount: number;
+  overwrite: boolean;
+  unique: Record<string, string | null>;
+}
+
+type Planned = PlannedCustomer | PlannedCard | PlannedBonus;
+
+/** What a customer row is matched against, read for a whole batch at once. */
+interface Prefetched {
+  /** The customer holding each of the row's unique values. */
+  holders: Map<MatchField, number>;
+  existing: Customer | null;
+  /** The card of the row's card_uid. */
+  card: Card | null;
+  /** The matched customer's balance in the import's program. */
+  balance: BalanceRecord | null;
+}
+
+function matchKey(cid: string, field: MatchField, value: string): Deno.KvKey {
+  if (field === "phone") return keys.customerByPhone(cid, value);
+  if (field === "email") return keys.customerByEmail(cid, value);
+  return keys.customerByExternalId(cid, value);
+}
+
+function reject(line: number, field: string, info: string): RowResult {
+  return { line, status: "rejected", field, info };
+}
+
+/** A row's error as a reject: the API's message and field; anything unexpected is rethrown (a bug, not a row). */
+function rejectOf(line: number, e: unknown): RowResult {
+  if (e instanceof AppError && e.status < 500) return reject(line, e.field ?? "", e.message);
+  throw e;
+}
+
+const BOOKKEEPING = new Set(["last_update_date", "last_update_by"]);
+
+/** Whether two versions of a customer hold the same values (bookkeeping fields aside). */
+function sameCustomer(a: Customer, b: Customer): boolean {
+  for (const k of Object.keys(b) as (keyof Customer)[]) {
+    if (!BOOKKEEPING.has(k) && a[k] !== b[k]) return false;
+  }
+  return true;
+}
+
+/** Whether a stored card already holds everything a row would set. */
+async function sameCard(store: Store, cid: string, card: Card, plan: PlannedCard): Promise<boolean> {
+  for (const [k, v] of Object.entries(plan.change)) {
+    if (v !== undefined && (card as unknown as Record<string, unknown>)[k] !== v) return false;
+  }
+  const { refs } = plan;
+  if (refs.typeId !== undefined && refs.typeId !== card.type_id) return false;
+  if (refs.typeName !== undefined) {
+    if (refs.typeName === null || card.type_id === null) return refs.typeName === null && card.type_id === null;
+    const types = await getEntriesCached(store, cid, { kind: "card_types", ids: [card.type_id], maxAgeMs: 5000 });
+    if (types.get(card.type_id)?.name.toLowerCase() !== refs.typeName.toLowerCase()) return false;
+  }
+  if (refs.customerId !== undefined && refs.customerId !== card.customer_id) return false;
+  if (refs.customerExternalId !== undefined) {
+    if (refs.customerExternalId === null) return card.customer_id === null;
+    const owner = await store.kv.get<number>(keys.customerByExternalId(cid, refs.customerExternalId));
+    if (owner.value !== card.customer_id) return false;
+  }
+  return true;
+}
+
+/**
+ * Imports rows a batch at a time: each batch's rows are checked against the file so far, matched and written
+ * (several rows at once; each row's writes are atomic operations of the one commit path), and `onBatch` hears the
+ * results. The report counts every row.
+ */
+export async function importRows(
+  store: Store,
+  actor: Actor,
+  options: ImportOptions & {
+    batches: AsyncIterable<ImportRow[]>;
+    /** Whether the rows carry a balance (customers' bonus column): the program is resolved before the first row. */
+    needsProgram?: boolean;
+    onBatch?: (results: RowResult[]) => void | Promise<void>;
+    /**
+     * Resume by this key (the file's content hash and type): an earlier run of it that was interrupted is continued
+     * after the last line of its last finished batch, with its counts; how far a run got is recorded after every
+     * batch and dropped when it finishes. Not with dryRun.
+     */
+    checkpoint?: string;
+    /** Hears the line an interrupted earlier run is resumed after. */
+    onResume?: (line: number) => void;
+  },
+): Promise<ImportReport> {
+  const session = new ImportSession(store, actor, options);
+  await session.prepare(options.needsProgram ?? (options.type === "bonuses" && options.bonusId != null));
+  const report = emptyReport();
+  const cid = actor.companyId;
+  const key = options.dryRun ? undefined : options.checkpoint;
+  const saved = key === undefined ? null : await getCheckpoint(store.kv, cid, key);
+  const resumeAfter = saved?.line ?? 0;
+  if (saved) {
+    Object.assign(report, { ...saved, rejects: [...saved.rejects] });
+    delete (report as Partial<ImportCheckpoint>).line;
+    delete (report as Partial<ImportCheckpoint>).updated_at;
+    options.onResume?.(saved.line);
+  }
+  for await (const rows of options.batches) {
+    // Rows an earlier run finished are only parsed, so duplicates of them later in the file are still found.
+    const done = resumeAfter === 0 ? [] : rows.filter((r) => r.line <= resumeAfter);
+    for (const row of done) session.plan(row);
+    const rest = done.length === 0 ? rows : rows.filter((r) => r.line > resumeAfter);
+    if (rest.length === 0) continue;
+    const results = await session.run(rest);
+    for (const r of results) countResult(report, r);
+    if (key !== undefined) {
+      await setCheckpoint(store.kv, cid, key, { ...report, line: rest.at(-1)!.line, updated_at: store.clock() });
+    }
+    await options.onBatch?.(results);
+  }
+  if (key !== undefined) await clearCheckpoint(store.kv, cid, key);
+  return report;
+}
+
+/** Records a finished import run of a company (the back office lists the latest); with `id`, adds to that run. */
+export async function recordImport(
+  store: Store,
+  actor: Actor,
+  run: Omit<ImportRun, "id">,
+  options: { id?: string } = {},
+): Promise<ImportRun> {
+  return await saveImportRun(store.kv, actor.companyId, run, options);
+}
+
+/** The latest import runs of a company, newest first. */
+export async function listImports(
+  store: Store,
+  companyId: string,
+  options: { limit?: number } = {},
+): Promise<ImportRun[]> {
+  return await listImportRuns(store.kv, companyId, { limit: options.limit ?? 20 });
+}
