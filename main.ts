@@ -10,6 +10,7 @@ import { openKv } from "./storage/open.ts";
 import { createStore } from "./storage/store.ts";
 import { firstStartKey } from "./usecases/api_keys.ts";
 import { startExpirySchedule } from "./server/expiry_schedule.ts";
+import { startWebhookListener, webhookSettingsOf } from "./usecases/webhooks.ts";
 
 const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined || Deno.env.get("DENO_DEPLOY") !== undefined;
 /** Settings read from the environment. */
@@ -30,6 +31,9 @@ if (firstKey) {
 if (config.expireSchedule) {
   startExpirySchedule(store, { atHour: config.expireAtHour, timeZone: config.timeZone, log });
 }
+
+// Webhook deliveries are processed from the store's queue in every process (and worker) that serves the app.
+startWebhookListener(store, webhookSettingsOf(config), { log });
 
 /** The app, exported for `deno serve --parallel main.ts` and for Deno Deploy. */
 export const app = createApp({ kv, store, config, log });

@@ -4,7 +4,15 @@
  */
 
 /** Kinds of record the trail covers. */
-export type AuditEntity = "customer" | "card" | "group" | "card_type" | "bonus_program" | "api_key" | "balance";
+export type AuditEntity =
+  | "customer"
+  | "card"
+  | "group"
+  | "card_type"
+  | "bonus_program"
+  | "api_key"
+  | "balance"
+  | "connection";
 
 /** Who makes a change: the company it is made in, a name (`key:<id>`, `import:<file>`, `webhook:<connection>`, `admin:<login>`, `task:<name>`) and the numeric user id stamped on records. */
 export interface Actor {

@@ -15,6 +15,8 @@ import { historyRoutes } from "./history.ts";
 import { purchaseRoutes } from "./purchase.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { healthRoutes } from "./health.ts";
+import { connectionRoutes } from "./connection.ts";
+import { webhookRoutes } from "./webhooks.ts";
 import { logError, requestLog } from "./log.ts";
 import { badKeyLimit, keyRateLimit } from "./rate_limit.ts";
 import { render, type ReplyBody } from "./reply.ts";
@@ -91,12 +93,14 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   });
   // Before the key and the body are looked at: a method an endpoint does not take (HEAD on a write) is 405.
   app.use(allowedMethods(app));
-  app.use(bodyLimit({
+  const apiBodyLimit = bodyLimit({
     maxSize: options.config.maxBodyBytes,
     onError: () => {
       throw new PayloadTooLargeError(`Request body is too large: at most ${options.config.maxBodyBytes} bytes`);
     },
-  }));
+  });
+  // Webhook deliveries have their own limit (WEBHOOK_MAX_BODY_BYTES), applied by their route.
+  app.use((c, next) => c.req.path.startsWith("/webhooks/") ? next() : apiBodyLimit(c, next));
   app.use("/api/*", badKeyLimit(deps));
   app.use("/api/*", authenticate(deps));
   app.use("/api/*", keyRateLimit(deps));
@@ -112,6 +116,8 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/api/customergroup", directoryRoutes(deps, GROUPS));
   app.route("/api/cardtype", directoryRoutes(deps, CARD_TYPES));
   app.route("/api/bonusprogram", directoryRoutes(deps, BONUS_PROGRAMS));
+  app.route("/api/connection", connectionRoutes(deps));
+  app.route("/webhooks", webhookRoutes(deps, log));
   app.route("/", openApiRoutes(app));
 
   app.notFound((c) => render(c.get("format") ?? "json", { success: 0, info: `No such endpoint: ${c.req.path}` }, 404));

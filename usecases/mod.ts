@@ -10,3 +10,5 @@ export * from "./history.ts";
 export * from "./api_keys.ts";
 export * from "./admin.ts";
 export * from "./purchases.ts";
+export * from "./connections.ts";
+export * from "./webhooks.ts";
