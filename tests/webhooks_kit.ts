@@ -117,6 +117,7 @@ export async function shop(
     }
     return out;
   };
+  let closed = false;
   return {
     w,
     bonusId,
@@ -127,6 +128,8 @@ export async function shop(
     customerByEmail,
     ledger,
     [Symbol.asyncDispose]: async () => {
+      if (closed) return;
+      closed = true;
       await w[Symbol.asyncDispose]();
       await listening;
     },
