@@ -19,6 +19,13 @@ const platformField = field((raw, name) => {
   return value;
 }, { wire: z.enum(PLATFORMS), description: "Any case.", example: "shopify" });
 
+/** A webhook secret: 8 to 500 characters; never shown. */
+const secretField = field((raw, name) => {
+  if (raw.trim() === "") return null;
+  if (raw.length < 8 || raw.length > 500) throw invalid(name, "(hidden)", "must be 8 to 500 characters");
+  return raw;
+}, { wire: z.string().min(8).max(500), description: "8 to 500 characters.", example: "whsec_0123456789" });
+
 const connectionView = z.strictObject({
   connection_id: z.string(),
   platform: z.enum(PLATFORMS),
@@ -69,7 +76,7 @@ export function connectionRoutes(deps: Deps) {
     fields: {
       platform: platformField.describe("shopify or woocommerce."),
       shop: nonEmpty(text(300)).describe("The shop's domain or site URL."),
-      secret: nonEmpty(text(500)).describe(
+      secret: nonEmpty(secretField).describe(
         "The webhook secret (Shopify: the app's client secret; WooCommerce: the webhook's secret). Never shown.",
       ),
       bonus_id: id.describe("The bonus program points accrue in."),

@@ -391,6 +391,8 @@ export async function processAction(
 export interface ListenerOptions {
   log?: (line: string) => void;
   beforeProcess?: (event: WebhookEvent) => void | Promise<void>;
+  /** Most deliveries processed at once by this listener (default 4). */
+  concurrency?: number;
 }
 
 function retryDelay(settings: WebhookSettings, attempts: number): number {
@@ -459,8 +461,23 @@ export function startWebhookListener(
   options: ListenerOptions = {},
 ): Promise<void> {
   const handle = webhookQueueHandler(store, settings, options);
+  // Few deliveries at once: processing shares the store's write lock (and the CPU) with the receiver, whose replies
+  // must stay fast; the queue holds the rest.
+  const slots = Math.max(1, options.concurrency ?? 4);
+  let busy = 0;
+  const waiting: (() => void)[] = [];
   return store.kv.listenQueue(async (message) => {
-    await handle(message);
+    if (busy >= slots) await new Promise<void>((resolve) => waiting.push(resolve));
+    busy++;
+    try {
+      await handle(message);
+    } catch (error) {
+      // Only a closed store gets here (shutdown): the message was not acknowledged and will be delivered again.
+      options.log?.(`webhook listener: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      busy--;
+      waiting.shift()?.();
+    }
   });
 }
 
