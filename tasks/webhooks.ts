@@ -3,8 +3,9 @@
  * `deno task webhooks failed|retry|stats`: the webhook deliveries of the store at KV_PATH.
  *
  *   deno task webhooks failed [--company acme]     dead letters: deliveries that kept failing, oldest first
- *   deno task webhooks retry [ID]                   puts one dead letter (or every one) back in the queue; the
- *                                                   running service processes it
+ *   deno task webhooks retry [ID]                   puts one dead letter (or every one) back in the queue and
+ *                                                   makes its first attempt at once; further retries are the
+ *                                                   running service's
  *   deno task webhooks stats [--company acme]      received, processed, duplicate, ignored, failed per connection
  *                                                   and topic
  */
@@ -12,7 +13,14 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { openKv } from "../storage/open.ts";
 import { createStore } from "../storage/store.ts";
-import { listDeadLetters, retryDeadLetter, webhookStats } from "../usecases/mod.ts";
+import {
+  getDelivery,
+  handleDelivery,
+  listDeadLetters,
+  retryDeadLetter,
+  webhookSettingsOf,
+  webhookStats,
+} from "../usecases/mod.ts";
 
 const USAGE = `Usage:
   deno task webhooks failed [--company ID]
@@ -64,12 +72,27 @@ try {
     case "retry": {
       const ids = id ? [id] : (await listDeadLetters(store, actor)).map((l) => l.id);
       let queued = 0;
+      const settings = webhookSettingsOf(config);
       for (const one of ids) {
-        if (await retryDeadLetter(store, actor, one)) queued++;
-        else if (id) {
-          console.error(`Dead letter "${one}" not found`);
-          Deno.exit(1);
+        if (!await retryDeadLetter(store, actor, one)) {
+          if (id) {
+            console.error(`Dead letter "${one}" not found`);
+            Deno.exit(1);
+          }
+          continue;
         }
+        queued++;
+        // The first attempt now, here: a queue message enqueued by this process may wait for the service to notice.
+        await handleDelivery(store, one, settings);
+        const e = await getDelivery(store, one);
+        const state = e?.status === "queued"
+          ? `failed again (${e.last_error}); the service retries it (attempt ${
+            e.attempts + 1
+          } of ${settings.maxAttempts})`
+          : e?.status === "dead"
+          ? `failed again and is a dead letter (${e.last_error})`
+          : e?.status ?? "gone";
+        console.log(`${one}: ${state}`);
       }
       console.log(`Queued ${queued} dead letter${queued === 1 ? "" : "s"} again`);
       break;

@@ -516,3 +516,8 @@ export async function webhookStats(
   }
   return out;
 }
+
+/** One delivery's record (state, attempts, last error), or null. */
+export async function getDelivery(store: Store, id: string): Promise<WebhookEvent | null> {
+  return (await readEvent(store.kv, id))?.entry.value ?? null;
+}
