@@ -155,3 +155,41 @@ Deno.test("a payload that is not JSON becomes a dead letter at once", async () =
   assert.equal(e!.status, "dead");
   assert.equal(e!.attempts, 1);
 });
+
+Deno.test("a customer who first came through the till is matched (phone, then email), not duplicated; updates apply", async () => {
+  await using s = await shop();
+  const till = await s.w.call("POST", "/api/customer/update", {
+    form: { email: "JOHN.DOE@example.com", fname: "Johnny" },
+  });
+  assert.equal(till.status, 200);
+  await s.deliver("woocommerce", "customer.created", await fixture("woocommerce_customer_created.json"));
+  await s.drain();
+  const found = await s.customerByEmail("john.doe@example.com");
+  assert.equal(found!.id, till.body.id);
+  const updated = edit(await fixture("woocommerce_customer_created.json"), [[
+    '"first_name": "John"',
+    '"first_name": "Jon"',
+  ]]);
+  await s.deliver("woocommerce", "customer.updated", updated);
+  await s.drain();
+  const view = await s.w.call("GET", "/api/customer", { query: { id: till.body.id } });
+  assert.equal(view.body.customers[0].fname, "Jon");
+  const list = await s.w.call("GET", "/api/customer", { query: { page: 1, page_size: 10 } });
+  assert.equal(list.body.total_count, 1);
+});
+
+Deno.test("a body larger than one stored value is kept in chunks and processed; over the webhook limit is 413", async () => {
+  await using s = await shop();
+  const padded = edit(await fixture("shopify_orders_paid.json"), [[
+    '"note": null',
+    `"note": "${"x".repeat(150_000)}"`,
+  ]]);
+  assert.ok(padded.length > 150_000);
+  assert.equal((await s.deliver("shopify", "orders/paid", padded)).status, 200);
+  const [e] = await s.drain();
+  assert.equal(e!.chunks, 3);
+  assert.equal(e!.status, "processed");
+  assert.equal((await s.customerByEmail("john@example.com"))!.sales, 39495);
+  const huge = new Uint8Array(600 * 1024).fill(32);
+  assert.equal((await s.deliver("shopify", "orders/paid", huge)).status, 413);
+});
