@@ -47,6 +47,14 @@ export interface Config {
   expireSchedule: boolean;
   /** Local hour (0-23, in TIME_ZONE) of the daily expiry run (EXPIRE_AT_HOUR, default 3). */
   expireAtHour: number;
+  /** Largest accepted webhook body in bytes (WEBHOOK_MAX_BODY_BYTES, default 512 KiB, at most 700 KiB: one atomic write). */
+  webhookMaxBodyBytes: number;
+  /** Attempts of a webhook delivery before it becomes a dead letter (WEBHOOK_MAX_ATTEMPTS, default 8). */
+  webhookMaxAttempts: number;
+  /** Delay before a failed delivery's first retry, ms; doubles each time, up to an hour (WEBHOOK_RETRY_BASE_MS, default 1000). */
+  webhookRetryBaseMs: number;
+  /** Days a delivery's dedupe marker is kept (WEBHOOK_DEDUPE_DAYS, default 30). */
+  webhookDedupeDays: number;
 }
 
 /** Default settings: also what tests start from. */
@@ -73,6 +81,10 @@ export const DEFAULT_CONFIG: Config = {
   idleTimeoutMs: 30_000,
   expireSchedule: true,
   expireAtHour: 3,
+  webhookMaxBodyBytes: 512 * 1024,
+  webhookMaxAttempts: 8,
+  webhookRetryBaseMs: 1000,
+  webhookDedupeDays: 30,
 };
 
 function intSetting(name: string, raw: string | undefined, fallback: number): number {
@@ -136,5 +148,25 @@ export function loadConfig(env: (name: string) => string | undefined, onDeploy =
     idleTimeoutMs: positiveSetting("IDLE_TIMEOUT_MS", env("IDLE_TIMEOUT_MS"), DEFAULT_CONFIG.idleTimeoutMs),
     expireSchedule: !expireSchedule || !["0", "false", "no"].includes(expireSchedule.toLowerCase()),
     expireAtHour,
+    ...webhookSettings(env),
+  };
+}
+
+function webhookSettings(env: (name: string) => string | undefined) {
+  const maxBody = positiveSetting(
+    "WEBHOOK_MAX_BODY_BYTES",
+    env("WEBHOOK_MAX_BODY_BYTES"),
+    DEFAULT_CONFIG.webhookMaxBodyBytes,
+  );
+  if (maxBody > 700 * 1024) throw new Error(`Invalid WEBHOOK_MAX_BODY_BYTES "${maxBody}": at most 716800`);
+  return {
+    webhookMaxBodyBytes: maxBody,
+    webhookMaxAttempts: positiveSetting(
+      "WEBHOOK_MAX_ATTEMPTS",
+      env("WEBHOOK_MAX_ATTEMPTS"),
+      DEFAULT_CONFIG.webhookMaxAttempts,
+    ),
+    webhookRetryBaseMs: intSetting("WEBHOOK_RETRY_BASE_MS", env("WEBHOOK_RETRY_BASE_MS"), 1000),
+    webhookDedupeDays: positiveSetting("WEBHOOK_DEDUPE_DAYS", env("WEBHOOK_DEDUPE_DAYS"), 30),
   };
 }

@@ -10,6 +10,7 @@ import { openKv } from "./storage/open.ts";
 import { createStore } from "./storage/store.ts";
 import { firstStartKey } from "./usecases/api_keys.ts";
 import { startExpirySchedule } from "./server/expiry_schedule.ts";
+import { startWebhookListener, webhookSettingsOf } from "./usecases/webhooks.ts";
 
 const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined || Deno.env.get("DENO_DEPLOY") !== undefined;
 /** Settings read from the environment. */
@@ -30,6 +31,27 @@ if (firstKey) {
 if (config.expireSchedule) {
   startExpirySchedule(store, { atHour: config.expireAtHour, timeZone: config.timeZone, log });
 }
+
+// Webhook deliveries are processed from the store's queue in every process (and worker) that serves the app. A
+// listening handle keeps the process alive, so the listener has a handle of its own, closed on SIGINT/SIGTERM: the
+// server then finishes its graceful shutdown and the process exits (an unfinished delivery is redelivered).
+const queueKv = config.kvPath === ":memory:" ? kv : await openKv(config.kvPath);
+startWebhookListener(
+  createStore(queueKv, { auditRetentionDays: config.auditRetentionDays }),
+  webhookSettingsOf(config),
+  {
+    log,
+  },
+);
+try {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      try {
+        queueKv.close();
+      } catch { /* already closed */ }
+    });
+  }
+} catch { /* no signals here (Deno Deploy, Windows): the platform stops the process */ }
 
 /** The app, exported for `deno serve --parallel main.ts` and for Deno Deploy. */
 export const app = createApp({ kv, store, config, log });

@@ -12,7 +12,8 @@ export type AuditEntity =
   | "bonus_program"
   | "api_key"
   | "balance"
-  | "admin_user";
+  | "admin_user"
+  | "connection";
 
 /** Who makes a change: the company it is made in, a name (`key:<id>`, `import:<file>`, `webhook:<connection>`, `admin:<login>`, `task:<name>`) and the numeric user id stamped on records. */
 export interface Actor {

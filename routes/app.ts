@@ -15,6 +15,8 @@ import { historyRoutes } from "./history.ts";
 import { purchaseRoutes } from "./purchase.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { healthRoutes } from "./health.ts";
+import { connectionRoutes } from "./connection.ts";
+import { webhookRoutes } from "./webhooks.ts";
 import { logError, requestLog } from "./log.ts";
 import { badKeyLimit, keyRateLimit } from "./rate_limit.ts";
 import { render, type ReplyBody } from "./reply.ts";
@@ -100,8 +102,13 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     },
   });
   // The back office sets its own (smaller) limit for forms and answers its errors in HTML; the bulk import endpoint
-  // has its own, larger limit (IMPORT_MAX_BODY_BYTES), applied by its route.
-  app.use((c, next) => isAdminPath(c.req.path) || c.req.path === IMPORT_PATH ? next() : appBodyLimit(c, next));
+  // has its own, larger limit (IMPORT_MAX_BODY_BYTES) and webhook deliveries theirs (WEBHOOK_MAX_BODY_BYTES), each
+  // applied by its route.
+  app.use((c, next) =>
+    isAdminPath(c.req.path) || c.req.path === IMPORT_PATH || c.req.path.startsWith("/webhooks/")
+      ? next()
+      : appBodyLimit(c, next)
+  );
   app.use("/api/*", badKeyLimit(deps));
   app.use("/api/*", authenticate(deps));
   app.use("/api/*", keyRateLimit(deps));
@@ -122,6 +129,8 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   const backOffice = adminRoutes(deps, { log });
   app.all("/admin", (c) => backOffice.fetch(c.req.raw, c.env));
   app.all("/admin/*", (c) => backOffice.fetch(c.req.raw, c.env));
+  app.route("/api/connection", connectionRoutes(deps));
+  app.route("/webhooks", webhookRoutes(deps, log));
   app.route("/", openApiRoutes(app));
 
   app.notFound((c) => render(c.get("format") ?? "json", { success: 0, info: `No such endpoint: ${c.req.path}` }, 404));

@@ -195,3 +195,51 @@ export const importKeys = {
   /** How far an unfinished import of one file got (keyed by the file's content hash and type). */
   checkpoint: (cid: string, key: string): Deno.KvKey => ["company", cid, "import_checkpoints", key],
 };
+
+/**
+ * Key builders of shop connections and webhook deliveries. Connections and deliveries are global, like API keys: the
+ * receiver finds a connection by the id in its URL before it knows the company (the record names the company).
+ * What a connection does to a company's customers and orders sits under the company's prefix.
+ */
+export const webhookKeys = {
+  connection: (id: string): Deno.KvKey => ["webhook_connections", id],
+  connections: (): Deno.KvKey => ["webhook_connections"],
+  /** A delivery as received: its metadata and state. */
+  event: (id: string): Deno.KvKey => ["webhook_events", id],
+  events: (): Deno.KvKey => ["webhook_events"],
+  /** The raw body of a delivery, in chunks under the value size limit. */
+  eventBody: (id: string, chunk: number): Deno.KvKey => ["webhook_event_bodies", id, chunk],
+  eventBodies: (id: string): Deno.KvKey => ["webhook_event_bodies", id],
+  /** Marks a delivery already accepted (Shopify webhook id, or WooCommerce topic + body hash); holds the event id. */
+  dedupe: (connectionId: string, key: string): Deno.KvKey => ["webhook_dedupe", connectionId, key],
+  /** Deliveries that kept failing. */
+  deadLetter: (id: string): Deno.KvKey => ["webhook_dead_letters", id],
+  deadLetters: (): Deno.KvKey => ["webhook_dead_letters"],
+  /** Grow-only counters per connection, topic and outcome (received, processed, duplicate, ignored, failed). */
+  stat: (connectionId: string, topic: string, kind: string): Deno.KvKey => [
+    "webhook_stats",
+    connectionId,
+    topic,
+    kind,
+  ],
+  stats: (connectionId: string): Deno.KvKey => ["webhook_stats", connectionId],
+  /** The customer of ours a platform customer is linked to (one index per connection); holds our customer id. */
+  customerLink: (cid: string, connectionId: string, externalId: string): Deno.KvKey => [
+    "company",
+    cid,
+    "webhook_customer_links",
+    connectionId,
+    externalId,
+  ],
+  /** An order closed (refunded, cancelled, deleted) before it was ever counted: it never accrues. */
+  closedOrder: (cid: string, orderRef: string): Deno.KvKey => ["company", cid, "webhook_closed_orders", orderRef],
+  /** A refund seen before its order was counted, applied once the order is: holds the money, minor units. */
+  pendingRefund: (cid: string, orderRef: string, refundId: string): Deno.KvKey => [
+    "company",
+    cid,
+    "webhook_pending_refunds",
+    orderRef,
+    refundId,
+  ],
+  pendingRefunds: (cid: string, orderRef: string): Deno.KvKey => ["company", cid, "webhook_pending_refunds", orderRef],
+};

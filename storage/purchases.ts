@@ -108,6 +108,12 @@ export interface PurchaseInput {
   timeZone: string;
   /** How long the list of customer groups (tiers) is reused from memory, ms. */
   groupsMaxAgeMs: number;
+  /** Accrue this many hundredths of a percent of the amount, rounded down, instead of the program's rules. */
+  accrualBp?: number | null;
+  /** Comment on the ledger entries (e.g. where the order came from); default none. */
+  comment?: string | null;
+  /** More checks the write must pass (e.g. that a marker is still absent). */
+  guard?: Deno.AtomicCheck[];
 }
 
 /** A return to record. */
@@ -118,6 +124,8 @@ export interface ReturnInput {
   fingerprint: string;
   timeZone: string;
   groupsMaxAgeMs: number;
+  /** Comment on the ledger entry; default none (or the expired-lots note). */
+  comment?: string | null;
 }
 
 function queueOf(cid: string, customerId: number, bonusId: number): string {
@@ -202,8 +210,9 @@ export async function recordPurchase(
         });
       }
       const group = groups.find((g) => g.id === customer.value!.group_id);
-      const rate = groupAccrualBp(group?.settings) ?? rules.accrualBp;
-      const accrued = accrual(input.amount - input.spend, rate, rules.rounding);
+      const override = input.accrualBp ?? null;
+      const rate = override ?? groupAccrualBp(group?.settings) ?? rules.accrualBp;
+      const accrued = accrual(input.amount - input.spend, rate, override === null ? rules.rounding : "down");
       let accrualLot: number | null = null;
       if (accrued > 0 && wallet.total + accrued > MAX_BALANCE) {
         throw new ConflictError(
@@ -271,7 +280,7 @@ export async function recordPurchase(
         created_date: now,
       };
       const write = new Write(store, actor)
-        .check(order, balance)
+        .check(order, balance, ...(input.guard ?? []))
         .set(orderKeys.order(cid, orderId), record);
       addCustomer(write, cid, customer as Deno.KvEntry<Customer>, next);
       if (steps.length > 0) {
@@ -283,7 +292,7 @@ export async function recordPurchase(
           steps,
           now,
           common: {
-            comment: null,
+            comment: input.comment ?? null,
             orderId,
             userId: actor.userId,
             idempotencyKey: null,
@@ -418,7 +427,7 @@ export async function recordReturn(
         common: {
           comment: given.expired > 0
             ? `${formatPoints(given.expired)} points of expired lots were not given back`
-            : null,
+            : input.comment ?? null,
           orderId,
           returnId,
           userId: actor.userId,

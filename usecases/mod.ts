@@ -14,3 +14,5 @@ export * from "./export.ts";
 export * from "./admin_users.ts";
 export * from "./back_office.ts";
 export * from "./import.ts";
+export * from "./connections.ts";
+export * from "./webhooks.ts";

@@ -1,0 +1,123 @@
+/** Shopify payloads mapped to webhook actions (pure): customers, orders and refunds, ids read as strings. */
+import {
+  idOf,
+  moneyOf,
+  objectOf,
+  type OrderState,
+  PayloadError,
+  type PlatformCustomer,
+  type PlatformOrder,
+  type PlatformRefund,
+  textOf,
+  type WebhookAction,
+} from "./webhooks.ts";
+
+type Json = Record<string, unknown>;
+
+function consent(value: unknown): boolean | null {
+  if (typeof value !== "object" || value === null) return null;
+  const state = (value as Json).state;
+  if (typeof state !== "string") return null;
+  return state === "subscribed";
+}
+
+/** A Shopify customer object (as in customers/* and in an order's `customer`). */
+export function shopifyCustomer(data: Json, fallback: { email?: unknown; phone?: unknown } = {}): PlatformCustomer {
+  const address = typeof data.default_address === "object" && data.default_address !== null
+    ? data.default_address as Json
+    : {};
+  const accepts = typeof data.accepts_marketing === "boolean" ? data.accepts_marketing : null;
+  return {
+    externalId: idOf(data.id),
+    fname: textOf(data.first_name),
+    lname: textOf(data.last_name),
+    email: textOf(data.email) ?? textOf(fallback.email),
+    phone: textOf(data.phone) ?? textOf(fallback.phone) ?? textOf(address.phone),
+    acceptsEmail: consent(data.email_marketing_consent) ?? accepts,
+    acceptsSms: consent(data.sms_marketing_consent) ?? accepts,
+  };
+}
+
+/** Money a Shopify refund returned: its successful `refund` transactions (not its line items). */
+export function shopifyRefund(data: Json): PlatformRefund {
+  const id = idOf(data.id);
+  if (!id) throw new PayloadError("Invalid refund: no id");
+  const transactions = Array.isArray(data.transactions) ? data.transactions : [];
+  let amount = 0;
+  for (const t of transactions) {
+    if (typeof t !== "object" || t === null) continue;
+    const tx = t as Json;
+    if (tx.kind === "refund" && tx.status === "success") amount += moneyOf(tx.amount, "transactions.amount");
+  }
+  return { id, amount };
+}
+
+function shippingOf(data: Json): number {
+  const set = data.total_shipping_price_set;
+  if (typeof set === "object" && set !== null) {
+    const shop = (set as Json).shop_money;
+    if (typeof shop === "object" && shop !== null) return moneyOf((shop as Json).amount, "total_shipping_price_set");
+  }
+  let sum = 0;
+  for (const line of Array.isArray(data.shipping_lines) ? data.shipping_lines : []) {
+    if (typeof line === "object" && line !== null) sum += moneyOf((line as Json).price, "shipping_lines.price");
+  }
+  return sum;
+}
+
+/**
+ * The state of a Shopify order: `orders/cancelled` or financial_status refunded closes it; `orders/paid` or
+ * financial_status paid (or partially_refunded) counts it; anything else (pending, authorized, voided) waits.
+ */
+function stateOf(topic: string, data: Json): OrderState {
+  const status = typeof data.financial_status === "string" ? data.financial_status : "";
+  if (topic === "orders/cancelled" || status === "refunded") return "closed";
+  if (topic === "orders/paid" || status === "paid" || status === "partially_refunded") return "paid";
+  return "pending";
+}
+
+/** A Shopify order payload. */
+export function shopifyOrder(topic: string, data: Json): PlatformOrder {
+  const orderId = idOf(data.id);
+  if (!orderId) throw new PayloadError("Invalid order: no id");
+  const customer = typeof data.customer === "object" && data.customer !== null
+    ? shopifyCustomer(data.customer as Json, { email: data.email, phone: data.phone })
+    : {
+      externalId: null,
+      fname: null,
+      lname: null,
+      email: textOf(data.email) ?? textOf(data.contact_email),
+      phone: textOf(data.phone),
+      acceptsEmail: null,
+      acceptsSms: null,
+    };
+  const total = moneyOf(data.total_price, "total_price");
+  const base = Math.max(0, total - shippingOf(data));
+  const refunds = (Array.isArray(data.refunds) ? data.refunds : [])
+    .filter((r): r is Json => typeof r === "object" && r !== null)
+    .map(shopifyRefund);
+  const number = textOf(data.name) ?? idOf(data.order_number);
+  return { orderId, number, customer, state: stateOf(topic, data), base, refunds };
+}
+
+/** Maps one Shopify delivery to what the processor does with it. */
+export function shopifyAction(topic: string, payload: unknown): WebhookAction {
+  const data = objectOf(payload, "the payload");
+  switch (topic) {
+    case "customers/create":
+    case "customers/update":
+      return { kind: "customer", customer: shopifyCustomer(data) };
+    case "orders/create":
+    case "orders/updated":
+    case "orders/paid":
+    case "orders/cancelled":
+      return { kind: "order", order: shopifyOrder(topic, data) };
+    case "refunds/create": {
+      const orderId = idOf(data.order_id);
+      if (!orderId) throw new PayloadError("Invalid refund: no order_id");
+      return { kind: "refund", orderId, refund: shopifyRefund(data) };
+    }
+    default:
+      return { kind: "ignore", reason: `topic "${topic}" is not processed` };
+  }
+}

@@ -1,0 +1,116 @@
+// deno-lint-ignore-file no-console
+/**
+ * `deno task webhooks failed|retry|stats`: the webhook deliveries of the store at KV_PATH.
+ *
+ *   deno task webhooks failed [--company acme]     dead letters: deliveries that kept failing, oldest first
+ *   deno task webhooks retry [ID]                   puts one dead letter (or every one) back in the queue and
+ *                                                   makes its first attempt at once; further retries are the
+ *                                                   running service's
+ *   deno task webhooks stats [--company acme]      received, processed, duplicate, ignored, failed per connection
+ *                                                   and topic
+ */
+import { parseArgs } from "node:util";
+import { loadConfig } from "../config.ts";
+import { openKv } from "../storage/open.ts";
+import { createStore } from "../storage/store.ts";
+import {
+  getDelivery,
+  handleDelivery,
+  listDeadLetters,
+  retryDeadLetter,
+  webhookSettingsOf,
+  webhookStats,
+} from "../usecases/mod.ts";
+
+const USAGE = `Usage:
+  deno task webhooks failed [--company ID]
+  deno task webhooks retry [DEAD_LETTER_ID]   (without an id: every dead letter)
+  deno task webhooks stats [--company ID]`;
+
+function fail(message: string): never {
+  console.error(`${message}\n\n${USAGE}`);
+  Deno.exit(2);
+}
+
+const { positionals, values } = (() => {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: { company: { type: "string" }, help: { type: "boolean", short: "h" } },
+    });
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+})();
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+const [command, id, ...extra] = positionals;
+if (extra.length > 0) fail(`Unexpected argument "${extra[0]}"`);
+const config = loadConfig((name) => Deno.env.get(name));
+const kv = await openKv(config.kvPath);
+const store = createStore(kv);
+const actor = values.company ? { companyId: values.company, name: "task:webhooks", userId: 0 } : null;
+const KINDS = ["received", "processed", "duplicate", "ignored", "failed"];
+try {
+  switch (command) {
+    case "failed": {
+      const letters = await listDeadLetters(store, actor);
+      if (letters.length === 0) console.log("No dead letters.");
+      for (const l of letters) {
+        console.log(
+          `${l.id}  ${
+            new Date(l.date).toISOString()
+          }  ${l.company_id}  ${l.platform}/${l.connection_id}  ${l.topic}  ` +
+            `${l.attempts} attempts  ${l.error}`,
+        );
+      }
+      break;
+    }
+    case "retry": {
+      const ids = id ? [id] : (await listDeadLetters(store, actor)).map((l) => l.id);
+      let queued = 0;
+      const settings = webhookSettingsOf(config);
+      for (const one of ids) {
+        if (!await retryDeadLetter(store, actor, one)) {
+          if (id) {
+            console.error(`Dead letter "${one}" not found`);
+            Deno.exit(1);
+          }
+          continue;
+        }
+        queued++;
+        // The first attempt now, here: a queue message enqueued by this process may wait for the service to notice.
+        await handleDelivery(store, one, settings);
+        const e = await getDelivery(store, one);
+        const state = e?.status === "queued"
+          ? `failed again (${e.last_error}); the service retries it (attempt ${
+            e.attempts + 1
+          } of ${settings.maxAttempts})`
+          : e?.status === "dead"
+          ? `failed again and is a dead letter (${e.last_error})`
+          : e?.status ?? "gone";
+        console.log(`${one}: ${state}`);
+      }
+      console.log(`Queued ${queued} dead letter${queued === 1 ? "" : "s"} again`);
+      break;
+    }
+    case "stats": {
+      const all = await webhookStats(store, actor);
+      if (all.length === 0) console.log("No connections.");
+      for (const { connection, stats } of all) {
+        console.log(`${connection.id}  ${connection.platform}  ${connection.shop}  (${connection.company_id})`);
+        for (const [topic, counts] of Object.entries(stats).sort()) {
+          console.log(`  ${topic.padEnd(20)} ${KINDS.map((k) => `${k} ${counts[k] ?? 0}`).join("  ")}`);
+        }
+      }
+      break;
+    }
+    default:
+      fail(command ? `Unknown command "${command}"` : "A command is required");
+  }
+} finally {
+  kv.close();
+}
