@@ -340,7 +340,10 @@ export function jsonItems(text: string): unknown[] {
 export function xmlItems(text: string): unknown[] {
   let doc: Record<string, unknown>;
   try {
-    doc = new XMLParser({ parseTagValue: false, ignoreAttributes: true, trimValues: true }).parse(text, true);
+    doc = new XMLParser({ parseTagValue: false, ignoreAttributes: true, trimValues: true, htmlEntities: true }).parse(
+      text,
+      true,
+    );
   } catch (e) {
     throw new ValidationError("file", `Invalid XML file: ${(e as Error).message}`);
   }
