@@ -24,8 +24,11 @@ export type CustomerExtra = (
 /** Optional parts of a customer reply, each switched on by a boolean query parameter. */
 export type CustomerExtras = Record<string, CustomerExtra>;
 
-/** The customer sub-app: reading (`GET /`) and adding or changing (`/update`). */
-export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
+/**
+ * The customer sub-app: reading (`GET /`) and adding or changing (`/update`). `options.fastPath: false` turns off
+ * the point-lookup fast path (tests compare its replies with the generic path's).
+ */
+export function customerRoutes(deps: Deps, extras: CustomerExtras = {}, options: { fastPath?: boolean } = {}) {
   const { store, config } = deps;
   const phone = (raw: string, field: string) => normalizePhone(raw, field, config.defaultCountryCode);
   const extraSwitches = Object.fromEntries(Object.keys(extras).map((k) => [k, bool]));
@@ -170,7 +173,7 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
    * else, or a value its rule refuses, goes on to the generic path, so replies and errors are the same byte for byte.
    */
   const fastLookup: MiddlewareHandler<AppEnv> = async (c, next) => {
-    if (c.req.method !== "GET") return await next();
+    if (c.req.method !== "GET" || options.fastPath === false) return await next();
     const raw = await rawOf(c);
     let name: string | undefined;
     for (const k in raw.query) {

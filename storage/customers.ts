@@ -3,7 +3,7 @@ import { NotFoundError, ValidationError } from "../domain/errors.ts";
 import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { keys } from "./keys.ts";
-import { getManyInBatches } from "./batch.ts";
+import { getByIds } from "./batch.ts";
 import {
   addIndexDiff,
   type Claims,
@@ -236,8 +236,11 @@ export async function findCustomerId(
 
 /** Reads customers by id, keeping the given order and dropping ids that do not exist. */
 export async function getCustomers(kv: Deno.Kv, cid: string, ids: number[]): Promise<Customer[]> {
-  const entries = await getManyInBatches<Customer>(kv, ids.map((id) => keys.customer(cid, id)));
-  return entries.flatMap((e) => e.value ? [e.value] : []);
+  const found = await getByIds<Customer>(kv, keys.customers(cid), ids);
+  return ids.flatMap((id) => {
+    const c = found.get(id);
+    return c ? [c] : [];
+  });
 }
 
 /** Number of customers in a list, from its two grow-only counters: no scan. */
