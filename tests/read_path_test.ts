@@ -143,3 +143,36 @@ Deno.test("GET /api/customer: a page of 200 with cards and bonuses takes at most
     });
   }
 });
+
+Deno.test("GET /api/customer: deep pages match the list, also right after changes move customers", async () => {
+  await using w = await world();
+  const now = Date.now();
+  const customers: Customer[] = [];
+  for (let i = 1; i <= 1600; i++) {
+    customers.push({ ...blankCustomer(i, { now, userId: 2 }), phone: i % 3 ? `79${1e8 + i}` : null });
+  }
+  await rawInsertCustomers(w.kv, "acme", customers);
+  const withPhone = () => customers.filter((c) => c.phone !== null).map((c) => c.id);
+  const check = async () => {
+    const ids = withPhone();
+    for (const page of [1, 2, 14, 15, 28, 29, 30]) {
+      const reply = assertJson(
+        await w.call("GET", "/api/customer", { query: { with_phone: 1, page, page_size: 37 } }),
+        200,
+      );
+      assert.equal(reply.total_count, ids.length);
+      assert.deepEqual(reply.customers.map((c: { id: number }) => c.id), ids.slice((page - 1) * 37, page * 37));
+    }
+  };
+  await check();
+  // Moves between lists and a new customer change the counts of buckets before the deep pages.
+  for (const id of [2, 499, 501, 1000]) {
+    assertJson(await w.call("POST", "/api/customer/update", { query: { id }, form: { phone: "" } }), 200);
+    customers[id - 1]!.phone = null;
+  }
+  assertJson(await w.call("POST", "/api/customer/update", { query: { id: 3 }, form: { phone: "+79990000003" } }), 200);
+  customers[2]!.phone = "79990000003";
+  const made = assertJson(await w.call("POST", "/api/customer/update", { form: { phone: "+79990001601" } }), 200);
+  customers.push({ ...blankCustomer(made.id, { now, userId: 2 }), phone: "79990001601" });
+  await check();
+});
