@@ -14,6 +14,10 @@ import { requireWrite } from "./auth.ts";
 import { actorOf, type AppEnv, type Deps } from "./context.ts";
 import { reply, type ReplyBody, type ReplyValue, streamReply } from "./reply.ts";
 import { input, rawOf } from "./request.ts";
+import { Gate } from "./gate.ts";
+
+/** Pages of customers one process builds at once (the rest queue): bounds memory under many concurrent pages. */
+const PAGES_AT_ONCE = 4;
 
 /** Adds extra elements (cards, bonuses) to customers of a reply, keyed by customer id. */
 export type CustomerExtra = (
@@ -104,8 +108,18 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}, options:
     });
   }
 
+  /** Pages (and short whole lists) being built at once; point lookups and streamed lists do not wait here. */
+  const pages = new Gate(PAGES_AT_ONCE);
+
   /** Answers a read: a point lookup, a page, a cursor page or the whole (streamed) list. */
-  async function answer(c: Context<AppEnv>, q: Parsed<typeof readQuery>): Promise<Response> {
+  function answer(c: Context<AppEnv>, q: Parsed<typeof readQuery>): Promise<Response> {
+    const lookup = q.id != null || q.external_id != null || q.phone != null || q.email != null ||
+      q.card_barcode != null || q.uid != null;
+    const paged = q.page != null || q.page_size != null || q.cursor != null;
+    return lookup || !paged ? build(c, q) : pages.run(() => build(c, q));
+  }
+
+  async function build(c: Context<AppEnv>, q: Parsed<typeof readQuery>): Promise<Response> {
     const actor = actorOf(c.get("caller"));
     const wanted = Object.keys(extras).filter((name) => (q as Record<string, unknown>)[name] === true);
     const paged = q.page != null || q.page_size != null;
@@ -165,7 +179,7 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}, options:
     });
   }
 
-  type ReadQuery = Parameters<typeof answer>[1];
+  type ReadQuery = Parameters<typeof build>[1];
 
   /**
    * The till's hot path: a GET with nothing but one point lookup (`?id=`, `?phone=`, ...) is parsed by that
