@@ -37,6 +37,7 @@ const base = { ...DEFAULT_CONFIG, kvPath: ":memory:", rateLimitPerSecond: 1e8, r
 const apps = {
   "as shipped (logging on)": createApp({ kv, config: base, log: sinkOf(base) }),
   "logging off": createApp({ kv, config: { ...base, logRequests: false } }),
+  "fast path off": createApp({ kv, config: base, log: sinkOf(base), fastPaths: false }),
   "logging on, console.log": createApp({
     kv,
     config: base,
@@ -76,7 +77,7 @@ for (let r = 0; r < ROUNDS; r++) {
   add("bare kv.get + JSON", await time(bare, PER));
   for (const [an, app] of Object.entries(apps)) {
     for (const [pn, path] of Object.entries(paths)) {
-      if (an !== "as shipped (logging on)" && pn !== "by id json") continue;
+      if (an !== "as shipped (logging on)" && an !== "fast path off" && pn !== "by id json") continue;
       if (ONLY && !`${pn}, ${an}`.includes(ONLY)) continue;
       add(`${pn}, ${an}`, await time((id) => Promise.resolve(app.fetch(new Request(`http://x${path(id)}`))), PER));
     }
