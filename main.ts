@@ -5,7 +5,7 @@
  */
 import { loadConfig } from "./config.ts";
 import { createApp } from "./routes/app.ts";
-import { logSink } from "./routes/log.ts";
+import { bufferedWriter, logSink } from "./routes/log.ts";
 import { openKv } from "./storage/open.ts";
 import { createStore } from "./storage/store.ts";
 import { firstStartKey } from "./usecases/api_keys.ts";
@@ -17,9 +17,10 @@ const onDeploy = Deno.env.get("DENO_DEPLOYMENT_ID") !== undefined || Deno.env.ge
 export const config = loadConfig((name) => Deno.env.get(name), onDeploy);
 const kv = await openKv(config.kvPath);
 
-/** Where log lines go: stdout, as text lines or JSON objects (LOG_FORMAT). */
-// deno-lint-ignore no-console
-export const log = logSink(config, (line) => console.log(line));
+/** Where log lines go: stdout, as text lines or JSON objects (LOG_FORMAT), batched and written asynchronously. */
+const stdout = bufferedWriter(Deno.stdout);
+globalThis.addEventListener("unload", () => stdout.flushSync());
+export const log = logSink(config, stdout.write);
 const store = createStore(kv, { auditRetentionDays: config.auditRetentionDays });
 const firstKey = await firstStartKey(store);
 if (firstKey) {

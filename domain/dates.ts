@@ -24,9 +24,39 @@ const PROBES = [0, 951_827_696_000, 1_468_839_277_000, 7_258_118_399_000];
 /** Formatters of "YYYY-MM-DD HH:MM:SS" per time zone, built once per zone. */
 const zoneFormats = new Map<string, (ms: number) => string>();
 
+/** Latest instant (exclusive) that the arithmetic of `isoFormat` handles: 10000-01-01. */
+const YEAR_10000 = 253_402_300_800_000;
+
+function pad2(n: number): string {
+  return n < 10 ? `0${n}` : `${n}`;
+}
+
+/**
+ * UTC "YYYY-MM-DD HH:MM:SS" by arithmetic (H. Hinnant's days-to-civil): about five times cheaper than
+ * `toISOString`, and every reply formats three dates per customer. Instants before 1970 or past 9999 take
+ * the `Date` route.
+ */
 function isoFormat(ms: number): string {
-  const iso = new Date(ms).toISOString();
-  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;
+  if (!(ms >= 0 && ms < YEAR_10000)) {
+    const iso = new Date(ms).toISOString();
+    return `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;
+  }
+  const days = Math.floor(ms / DAY_MS);
+  const secs = Math.floor((ms - days * DAY_MS) / 1000);
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  const hh = Math.floor(secs / 3600);
+  const mm = Math.floor((secs % 3600) / 60);
+  return `${year < 1000 ? String(year).padStart(4, "0") : year}-${pad2(month)}-${pad2(day)} ${pad2(hh)}:${pad2(mm)}:${
+    pad2(secs % 60)
+  }`;
 }
 
 /** Builds the wire formatter of a zone: the fast "sv-SE" pattern when it provably matches the parts, else the parts. */

@@ -408,3 +408,25 @@ Deno.test("checkBirthDate: a field prefix renames the fields", () => {
     "child_",
   );
 });
+
+Deno.test("formatDateTime() in UTC writes what toISOString says, from 1970 to 9999 and outside it", () => {
+  const viaDate = (ms: number) => {
+    const iso = new Date(ms).toISOString();
+    return `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;
+  };
+  const probes = [
+    0,
+    999,
+    86_399_999,
+    86_400_000,
+    951_782_400_000, // 2000-02-29
+    951_868_799_999,
+    4_107_542_399_000, // 2100-02-28 23:59:59
+    253_402_300_799_999,
+    253_402_300_800_000,
+    -1,
+    -86_400_001,
+  ];
+  for (let i = 0; i < 100_000; i++) probes.push(Math.floor(Math.random() * 253_402_300_800_000));
+  for (const ms of probes) assert.equal(formatDateTime(ms, "UTC"), viaDate(ms), `at ${ms}`);
+});

@@ -60,6 +60,8 @@ export interface AppOptions {
   now?: () => number;
   /** Where log lines go: one per request (when config.logRequests) and every internal error. */
   log?: (line: string) => void;
+  /** Whether point lookups take the fast path (default true); false answers them by the generic path. */
+  fastPaths?: boolean;
 }
 
 function errorBody(error: AppError): ReplyBody {
@@ -115,7 +117,10 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
 
   app.route("/health", healthRoutes(deps));
 
-  app.route("/api/customer", customerRoutes(deps, { cards: cardsExtra, bonuses: bonusesExtra }));
+  app.route(
+    "/api/customer",
+    customerRoutes(deps, { cards: cardsExtra, bonuses: bonusesExtra }, { fastPath: options.fastPaths }),
+  );
   app.route("/api/customer", cardRoutes(deps));
   app.route("/api/customer", bonusRoutes(deps));
   app.route("/api", historyRoutes(deps));

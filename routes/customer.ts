@@ -1,10 +1,10 @@
-import { Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { CARD_LOOKUP_PARSERS } from "../domain/card.ts";
 import { type Customer, customerFieldParsers, customerView, READ_ONLY_CUSTOMER_FIELDS } from "../domain/customer.ts";
 import { localDate } from "../domain/dates.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
 import { ValidationError } from "../domain/errors.ts";
-import { bool, id, nonEmpty, text } from "../domain/fields.ts";
+import { bool, type FieldParser, id, nonEmpty, type Parsed, parsersOf, text } from "../domain/fields.ts";
 import { customerListReply, customerWriteReply } from "../domain/replies.ts";
 import { normalizePhone } from "../domain/phone.ts";
 import { DEFAULT_PAGE_SIZE, encodeCursor, pageWithCursor, PAGING_PARSERS } from "../domain/paging.ts";
@@ -13,7 +13,11 @@ import type { Actor } from "../domain/audit.ts";
 import { requireWrite } from "./auth.ts";
 import { actorOf, type AppEnv, type Deps } from "./context.ts";
 import { reply, type ReplyBody, type ReplyValue, streamReply } from "./reply.ts";
-import { input } from "./request.ts";
+import { input, rawOf } from "./request.ts";
+import { Gate } from "./gate.ts";
+
+/** Pages of customers one process builds at once (the rest queue): bounds memory under many concurrent pages. */
+const PAGES_AT_ONCE = 4;
 
 /** Adds extra elements (cards, bonuses) to customers of a reply, keyed by customer id. */
 export type CustomerExtra = (
@@ -24,31 +28,41 @@ export type CustomerExtra = (
 /** Optional parts of a customer reply, each switched on by a boolean query parameter. */
 export type CustomerExtras = Record<string, CustomerExtra>;
 
-/** The customer sub-app: reading (`GET /`) and adding or changing (`/update`). */
-export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
+/**
+ * The customer sub-app: reading (`GET /`) and adding or changing (`/update`). `options.fastPath: false` turns off
+ * the point-lookup fast path (tests compare its replies with the generic path's).
+ */
+export function customerRoutes(deps: Deps, extras: CustomerExtras = {}, options: { fastPath?: boolean } = {}) {
   const { store, config } = deps;
   const phone = (raw: string, field: string) => normalizePhone(raw, field, config.defaultCountryCode);
   const extraSwitches = Object.fromEntries(Object.keys(extras).map((k) => [k, bool]));
 
+  /** The point lookups: each finds at most one customer through a unique index. */
+  const lookups = {
+    id: nonEmpty(id).describe("The customer with this id."),
+    external_id: nonEmpty(text(100)).describe("The customer with this id in an outside system (exact)."),
+    phone: nonEmpty(phone).meta({
+      description: "The customer with this phone, in any writing (8 (900) 123-45-67).",
+      example: "+79001234567",
+    }),
+    email: nonEmpty((raw: string, field: string) => emailKey(normalizeEmail(raw, field))).meta({
+      description: "The customer with this email, any case.",
+      example: "sergey@example.com",
+    }),
+    card_barcode: CARD_LOOKUP_PARSERS.card_barcode.describe("The owner of the card with this barcode."),
+    uid: CARD_LOOKUP_PARSERS.uid.describe("The owner of the card with this number."),
+  };
+  const lookupParsers: Record<string, FieldParser<unknown>> = parsersOf(lookups);
+
+  const readQuery = {
+    ...lookups,
+    with_phone: bool.describe("1: only customers with a phone; 0: only those without."),
+    with_email: bool.describe("1: only customers with an email; 0: only those without."),
+    ...PAGING_PARSERS,
+    ...extraSwitches,
+  };
   const readInput = input({
-    query: {
-      id: nonEmpty(id).describe("The customer with this id."),
-      external_id: nonEmpty(text(100)).describe("The customer with this id in an outside system (exact)."),
-      phone: nonEmpty(phone).meta({
-        description: "The customer with this phone, in any writing (8 (900) 123-45-67).",
-        example: "+79001234567",
-      }),
-      email: nonEmpty((raw: string, field: string) => emailKey(normalizeEmail(raw, field))).meta({
-        description: "The customer with this email, any case.",
-        example: "sergey@example.com",
-      }),
-      card_barcode: CARD_LOOKUP_PARSERS.card_barcode.describe("The owner of the card with this barcode."),
-      uid: CARD_LOOKUP_PARSERS.uid.describe("The owner of the card with this number."),
-      with_phone: bool.describe("1: only customers with a phone; 0: only those without."),
-      with_email: bool.describe("1: only customers with an email; 0: only those without."),
-      ...PAGING_PARSERS,
-      ...extraSwitches,
-    },
+    query: readQuery,
     fields: {},
     summary: "Find customers",
     description: "Filters combine with AND; without filters, every customer. Without paging, up to 1000 customers " +
@@ -74,10 +88,12 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
 
   /** Renders customers with their group names and the extras asked for. */
   async function views(actor: Actor, customers: Customer[], wanted: string[]): Promise<ReplyBody[]> {
-    const [groups, ...extraMaps] = await Promise.all([
-      groupNames(store, actor, { customers, maxAgeMs: config.directoryCacheMs }),
-      ...wanted.map((name) => extras[name]!(deps, { actor, customers })),
-    ]);
+    const [groups, ...extraMaps] = wanted.length === 0
+      ? [await groupNames(store, actor, { customers, maxAgeMs: config.directoryCacheMs })]
+      : await Promise.all([
+        groupNames(store, actor, { customers, maxAgeMs: config.directoryCacheMs }),
+        ...wanted.map((name) => extras[name]!(deps, { actor, customers })),
+      ]);
     const today = localDate(store.clock(), config.timeZone);
     return customers.map((c) => {
       const view: ReplyBody = customerView(c, {
@@ -92,67 +108,104 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
     });
   }
 
-  return new Hono<AppEnv>()
-    .get("/", readInput, async (c) => {
-      const q = c.var.input.query;
-      const actor = actorOf(c.var.caller);
-      const wanted = Object.keys(extras).filter((name) => (q as Record<string, unknown>)[name] === true);
-      const paged = q.page != null || q.page_size != null;
-      if (q.cursor != null && q.page != null) throw pageWithCursor();
-      const pageSize = q.page_size ?? DEFAULT_PAGE_SIZE;
-      const page = q.page ?? 1;
-      const head = { success: 1, type: "customer" };
-      const lookup = q.id != null || q.external_id != null || q.phone != null || q.email != null ||
-        q.card_barcode != null || q.uid != null;
-      const found = await findCustomers(store, actor, {
-        id: q.id ?? undefined,
-        externalId: q.external_id ?? undefined,
-        phone: q.phone ?? undefined,
-        email: q.email ?? undefined,
-        cardBarcode: q.card_barcode ?? undefined,
-        uid: q.uid ?? undefined,
-        withPhone: q.with_phone,
-        withEmail: q.with_email,
-        pageSize,
-        afterId: lookup ? undefined : q.cursor ?? undefined,
-        page: lookup || q.cursor != null || !paged ? undefined : page,
-      });
+  /** Pages (and short whole lists) being built at once; point lookups and streamed lists do not wait here. */
+  const pages = new Gate(PAGES_AT_ONCE);
 
-      if (found.kind === "stream") {
-        const batches = async function* () {
-          for await (const rows of found.batches) yield await views(actor, rows, wanted);
-        };
-        return streamReply(c.var.format, {
-          head: { ...head, count: found.total },
-          list: "customers",
-          items: batches(),
-        });
-      }
-      if (lookup) {
-        // Point lookups: at most one customer, found through a unique index.
-        const all = found.customers;
-        const shown = paged ? all.slice((page - 1) * pageSize, page * pageSize) : all;
-        const customers = await views(actor, shown, wanted);
-        const tail: ReplyBody = paged ? { page, page_size: pageSize, total_count: all.length } : {};
-        return reply(c, { ...head, count: customers.length, customers, ...tail });
-      }
-      if (found.kind === "lookup") {
-        const customers = await views(actor, found.customers, wanted);
-        return reply(c, { ...head, count: customers.length, customers });
-      }
-      const rows = found.customers;
-      const customers = await views(actor, rows, wanted);
-      const last = rows.at(-1);
-      return reply(c, {
-        ...head,
-        count: customers.length,
-        customers,
-        ...(q.cursor != null ? {} : { page }),
-        page_size: pageSize,
-        total_count: found.total,
-        next_cursor: found.more && last ? encodeCursor(last.id) : null,
+  /** Answers a read: a point lookup, a page, a cursor page or the whole (streamed) list. */
+  function answer(c: Context<AppEnv>, q: Parsed<typeof readQuery>): Promise<Response> {
+    const lookup = q.id != null || q.external_id != null || q.phone != null || q.email != null ||
+      q.card_barcode != null || q.uid != null;
+    const paged = q.page != null || q.page_size != null || q.cursor != null;
+    return lookup || !paged ? build(c, q) : pages.run(() => build(c, q));
+  }
+
+  async function build(c: Context<AppEnv>, q: Parsed<typeof readQuery>): Promise<Response> {
+    const actor = actorOf(c.get("caller"));
+    const wanted = Object.keys(extras).filter((name) => (q as Record<string, unknown>)[name] === true);
+    const paged = q.page != null || q.page_size != null;
+    if (q.cursor != null && q.page != null) throw pageWithCursor();
+    const pageSize = q.page_size ?? DEFAULT_PAGE_SIZE;
+    const page = q.page ?? 1;
+    const head = { success: 1, type: "customer" };
+    const lookup = q.id != null || q.external_id != null || q.phone != null || q.email != null ||
+      q.card_barcode != null || q.uid != null;
+    const found = await findCustomers(store, actor, {
+      id: q.id ?? undefined,
+      externalId: q.external_id ?? undefined,
+      phone: q.phone ?? undefined,
+      email: q.email ?? undefined,
+      cardBarcode: q.card_barcode ?? undefined,
+      uid: q.uid ?? undefined,
+      withPhone: q.with_phone,
+      withEmail: q.with_email,
+      pageSize,
+      afterId: lookup ? undefined : q.cursor ?? undefined,
+      page: lookup || q.cursor != null || !paged ? undefined : page,
+    });
+
+    if (found.kind === "stream") {
+      const batches = async function* () {
+        for await (const rows of found.batches) yield await views(actor, rows, wanted);
+      };
+      return streamReply(c.get("format"), {
+        head: { ...head, count: found.total },
+        list: "customers",
+        items: batches(),
       });
-    })
+    }
+    if (lookup) {
+      // Point lookups: at most one customer, found through a unique index.
+      const all = found.customers;
+      const shown = paged ? all.slice((page - 1) * pageSize, page * pageSize) : all;
+      const customers = await views(actor, shown, wanted);
+      const tail: ReplyBody = paged ? { page, page_size: pageSize, total_count: all.length } : {};
+      return reply(c, { ...head, count: customers.length, customers, ...tail });
+    }
+    if (found.kind === "lookup") {
+      const customers = await views(actor, found.customers, wanted);
+      return reply(c, { ...head, count: customers.length, customers });
+    }
+    const rows = found.customers;
+    const customers = await views(actor, rows, wanted);
+    const last = rows.at(-1);
+    return reply(c, {
+      ...head,
+      count: customers.length,
+      customers,
+      ...(q.cursor != null ? {} : { page }),
+      page_size: pageSize,
+      total_count: found.total,
+      next_cursor: found.more && last ? encodeCursor(last.id) : null,
+    });
+  }
+
+  type ReadQuery = Parameters<typeof build>[1];
+
+  /**
+   * The till's hot path: a GET with nothing but one point lookup (`?id=`, `?phone=`, ...) is parsed by that
+   * parameter's own rule instead of the whole schema, then answered by the same code as the generic path. Anything
+   * else, or a value its rule refuses, goes on to the generic path, so replies and errors are the same byte for byte.
+   */
+  const fastLookup: MiddlewareHandler<AppEnv> = async (c, next) => {
+    if (c.req.method !== "GET" || options.fastPath === false) return await next();
+    const raw = await rawOf(c);
+    let name: string | undefined;
+    for (const k in raw.query) {
+      if (name !== undefined || !Object.hasOwn(lookupParsers, k)) return await next();
+      name = k;
+    }
+    if (name === undefined) return await next();
+    let value: unknown;
+    try {
+      value = lookupParsers[name]!(raw.query[name]!, name);
+    } catch {
+      return await next();
+    }
+    return await answer(c, { [name]: value } as ReadQuery);
+  };
+
+  return new Hono<AppEnv>()
+    .get("/", fastLookup, readInput, (c) => answer(c as unknown as Context<AppEnv>, c.get("input").query))
     .on(["GET", "POST"], "/update", requireWrite, updateInput, async (c) => {
       const { query, fields } = c.var.input;
       const { group_id, group_name, ...patch } = fields;

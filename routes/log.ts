@@ -115,3 +115,89 @@ export function logSink(config: Config, write: (line: string) => void): (line: s
     }));
   };
 }
+
+/** How long a log line may wait for the lines after it, ms: one write per interval instead of one per line. */
+const FLUSH_MS = 20;
+/** How many bytes of log lines are held before a write is started at once rather than after FLUSH_MS. */
+const FLUSH_BYTES = 64 * 1024;
+/** Most bytes held while the output is slow; lines past it are dropped and counted, never blocking a request. */
+const MAX_HELD_BYTES = 8 * 1024 * 1024;
+
+/** A writer that batches lines and writes them asynchronously; `flushSync` empties it on exit. */
+export interface BufferedWriter {
+  /** Queues one line (a newline is added). */
+  write: (line: string) => void;
+  /** Writes whatever is queued, synchronously (on exit). */
+  flushSync: () => void;
+}
+
+/**
+ * Batches log lines and writes them with one asynchronous write per 20 ms (or per 64 KiB), so a
+ * request never waits for a write to stdout: a line per `console.log` cost about 20 us of the request. If the
+ * output cannot keep up, at most 8 MiB are held; further lines are dropped and a warning says how many.
+ */
+export function bufferedWriter(out: {
+  write: (bytes: Uint8Array) => Promise<number>;
+  writeSync: (bytes: Uint8Array) => number;
+}): BufferedWriter {
+  const encoder = new TextEncoder();
+  let held: string[] = [];
+  let heldBytes = 0;
+  let dropped = 0;
+  let writing = false;
+  let scheduled = false;
+
+  const take = (): Uint8Array | null => {
+    if (dropped > 0) {
+      held.push(`${new Date().toISOString()} WARN ${dropped} log lines dropped: the output was too slow`);
+      dropped = 0;
+    }
+    if (held.length === 0) return null;
+    const bytes = encoder.encode(held.join("\n") + "\n");
+    held = [];
+    heldBytes = 0;
+    return bytes;
+  };
+  const writeAll = async (bytes: Uint8Array) => {
+    let at = 0;
+    while (at < bytes.length) at += await out.write(bytes.subarray(at));
+  };
+  const drain = async () => {
+    scheduled = false;
+    if (writing) return;
+    writing = true;
+    try {
+      for (let bytes = take(); bytes; bytes = take()) await writeAll(bytes);
+    } catch {
+      // The output is gone (a closed pipe): nothing more can be logged.
+      held = [];
+      heldBytes = 0;
+    } finally {
+      writing = false;
+    }
+  };
+  return {
+    write(line) {
+      if (heldBytes > MAX_HELD_BYTES) {
+        dropped++;
+        return;
+      }
+      held.push(line);
+      heldBytes += line.length + 1;
+      if (writing || scheduled) return;
+      scheduled = true;
+      if (heldBytes >= FLUSH_BYTES) queueMicrotask(drain);
+      else setTimeout(drain, FLUSH_MS);
+    },
+    flushSync() {
+      const bytes = take();
+      if (!bytes) return;
+      let at = 0;
+      try {
+        while (at < bytes.length) at += out.writeSync(bytes.subarray(at));
+      } catch {
+        // The output is gone.
+      }
+    },
+  };
+}

@@ -19,7 +19,8 @@ export function render(format: Format, body: ReplyBody, status = 200): Response 
 
 /** Replies in the format the request asked for. */
 export function reply<E extends AppEnv>(c: Context<E>, body: ReplyBody, status = 200): Response {
-  return render((c.var as AppEnv["Variables"]).format ?? "json", body, status);
+  // c.get, not c.var: Hono rebuilds the whole c.var object on every access.
+  return render((c as unknown as Context<AppEnv>).get("format") ?? "json", body, status);
 }
 
 /** Header that marks a reply replayed from an earlier request (same idempotency key, order or return). */

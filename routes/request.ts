@@ -181,7 +181,7 @@ export function outsideKey(c: Context): string | undefined {
 
 /** The request's raw parameters, read (query and body) on first use and kept for the rest of the request. */
 export async function rawOf<E extends AppEnv>(c: Context<E>): Promise<RawRequest> {
-  const known = (c.var as Partial<AppEnv["Variables"]>).raw;
+  const known = (c as unknown as Context<AppEnv>).get("raw") as RawRequest | undefined;
   if (known) return known;
   const raw = await readRaw(c);
   (c as unknown as Context<AppEnv>).set("raw", raw);

@@ -26,7 +26,7 @@ import { ConflictError, NotFoundError } from "../domain/errors.ts";
 import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { cardKeys, keys } from "./keys.ts";
-import { getManyInBatches } from "./batch.ts";
+import { getByIds } from "./batch.ts";
 import {
   addIndexDiff,
   diffIndexes,
@@ -413,8 +413,8 @@ export async function cardsOfCustomers(
     );
     for (const list of lists) cardIds.push(...list);
   }
-  const entries = await getManyInBatches<Card>(kv, cardIds.map((id) => cardKeys.card(cid, id)));
-  const cards = entries.flatMap((e) => e.value ? [e.value] : []);
+  // Card records by id runs: cards made in customer order (an import, a batch of new members) read in one list.
+  const cards = [...(await getByIds<Card>(kv, cardKeys.cards(cid), cardIds)).values()];
   cards.sort((a, b) => a.id - b.id);
   for (const card of cards) if (card.customer_id !== null) out.get(card.customer_id)?.push(card);
   return out;

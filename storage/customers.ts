@@ -4,7 +4,7 @@ import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { keys, nameKeys } from "./keys.ts";
 import { lastNameKey } from "../domain/name_index.ts";
-import { getManyInBatches } from "./batch.ts";
+import { getByIds } from "./batch.ts";
 import {
   addIndexDiff,
   type Claims,
@@ -243,8 +243,11 @@ export async function findCustomerId(
 
 /** Reads customers by id, keeping the given order and dropping ids that do not exist. */
 export async function getCustomers(kv: Deno.Kv, cid: string, ids: number[]): Promise<Customer[]> {
-  const entries = await getManyInBatches<Customer>(kv, ids.map((id) => keys.customer(cid, id)));
-  return entries.flatMap((e) => e.value ? [e.value] : []);
+  const found = await getByIds<Customer>(kv, keys.customers(cid), ids);
+  return ids.flatMap((id) => {
+    const c = found.get(id);
+    return c ? [c] : [];
+  });
 }
 
 /** Number of customers in a list, from its two grow-only counters: no scan. */
@@ -256,46 +259,98 @@ export async function countList(kv: Deno.Kv, cid: string, list: string): Promise
   return Number((inc.value?.value ?? 0n) - (out.value?.value ?? 0n));
 }
 
+/** A list's per-bucket counts summed up, as of the list's two totals (which every change of a bucket moves). */
+interface BucketSums {
+  /** The list's "in" and "out" totals when the buckets were read. */
+  totals: string;
+  /** Bucket numbers that hold anyone, ascending. */
+  buckets: number[];
+  /** Customers in the list before each of those buckets. */
+  before: number[];
+  /** Customers in each of those buckets. */
+  sizes: number[];
+}
+
+/** Summed bucket counts by store and list, reused while the list's totals stay the same. */
+const BUCKET_SUMS = new WeakMap<Deno.Kv, Map<string, BucketSums>>();
+
+/** The list's two grow-only totals, as one string: equal strings mean no change touched the list in between. */
+async function totalsOf(kv: Deno.Kv, cid: string, list: string): Promise<string> {
+  const [inc, out] = await kv.getMany<[Deno.KvU64, Deno.KvU64]>([
+    keys.customerTotal(cid, list, "in"),
+    keys.customerTotal(cid, list, "out"),
+  ]);
+  return `${inc.value?.value ?? 0n}/${out.value?.value ?? 0n}`;
+}
+
 /**
- * The smallest id at `offset` in a list, found by summing per-bucket counts and reading keys only inside
- * one bucket, so the cost grows with offset / BUCKET_SIZE + BUCKET_SIZE, not with the offset. Null: past the end.
+ * The list's bucket counts summed up. Every change of a bucket counter also moves one of the list's two totals,
+ * in the same atomic write, and both only grow, so sums read between two equal readings of the totals are exact
+ * and stay exact while the totals read the same: a deep page then costs one read of the totals, not a list of
+ * every bucket before it (2,000 buckets at a million customers).
+ */
+async function bucketSums(kv: Deno.Kv, cid: string, list: string): Promise<BucketSums> {
+  let cache = BUCKET_SUMS.get(kv);
+  if (!cache) BUCKET_SUMS.set(kv, cache = new Map());
+  const name = `${cid}\u0000${list}`;
+  const totals = await totalsOf(kv, cid, list);
+  const known = cache.get(name);
+  if (known?.totals === totals) return known;
+  const sums: BucketSums = { totals, buckets: [], before: [], sizes: [] };
+  let before = 0;
+  for await (const e of kv.list<Deno.KvU64>({ prefix: keys.customerBuckets(cid, list) }, { batchSize: 1000 })) {
+    const b = e.key.at(-2) as number;
+    const n = Number(e.value.value) * (e.key.at(-1) === "in" ? 1 : -1);
+    if (sums.buckets.at(-1) === b) sums.sizes[sums.sizes.length - 1]! += n;
+    else {
+      if (sums.buckets.length > 0) before += sums.sizes.at(-1)!;
+      sums.buckets.push(b);
+      sums.before.push(before);
+      sums.sizes.push(n);
+    }
+  }
+  // Kept only when no write touched the list while its buckets were read.
+  if ((await totalsOf(kv, cid, list)) === totals) {
+    if (cache.size >= MAX_CACHED_LISTS) cache.delete(cache.keys().next().value!);
+    cache.set(name, sums);
+  }
+  return sums;
+}
+
+/** Lists whose bucket sums one store keeps at once (a few lists per company). */
+const MAX_CACHED_LISTS = 1000;
+
+/**
+ * The smallest id at `offset` in a list: the bucket holding it is found in the summed bucket counts (binary
+ * search), then at most half a bucket of keys is read, from whichever end of the bucket is nearer. So the cost
+ * grows with the page size, not the offset. Null: past the end.
  */
 async function idAtOffset(kv: Deno.Kv, cid: string, list: string, offset: number): Promise<number | null> {
-  let before = 0;
-  let target: number | null = null;
-  let bucket: number | null = null;
-  let size = 0n;
-  const batchSize = Math.min(1000, 2 * Math.ceil(offset / BUCKET_SIZE) + 8);
-  const settle = () => {
-    const n = Number(size);
-    if (bucket !== null && before + n > offset) return true;
-    before += n;
-    return false;
-  };
-  for await (const e of kv.list<Deno.KvU64>({ prefix: keys.customerBuckets(cid, list) }, { batchSize })) {
-    const b = e.key.at(-2) as number;
-    if (b !== bucket) {
-      if (settle()) {
-        target = bucket;
-        break;
-      }
-      bucket = b;
-      size = 0n;
-    }
-    size += e.key.at(-1) === "in" ? e.value.value : -e.value.value;
+  const sums = await bucketSums(kv, cid, list);
+  let lo = 0;
+  let hi = sums.buckets.length - 1;
+  let at = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (sums.before[mid]! <= offset) {
+      at = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
   }
-  if (target === null) {
-    if (!settle()) return null;
-    target = bucket;
-  }
-  const skip = offset - before;
-  const iter = kv.list({
-    prefix: keys.customerList(cid, list),
-    start: keys.customerListEntry(cid, list, target! * BUCKET_SIZE),
-  }, { limit: skip + 1, batchSize: Math.min(1000, skip + 1) });
+  if (at === -1) return null;
+  const size = sums.sizes[at]!;
+  const skip = offset - sums.before[at]!;
+  if (skip >= size) return null;
+  const bucket = sums.buckets[at]!;
+  const first = keys.customerListEntry(cid, list, bucket * BUCKET_SIZE);
+  const end = keys.customerListEntry(cid, list, (bucket + 1) * BUCKET_SIZE);
+  // From the bucket's end backwards when that is nearer: the (size - skip)-th key from the end.
+  const reverse = skip >= size / 2;
+  const n = reverse ? size - skip : skip + 1;
+  const iter = kv.list({ start: first, end }, { limit: n, batchSize: Math.min(1000, n), reverse });
   let seen = 0;
   for await (const e of iter) {
-    if (seen++ === skip) return e.key.at(-1) as number;
+    if (++seen === n) return e.key.at(-1) as number;
   }
   return null;
 }

@@ -7,6 +7,9 @@
  * The expiry job is timed in-process over its own store of balances made of expired lots (bench/expire_run.ts).
  */
 import { parseArgs } from "node:util";
+import { loadConfig } from "../config.ts";
+import { SERVICE_V8_FLAGS } from "../server/v8_flags.ts";
+import { cardKeys, keys } from "../storage/keys.ts";
 import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { createApiKey } from "../storage/api_keys.ts";
 import { createStore } from "../storage/store.ts";
@@ -18,6 +21,7 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     quick: { type: "boolean", default: false },
+    large: { type: "boolean", default: false },
     customers: { type: "string" },
     duration: { type: "string" },
     rounds: { type: "string" },
@@ -25,13 +29,18 @@ const { values } = parseArgs({
   },
 });
 const quick = values.quick!;
-const N = Number(values.customers ?? (quick ? 5_000 : 100_000));
+/** `--large`: a store of 1,000,000 customers, seeded once into LARGE_STORE and reused by later runs; not in CI. */
+const large = values.large!;
+const N = Number(values.customers ?? (quick ? 5_000 : large ? 1_000_000 : 100_000));
+/** Where `--large` keeps its seeded store between runs (LARGE_STORE overrides). */
+const LARGE_STORE = Deno.env.get("LARGE_STORE") ?? `${Deno.env.get("TMPDIR") ?? "/tmp"}/loyalty-bench-large-${N}.kv`;
 const DURATION = Number(values.duration ?? 2);
 /** Every scenario runs this many times, interleaved with its baseline; the table shows medians. */
 const ROUNDS = Number(values.rounds ?? (quick ? 1 : 5));
 /** Seconds of unmeasured load before the first measured run of each scenario (0 in the quick run). */
 const WARMUP = quick ? 0 : 1;
-const OUT = values.out ?? (quick ? null : new URL("../bench/results.md", import.meta.url).pathname);
+const OUT = values.out ??
+  (quick ? null : new URL(large ? "../bench/results_large.md" : "../bench/results.md", import.meta.url).pathname);
 const ROOT = new URL("..", import.meta.url).pathname;
 const COMPANY = "bench";
 /** Balances of 5 expired lots each that the expiry benchmark writes off. */
@@ -62,7 +71,15 @@ function phoneOf(i: number): string {
 async function seed(kvPath: string): Promise<{ key: string }> {
   const kv = await Deno.openKv(kvPath);
   const now = Date.now();
-  const { key } = await createApiKey(kv, { companyId: COMPANY, userId: 1, access: "write", now });
+  // The service runs with its default settings; the bench's key carries its own rate limit, far above what wrk
+  // sends (as an operator would give a till's key with `deno task apikey`), so the limiter still runs per request.
+  const { key } = await createApiKey(kv, {
+    companyId: COMPANY,
+    userId: 1,
+    access: "write",
+    now,
+    rateLimit: { per_second: 100_000_000, burst: 100_000_000 },
+  });
   const store = createStore(kv, { clock: () => now });
   const actor = { companyId: COMPANY, name: "task:bench", userId: 1 };
   for (let g = 1; g <= 10; g++) await saveDirectoryEntry(store, actor, { kind: "groups", name: `Group ${g}` });
@@ -112,15 +129,23 @@ interface Server {
   process: Deno.ChildProcess;
 }
 
-async function start(args: string[], env: Record<string, string>, port: number): Promise<Server> {
+/** Log lines the logging service wrote to its stdout pipe (drained by the bench, as a log collector would). */
+let logLines = 0;
+
+async function start(args: string[], env: Record<string, string>, port: number, logs = false): Promise<Server> {
   const process = new Deno.Command(Deno.execPath(), {
     args: args[0] === "serve" ? ["serve", "--port", String(port), ...args.slice(1)] : args,
     env: { ...env, PORT: String(port) },
     cwd: ROOT,
-    stdout: "null",
+    stdout: logs ? "piped" : "null",
     stderr: "inherit",
     stdin: "null",
   }).spawn();
+  if (logs) {
+    (async () => {
+      for await (const chunk of process.stdout) for (const b of chunk) if (b === 10) logLines++;
+    })().catch(() => {});
+  }
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     try {
@@ -149,6 +174,10 @@ interface Result {
   ok: number;
   /** CPU cores the server process used on average while the scenario ran. */
   cores: number;
+  /** wrk's output (a script's `done` lines included). */
+  out?: string;
+  /** Peak RSS of the service after this scenario, MB. */
+  rss?: number;
 }
 
 /** CPU seconds (user + system) a process has used so far. */
@@ -164,7 +193,16 @@ function ms(value: string, unit: string): number {
 
 async function wrk(
   name: string,
-  options: { url: string; lua: string; connections?: number; seconds?: number; base?: number; pid?: number },
+  options: {
+    url: string;
+    lua: string;
+    connections?: number;
+    seconds?: number;
+    base?: number;
+    pid?: number;
+    /** Lua appended after `request` (a `response` or `done` function). */
+    tail?: string;
+  },
 ) {
   const cpuBefore = options.pid ? cpuSeconds(options.pid) : 0;
   const wallBefore = performance.now();
@@ -174,7 +212,9 @@ async function wrk(
     script,
     `math.randomseed(42)\nlocal n = ${
       options.base ?? 0
-    }\nlocal N = ${N}\nrequest = function()\n  n = n + 1\n  local id = math.random(1, N)\n${options.lua}\nend\n`,
+    }\nlocal N = ${N}\nlocal RUN = ${RUN}\nrequest = function()\n  n = n + 1\n  local id = math.random(1, N)\n${options.lua}\nend\n${
+      options.tail ?? ""
+    }`,
   );
   const out = await new Deno.Command(await ensureWrk(), {
     args: [
@@ -204,6 +244,7 @@ async function wrk(
   const cores = options.pid ? (cpuSeconds(options.pid) - cpuBefore) / ((performance.now() - wallBefore) / 1000) : NaN;
   const result: Result = {
     name,
+    out: text,
     rps,
     p50: p50 ? ms(p50[1]!, p50[2]!) : NaN,
     p99: p99 ? ms(p99[1]!, p99[2]!) : NaN,
@@ -219,7 +260,19 @@ async function wrk(
   return result;
 }
 
+/** Salt of this run's unique values (phones, emails, order ids), so runs over a reused `--large` store never clash. */
+const RUN = Date.now() % 1000;
+
 const get = (path: string) => `  return wrk.format("GET", ${path})`;
+/** Lua: `body` and `check`, the EAN-13 of seeded card `id` (uid 1000000 + id; domain/ean13.ts uidToEan13). */
+const barcodeLua = `  local body = string.format("%012d", 1000000 + id)
+  local sum = 0
+  for i = 1, 12 do
+    local d = string.byte(body, i) - 48
+    if i % 2 == 1 then sum = sum + d else sum = sum + 3 * d end
+  end
+  local check = (10 - sum % 10) % 10
+`;
 const post = (path: string, body: string) =>
   `  return wrk.format("POST", ${path}, {["Content-Type"] = "application/x-www-form-urlencoded"}, ${body})`;
 
@@ -261,36 +314,118 @@ async function benchExpiry(kvPath: string): Promise<ExpiryResult> {
 // ---------------------------------------------------------------------------------------------------------
 const started = performance.now();
 const dir = await Deno.makeTempDir({ prefix: "loyalty-bench-" });
-const kvPath = `${dir}/bench.kv`;
-console.log(`Seeding ${N} customers into ${kvPath} ...`);
-const { key } = await seed(kvPath);
-console.log(`  seeded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+const kvPath = large ? LARGE_STORE : `${dir}/bench.kv`;
+/** Seeds the store, or with `--large` reuses the one an earlier run seeded (its key is kept beside it). */
+async function seeded(): Promise<string> {
+  if (large) {
+    try {
+      const key = (await Deno.readTextFile(`${kvPath}.key`)).trim();
+      console.log(`Reusing the ${N}-customer store ${kvPath} (delete it and ${kvPath}.key to seed afresh)`);
+      return key;
+    } catch { /* not seeded yet */ }
+  }
+  console.log(`Seeding ${N} customers into ${kvPath} ...`);
+  const { key } = await seed(kvPath);
+  if (large) await Deno.writeTextFile(`${kvPath}.key`, key);
+  console.log(`  seeded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  return key;
+}
+const key = await seeded();
 
-// The per-key rate limit stays on (its cost is measured) but set far above what wrk can send.
-const env = {
+// The service runs as shipped: every setting at its default (request logging on, to a pipe the bench drains, as a
+// log collector would), only the store path and the port given. COMPANY and INSERT_FROM are read by the baseline.
+const env: Record<string, string> = {
   KV_PATH: kvPath,
-  LOG_REQUESTS: "0",
   COMPANY,
-  INSERT_FROM: String(N * 10 + 1),
-  RATE_LIMIT_PER_SECOND: "100000000",
-  RATE_LIMIT_BURST: "100000000",
-  // The scheduled expiry would scan the store in the middle of a measurement.
-  EXPIRE_SCHEDULE: "0",
+  INSERT_FROM: String(N * 10 + (large ? (Date.now() % 1_000_000) * 100_000 : 1)),
 };
+/** The service's settings as it loads them, for the report. */
+const shipped = loadConfig((name) => ({ ...env, HOST: "127.0.0.1" } as Record<string, string | undefined>)[name]);
+const configLine = Object.entries(shipped).filter(([k]) => !["kvPath", "port", "host"].includes(k))
+  .map(([k, v]) => `${k}=${v}`).join(", ");
+console.log(`Service configuration (defaults): ${configLine}`);
 const baseline = await start(
   ["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "bench/baseline_server.ts"],
   env,
   freePort(),
 );
-// The service as `deno task start` runs it: behind the connection guard (serve.ts).
-const app = await start(["run", "-A", "--unstable-kv", "serve.ts"], { ...env, HOST: "127.0.0.1" }, freePort());
+// The service as `deno task start` runs it: behind the connection guard (serve.ts), with its V8 flags.
+const v8 = `--v8-flags=${SERVICE_V8_FLAGS.join(",")}`;
+const app = await start(
+  ["run", "-A", "--unstable-kv", v8, "serve.ts"],
+  { ...env, HOST: "127.0.0.1" },
+  freePort(),
+  true,
+);
+// The same with request logging off: the logging row compares the two.
+const quiet = await start(
+  ["run", "-A", "--unstable-kv", v8, "serve.ts"],
+  { ...env, HOST: "127.0.0.1", LOG_REQUESTS: "0" },
+  freePort(),
+);
 const results = new Map<string, Result>();
+/** The till's day: reads, pages, balance changes, purchases, creates and card inserts at 64 connections. */
+const MIXED = "mixed load (till's day), 64 conns";
+/** Lua of one mixed-load request: 50% reads (id, phone, card), 15% pages, 20% bonus changes and purchases, 10% creates, 5% card inserts. */
+const mixLua = (k: string) => {
+  const pages = Math.max(1, Math.floor(N / 50) - 1);
+  const form = (path: string, body: string) =>
+    `    return wrk.format("POST", ${path}, {["Content-Type"] = "application/x-www-form-urlencoded"}, ${body})`;
+  return `  local r = n % 100
+  if r < 20 then
+    return wrk.format("GET", "/api/customer?id=" .. id .. ${k})
+  elseif r < 35 then
+    if id % 10 == 0 then id = id + 1 end
+    return wrk.format("GET", "/api/customer?phone=%2B" .. string.format("79%09d", id) .. ${k})
+  elseif r < 50 then
+${barcodeLua.replace(/^/gm, "  ")}    return wrk.format("GET", "/api/customer?card_barcode=" .. body .. check .. ${k})
+  elseif r < 65 then
+    return wrk.format("GET", "/api/customer?page=" .. (id % ${pages} + 1) .. "&page_size=50" .. ${k})
+  elseif r < 75 then
+${form(`"/api/customer/updateBonus?apikey=${key}"`, `"customer_id=" .. id .. "&bonus_id=1&amount=0.01"`)}
+  elseif r < 85 then
+${
+    form(
+      `"/api/purchase?apikey=${key}"`,
+      `"customer_id=" .. id .. "&bonus_id=1&order_id=M" .. RUN .. "-" .. n .. "&amount=100"`,
+    )
+  }
+  elseif r < 95 then
+${
+    form(
+      `"/api/customer/update?apikey=${key}"`,
+      `"phone=%2B9" .. string.format("%03d%08d", RUN, n) .. "&email=mix" .. RUN .. "-" .. n .. "%40example.org&fname=Mix"`,
+    )
+  }
+  else
+${form(`"/api/customer/insertCard?apikey=${key}"`, `"customer_id=" .. id`)}
+  end`;
+};
+/** Lua collecting the ids of acknowledged creates and card inserts, printed by `done` for the "nothing lost" check. */
+const MIX_TAIL = `creates = ""
+cards = ""
+response = function(status, headers, body)
+  if status ~= 200 then return end
+  local card = string.match(body, '"card_id":(%d+)')
+  if card then cards = cards .. card .. "," return end
+  local id = string.match(body, '^{"success":1,"id":(%d+),"isnew":1}')
+  if id then creates = creates .. id .. "," end
+end
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+done = function(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    io.write("CREATED " .. t:get("creates") .. "\\n")
+    io.write("CARDS " .. t:get("cards") .. "\\n")
+  end
+end
+`;
 const k = `"&apikey=${key}"`;
-const deepPage = quick ? Math.max(2, Math.floor((N * 0.9 * 0.8) / 200)) : 400;
+const deepPage = quick ? Math.max(2, Math.floor((N * 0.9 * 0.8) / 200)) : large ? 3600 : 400;
 
 try {
   const parallel = await start(
-    ["serve", "--parallel", "-A", "--unstable-kv", "--host", "127.0.0.1", "main.ts"],
+    ["serve", "--parallel", "-A", "--unstable-kv", v8, "--host", "127.0.0.1", "main.ts"],
     { ...env, DENO_JOBS: "2" },
     freePort(),
   );
@@ -303,6 +438,10 @@ try {
   const scenarios: { name: string; options: Parameters<typeof wrk>[1] }[] = [
     { name: "baseline: 1 kv.get", options: { url: baseline.url, lua: get(`"/get?n=1&id=" .. id`) } },
     { name: "customer by id (json)", options: { url: app.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) } },
+    {
+      name: "customer by id (json), logging off",
+      options: { url: quiet.url, lua: get(`"/api/customer?id=" .. id .. ${k}`) },
+    },
     {
       name: "customer by id (xml)",
       options: { url: app.url, lua: get(`"/api/customer?format=xml&id=" .. id .. ${k}`) },
@@ -329,11 +468,30 @@ try {
       options: { url: app.url, lua: get(`"/api/customer?external_id=EXT" .. id .. ${k}`) },
     },
     {
+      name: "customer by card barcode",
+      options: {
+        url: app.url,
+        lua: barcodeLua + get(`"/api/customer?card_barcode=" .. body .. check .. ${k}`),
+      },
+    },
+    {
       name: "page 1 x200 cards+bonuses",
       options: {
         url: app.url,
         connections: 1,
         lua: get(`"/api/customer?page=1&page_size=200&cards=1&bonuses=1" .. ${k}`),
+      },
+    },
+    {
+      name: "32 at once: page x200 cards+bonuses",
+      options: {
+        url: app.url,
+        connections: 32,
+        lua: get(
+          `"/api/customer?page=" .. (id % ${
+            Math.max(1, Math.floor(N / 200))
+          } + 1) .. "&page_size=200&cards=1&bonuses=1" .. ${k}`,
+        ),
       },
     },
     {
@@ -369,7 +527,7 @@ try {
         url: app.url,
         lua: post(
           `"/api/purchase?apikey=${key}"`,
-          `"customer_id=" .. id .. "&bonus_id=1&order_id=B" .. n .. "&amount=100"`,
+          `"customer_id=" .. id .. "&bonus_id=1&order_id=B" .. RUN .. "-" .. n .. "&amount=100"`,
         ),
       },
     },
@@ -380,9 +538,13 @@ try {
         url: app.url,
         lua: post(
           `"/api/customer/update?apikey=${key}"`,
-          `"phone=%2B8" .. string.format("%010d", n) .. "&email=new" .. n .. "%40example.org&external_id=NEW" .. n .. "&fname=New"`,
+          `"phone=%2B8" .. string.format("%03d%08d", RUN, n) .. "&email=new" .. RUN .. "-" .. n .. "%40example.org&external_id=NEW" .. RUN .. "-" .. n .. "&fname=New"`,
         ),
       },
+    },
+    {
+      name: MIXED,
+      options: { url: app.url, connections: 64, lua: mixLua(k), tail: MIX_TAIL },
     },
     {
       name: "customer by id, 2 workers",
@@ -401,6 +563,7 @@ try {
   // Reads first, all rounds, then writes: writes grow SQLite's write-ahead log, which slows every read that
   // follows until it is checkpointed, so interleaving them would measure the log, not the service.
   const writes = new Set([
+    MIXED,
     "baseline: naive retry loop",
     "updateBonus, 1 customer",
     "updateBonus, random customers",
@@ -416,8 +579,9 @@ try {
       if (WARMUP && round === 0) {
         await wrk(`(warm-up) ${name}`, { ...options, seconds: WARMUP, base: round * 10_000_000 + 5_000_000 });
       }
-      const pid = [app, parallel, parallelBaseline, baseline].find((s) => s.url === options.url)!.process.pid;
+      const pid = [app, quiet, parallel, parallelBaseline, baseline].find((s) => s.url === options.url)!.process.pid;
       const r = await wrk(name, { ...options, base: round * 10_000_000, pid });
+      if (options.url === app.url) r.rss = peakRssMb(app.process.pid);
       rounds.set(name, [...(rounds.get(name) ?? []), r]);
     }
   };
@@ -430,6 +594,7 @@ try {
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   for (const [name, rs] of rounds) {
+    if (rs.length === 0) continue;
     results.set(name, {
       name,
       rps: median(rs.map((x) => x.rps)),
@@ -438,6 +603,7 @@ try {
       errors: rs.reduce((a, x) => a + x.errors, 0),
       ok: rs.reduce((a, x) => a + x.ok, 0),
       cores: median(rs.map((x) => x.cores)),
+      rss: Math.max(...rs.map((x) => x.rss ?? 0)),
     });
   }
   // Zero lost updates: every change in the ledger moved the balance by one kopeck, and every accepted request is
@@ -450,10 +616,49 @@ try {
   const lost = applied - moved + Math.max(0, granted - applied);
   console.log(`updateBonus: ${granted} accepted, ${applied} applied, balance moved by ${moved} kopecks: lost ${lost}`);
   const rss = peakRssMb(app.process.pid);
-  for (const s of [app, parallel, parallelBaseline]) {
+  // Nothing lost under the mixed load: every create and card insert wrk saw acknowledged is in the store, and the
+  // store verifies clean (balances match ledgers, indexes and counters match records) with the service still up.
+  const acked = (label: string) =>
+    (rounds.get(MIXED) ?? []).flatMap((x) =>
+      [...(x.out ?? "").matchAll(new RegExp(`^${label} (.*)$`, "gm"))].flatMap((m) =>
+        m[1]!.split(",").filter(Boolean).map(Number)
+      )
+    );
+  const ackedCreates = acked("CREATED");
+  const ackedCards = acked("CARDS");
+  const verify = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-kv", "tasks/verify.ts", "--company", COMPANY],
+    env: { KV_PATH: kvPath },
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const verifyText = new TextDecoder().decode(verify.stdout) + new TextDecoder().decode(verify.stderr);
+  for (const s of [app, quiet, parallel, parallelBaseline]) {
     s.process.kill();
     await s.process.status;
   }
+  const lostAcked = await (async () => {
+    const kv = await Deno.openKv(kvPath);
+    try {
+      const missing = async (ids: number[], keyOf: (id: number) => Deno.KvKey) => {
+        let n = 0;
+        for (let i = 0; i < ids.length; i += 10) {
+          for (const e of await kv.getMany(ids.slice(i, i + 10).map(keyOf))) if (e.value === null) n++;
+        }
+        return n;
+      };
+      return await missing(ackedCreates, (id) => keys.customer(COMPANY, id)) +
+        await missing(ackedCards, (id) => cardKeys.card(COMPANY, id));
+    } finally {
+      kv.close();
+    }
+  })();
+  console.log(
+    `Mixed load: ${ackedCreates.length} creates and ${ackedCards.length} card inserts acknowledged, ${lostAcked} ` +
+      `missing; verify ${verify.success ? "clean" : "FOUND DEFECTS"}`,
+  );
+  if (!verify.success) console.log(verifyText);
   const expiry = await benchExpiry(`${dir}/expire.kv`);
 
   // Targets: [name, measured ratio (or value), target, how it is measured].
@@ -462,28 +667,52 @@ try {
     {
       scenario: "by id (json) / 1 get",
       value: r("customer by id (json)").rps / r("baseline: 1 kv.get").rps,
-      target: 0.7,
+      target: 0.8,
       lower: false,
       unit: "x",
     },
     {
+      scenario: "by id (xml) / 1 get",
+      value: r("customer by id (xml)").rps / r("baseline: 1 kv.get").rps,
+      target: 0.8,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: "request logging: CPU per request, on - off",
+      value: (r("customer by id (json)").cores / r("customer by id (json)").rps -
+        r("customer by id (json), logging off").cores / r("customer by id (json), logging off").rps) * 1e6,
+      target: 3,
+      lower: true,
+      unit: "us",
+      // A difference of two noisy CPU readings: one 2-second round cannot resolve 3 us, so the quick run reports it.
+      gate: quick ? false : undefined,
+    },
+    {
       scenario: "by phone / 2 gets",
       value: r("customer by phone").rps / r("baseline: 2 kv.get").rps,
-      target: 0.6,
+      target: 0.8,
       lower: false,
       unit: "x",
     },
     {
       scenario: "by email / 2 gets",
       value: r("customer by email").rps / r("baseline: 2 kv.get").rps,
-      target: 0.6,
+      target: 0.8,
       lower: false,
       unit: "x",
     },
     {
       scenario: "by external_id / 2 gets",
       value: r("customer by external_id").rps / r("baseline: 2 kv.get").rps,
-      target: 0.6,
+      target: 0.8,
+      lower: false,
+      unit: "x",
+    },
+    {
+      scenario: "by card barcode / 2 gets",
+      value: r("customer by card barcode").rps / r("baseline: 2 kv.get").rps,
+      target: 0.8,
       lower: false,
       unit: "x",
     },
@@ -497,14 +726,14 @@ try {
     {
       scenario: "page 1 x200 cards+bonuses p50",
       value: r("page 1 x200 cards+bonuses").p50,
-      target: 25,
+      target: 10,
       lower: true,
       unit: "ms",
     },
     {
       scenario: `deep page ${deepPage} / page 1 (p50)`,
       value: r(`page ${deepPage} x200 with_phone`).p50 / r("page 1 x200 with_phone").p50,
-      target: 3,
+      target: 1.5,
       lower: true,
       unit: "x",
     },
@@ -547,7 +776,16 @@ try {
       lower: false,
       unit: "x",
     },
-    { scenario: "peak RSS of the service", value: rss, target: 200, lower: true, unit: "MB" },
+    { scenario: "peak RSS of the service (every scenario)", value: rss, target: 200, lower: true, unit: "MB" },
+    { scenario: "mixed load p99", value: r(MIXED).p99, target: 100, lower: true, unit: "ms" },
+    { scenario: "mixed load: errors", value: r(MIXED).errors, target: 0, lower: true, unit: "" },
+    {
+      scenario: "mixed load: acknowledged writes missing + verify defects",
+      value: lostAcked + (verify.success ? 0 : 1),
+      target: 0,
+      lower: true,
+      unit: "",
+    },
     { scenario: "updateBonus lost updates", value: Math.abs(lost), target: 0, lower: true, unit: "" },
     {
       scenario: "purchase / updateBonus (random customers)",
@@ -580,14 +818,16 @@ try {
     ``,
     `${new Date().toISOString().slice(0, 19)}Z, ${cpu}, ${navigator.hardwareConcurrency} cores, ` +
     `${N} customers; ${ROUNDS} round(s) of ${DURATION} s per scenario, interleaved, medians shown; ` +
-    `wrk -t1 -c50 (page scenarios -c1); Deno ${Deno.version.deno}.`,
+    `wrk -t1 -c50 (page scenarios -c1, the 32-at-once pages -c32, the mixed load -c64); Deno ${Deno.version.deno}.`,
     ``,
-    `| scenario | req/s | p50 ms | p99 ms | server CPU (cores) | errors |`,
-    `|---|---:|---:|---:|---:|---:|`,
+    `Service configuration (defaults, request logging on): ${configLine}.`,
+    ``,
+    `| scenario | req/s | p50 ms | p99 ms | server CPU (cores) | CPU us/request | service peak RSS MB | errors |`,
+    `|---|---:|---:|---:|---:|---:|---:|---:|`,
     ...[...results.values()].map((x) =>
-      `| ${x.name} | ${x.rps.toFixed(0)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${
-        x.cores.toFixed(2)
-      } | ${x.errors} |`
+      `| ${x.name} | ${x.rps.toFixed(0)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.cores.toFixed(2)} | ${
+        (x.cores / x.rps * 1e6).toFixed(0)
+      } | ${x.rss ? x.rss.toFixed(0) : ""} | ${x.errors} |`
     ),
     ``,
     `| target | measured | goal | met |`,
@@ -602,6 +842,12 @@ try {
     `(${expiry.lotsPerSecond.toFixed(0)} lots/s) by the use case in a process of its own, peak RSS ` +
     `${expiry.rssPeakMb.toFixed(0)} MB (${expiry.rssBeforeMb.toFixed(0)} MB before it started); a second run ` +
     `found ${expiry.secondRun} lots.`,
+    ``,
+    `Mixed load: ${ackedCreates.length} creates and ${ackedCards.length} card inserts acknowledged over the rounds, ` +
+    `${lostAcked} of them missing afterwards; \`deno task verify\` ${
+      verify.success ? "found the store clean" : "found defects"
+    }. ` +
+    `The service wrote ${logLines} request log lines to its stdout pipe.`,
     ``,
     NOTE,
     ``,
@@ -620,7 +866,7 @@ try {
     } else console.log("Quick bench passed: every ratio is at least half its target.");
   }
 } finally {
-  for (const s of [baseline, app]) {
+  for (const s of [baseline, app, quiet]) {
     try {
       s.process.kill();
       await s.process.status;

@@ -4,6 +4,7 @@
  * and the KV file. Each runs with its open-file soft limit raised to the hard limit where the shell allows.
  */
 import { loadConfig } from "../config.ts";
+import { SERVICE_V8_FLAGS } from "../server/v8_flags.ts";
 
 loadConfig((name) => Deno.env.get(name)); // fail here, once, on a bad setting
 const raw = Deno.env.get("WORKERS") ?? "1";
@@ -17,6 +18,7 @@ const serve = [
   "-A",
   "--unstable-kv",
   "--unstable-net",
+  `--v8-flags=${SERVICE_V8_FLAGS.join(",")}`,
   new URL("../serve.ts", import.meta.url).pathname,
 ];
 // `ulimit -n` up to the hard limit is a second line of defence behind the connection cap, not a fix on its own.
