@@ -294,6 +294,61 @@ async function firstFree<T extends { value: string }>(
 }
 
 /**
+ * The first number after `lastNumber` that no card holds as its uid, with its empty index entry to check at commit.
+ * A run of taken numbers (cards imported or seeded with sequential numbers) is walked by listing the uid index, a
+ * thousand keys per call, rather than probing ten numbers per call: a million taken numbers cost a thousand calls
+ * once, after which the sequence stands past them.
+ */
+async function firstFreeUid(
+  kv: Deno.Kv,
+  cid: string,
+  lastNumber: number,
+): Promise<{ candidate: { value: string; position: number }; index: Deno.KvEntryMaybe<number> }> {
+  // Most often the next number is free: one getMany answers.
+  const first = await firstFreeWithin(kv, cid, uidCandidates(lastNumber));
+  if (first) return first;
+  let expected = lastNumber + MAX_GET_MANY + 1;
+  while (true) {
+    const text = String(expected);
+    let passed = false;
+    // Keys come in string order: longer numbers sharing a prefix sit between consecutive ones and are stepped over;
+    // the first key above the expected number shows that number is free.
+    for await (
+      const e of kv.list<number>({ start: cardKeys.byUid(cid, text), prefix: cardKeys.uids(cid) }, { batchSize: 1000 })
+    ) {
+      const uid = e.key.at(-1) as string;
+      const wanted = String(expected);
+      if (uid === wanted) {
+        expected++;
+        if (String(expected).length !== wanted.length) break; // 999 -> 1000 sorts earlier: list again from there
+        continue;
+      }
+      if (uid < wanted) continue;
+      passed = true;
+      break;
+    }
+    if (passed || String(expected).length === text.length) {
+      const value = String(expected);
+      const key = cardKeys.byUid(cid, value);
+      return { candidate: { value, position: expected }, index: { key, value: null, versionstamp: null } };
+    }
+  }
+}
+
+/** The first of up to MAX_GET_MANY candidates whose uid index key is free, or null when all are taken. */
+async function firstFreeWithin(
+  kv: Deno.Kv,
+  cid: string,
+  candidates: Iterator<{ value: string; position: number }>,
+): Promise<{ candidate: { value: string; position: number }; index: Deno.KvEntryMaybe<number> } | null> {
+  const batch: { value: string; position: number }[] = [];
+  while (batch.length < MAX_GET_MANY) batch.push(candidates.next().value!);
+  const read = await kv.getMany<number[]>(batch.map((c) => cardKeys.byUid(cid, c.value)));
+  const i = read.findIndex((e) => e.value === null);
+  return i >= 0 ? { candidate: batch[i]!, index: read[i]! } : null;
+}
+
+/**
  * Creates a card. What does not depend on sequences (the customer, the type, the given unique values) is read
  * first, outside any queue; only taking the id, number and barcode from their sequences and the commit run in this
  * process's per-company queue, so card creates do not hold each other up for their reads.
@@ -337,7 +392,7 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
     // No uid given: the next free number of the sequence, skipping numbers some card holds as its uid.
     let cardUid = uid;
     if (cardUid === null) {
-      const free = await firstFree(kv, uidCandidates(numberSeq.value ?? 0), (v) => cardKeys.byUid(cid, v));
+      const free = await firstFreeUid(kv, cid, numberSeq.value ?? 0);
       cardUid = free.candidate.value;
       write.check(numberSeq, free.index)
         .set(cardKeys.numberSequence(cid), free.candidate.position)

@@ -60,6 +60,8 @@ export const cardKeys = {
   card: (cid: string, id: number): Deno.KvKey => ["company", cid, "cards", id],
   cards: (cid: string): Deno.KvKey => ["company", cid, "cards"],
   byUid: (cid: string, uid: string): Deno.KvKey => ["company", cid, "cards_by_uid", uid],
+  /** The whole uid index (every card number of a company). */
+  uids: (cid: string): Deno.KvKey => ["company", cid, "cards_by_uid"],
   byBarcode: (cid: string, barcode: string): Deno.KvKey => ["company", cid, "cards_by_barcode", barcode],
   byExternalId: (cid: string, externalId: string): Deno.KvKey => ["company", cid, "cards_by_external_id", externalId],
   /** The cards of one customer: keys end with the card id and hold nothing. */

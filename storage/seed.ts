@@ -91,6 +91,7 @@ export async function rawInsertBalances(
 export async function rawInsertCards(kv: Deno.Kv, cid: string, cards: Card[]): Promise<void> {
   const perOp = Math.floor((MAX_MUTATIONS - 2) / 5);
   const store = storeOf(kv);
+  let lastNumber = 0;
   for (let i = 0; i < cards.length; i += perOp) {
     const batch = cards.slice(i, i + perOp);
     const op = new Write(store);
@@ -101,7 +102,10 @@ export async function rawInsertCards(kv: Deno.Kv, cid: string, cards: Card[]): P
       if (card.customer_id !== null) op.set(cardKeys.ofCustomerEntry(cid, card.customer_id, card.id), null);
     }
     const last = Math.max(...batch.map((c) => c.id));
-    op.set(cardKeys.idSequence(cid), last).set(cardKeys.numberSequence(cid), last);
+    // The number sequence stands past every seeded number, as the cards' own creates would have left it.
+    const numbers = batch.map((c) => /^[1-9][0-9]{0,14}$/.test(c.uid) ? Number(c.uid) : 0);
+    lastNumber = Math.max(lastNumber, last, ...numbers);
+    op.set(cardKeys.idSequence(cid), last).set(cardKeys.numberSequence(cid), lastNumber);
     if (!await op.commit("seed cards")) throw new Error("Raw card insert failed");
   }
 }
