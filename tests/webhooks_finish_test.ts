@@ -305,3 +305,34 @@ Deno.test("deliveries, bodies, dedupe markers and dead letters expire; a retried
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("WEBHOOK_RETENTION_DAYS: default 30, a whole number of days of at least 1", async () => {
+  const { loadConfig } = await import("../config.ts");
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  assert.equal(loadConfig(env({})).webhookRetentionDays, 30);
+  assert.equal(loadConfig(env({ WEBHOOK_RETENTION_DAYS: "7" })).webhookRetentionDays, 7);
+  assert.throws(() => loadConfig(env({ WEBHOOK_RETENTION_DAYS: "0" })), /WEBHOOK_RETENTION_DAYS/);
+  assert.throws(() => loadConfig(env({ WEBHOOK_RETENTION_DAYS: "1.5" })), /WEBHOOK_RETENTION_DAYS/);
+});
+
+Deno.test("the WooCommerce ping is answered exactly 200 and counts nothing; an unsigned body that is not one is 401", async () => {
+  await using s = await shop({ listen: false });
+  const post = (platform: string, id: string, body: string) =>
+    s.w.app.request(`/webhooks/${platform}/${id}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body,
+    });
+  const ping = await post(
+    "woocommerce",
+    s.woo,
+    new TextDecoder().decode(await fixture("woocommerce_webhook_ping.txt")),
+  );
+  assert.equal(ping.status, 200);
+  assert.deepEqual(await ping.json(), { success: 1 });
+  assert.equal((await post("woocommerce", s.woo, "webhook_id=12&x=1")).status, 401);
+  assert.equal((await post("shopify", s.shopify, "webhook_id=12")).status, 401);
+  assert.equal((await post("woocommerce", "00aa00aa00aa00aa", "webhook_id=12")).status, 401);
+  const stats = await webhookStats(createStore(s.w.kv), null);
+  assert.deepEqual(stats.map((x) => x.stats), [{}, {}]);
+});
