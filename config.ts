@@ -53,8 +53,10 @@ export interface Config {
   webhookMaxAttempts: number;
   /** Delay before a failed delivery's first retry, ms; doubles each time, up to an hour (WEBHOOK_RETRY_BASE_MS, default 1000). */
   webhookRetryBaseMs: number;
-  /** Days a delivery's dedupe marker is kept (WEBHOOK_DEDUPE_DAYS, default 30). */
+  /** Days a delivery's dedupe marker is kept (WEBHOOK_DEDUPE_DAYS, default 30; at least 1, beyond Shopify's 4 hours of retries). */
   webhookDedupeDays: number;
+  /** Days a webhook delivery, its body and its dead letter are kept after their last change (WEBHOOK_RETENTION_DAYS, default 30). */
+  webhookRetentionDays: number;
 }
 
 /** Default settings: also what tests start from. */
@@ -85,6 +87,7 @@ export const DEFAULT_CONFIG: Config = {
   webhookMaxAttempts: 8,
   webhookRetryBaseMs: 1000,
   webhookDedupeDays: 30,
+  webhookRetentionDays: 30,
 };
 
 function intSetting(name: string, raw: string | undefined, fallback: number): number {
@@ -168,5 +171,6 @@ function webhookSettings(env: (name: string) => string | undefined) {
     ),
     webhookRetryBaseMs: intSetting("WEBHOOK_RETRY_BASE_MS", env("WEBHOOK_RETRY_BASE_MS"), 1000),
     webhookDedupeDays: positiveSetting("WEBHOOK_DEDUPE_DAYS", env("WEBHOOK_DEDUPE_DAYS"), 30),
+    webhookRetentionDays: positiveSetting("WEBHOOK_RETENTION_DAYS", env("WEBHOOK_RETENTION_DAYS"), 30),
   };
 }

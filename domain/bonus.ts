@@ -42,6 +42,15 @@ export interface BonusChange {
 /** What made a ledger entry. */
 export type EntryKind = "accrual" | "spend" | "return" | "expire" | "adjust" | "overwrite";
 
+/**
+ * Where a ledger entry came from (a closed set): `api` an API key's updateBonus (and tasks), `till` POST
+ * /api/purchase and /api/purchase/return, `shopify` and `woocommerce` a shop's webhooks, `import` the importer,
+ * `admin` the back office, `expiry` points expiring.
+ */
+export const ENTRY_SOURCES = ["api", "till", "shopify", "woocommerce", "import", "admin", "expiry"] as const;
+/** One source of ledger entries. */
+export type EntrySource = typeof ENTRY_SOURCES[number];
+
 /** The outcome of a change: the new balance and the delta the ledger records. */
 export interface BonusOutcome {
   balance: number;
@@ -78,6 +87,8 @@ export interface LedgerEntry {
   lots?: [number, number][];
   /** Points a return could not take back (the balance would have gone below zero). */
   shortfall?: number;
+  /** Where it came from (entries from before sources: see sourceOf). */
+  source?: EntrySource;
 }
 
 /** The reply to an accepted change, kept with its idempotency key so that a retry gets it back verbatim. */
@@ -289,6 +300,22 @@ export function kindOf(entry: LedgerEntry): EntryKind {
   return entry.kind ?? (entry.overwrite ? "overwrite" : "adjust");
 }
 
+/**
+ * The source a write gives its entries when it names none: expiry for expiring points, else by the actor (the
+ * importer, the back office), else `till` for purchases and returns and `api` for the rest.
+ */
+export function defaultSource(kind: EntryKind, actorName: string | undefined): EntrySource {
+  if (kind === "expire") return "expiry";
+  if (actorName?.startsWith("import:")) return "import";
+  if (actorName?.startsWith("admin:")) return "admin";
+  return kind === "accrual" || kind === "spend" || kind === "return" ? "till" : "api";
+}
+
+/** The source of an entry, also for entries written before sources (derived from their kind). */
+export function sourceOf(entry: LedgerEntry): EntrySource {
+  return entry.source ?? defaultSource(kindOf(entry), undefined);
+}
+
 /** Renders one ledger entry for bonusHistory. */
 export function transactionView(entry: LedgerEntry, timeZone: string): BonusView {
   return {
@@ -296,6 +323,7 @@ export function transactionView(entry: LedgerEntry, timeZone: string): BonusView
     customer_id: entry.customer_id,
     bonus_id: entry.bonus_id,
     kind: kindOf(entry),
+    source: sourceOf(entry),
     amount: moneyToNumber(entry.amount),
     balance: moneyToNumber(entry.balance - (entry.pending ?? 0)),
     pending: moneyToNumber(entry.pending ?? 0),

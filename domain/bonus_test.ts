@@ -160,6 +160,7 @@ Deno.test("transactionView() renders a ledger entry for the wire", () => {
     bonus_id: 2,
     amount: -0.2,
     kind: "overwrite",
+    source: "api",
     pending: 0,
     return_id: null,
     balance: 10.5,

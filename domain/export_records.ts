@@ -81,6 +81,7 @@ const LEDGER_FIELDS = [
   "customer_external_id",
   "bonus_id",
   "kind",
+  "source",
   "amount",
   "balance",
   "pending",

@@ -4,6 +4,7 @@
  * by `xml.name`); replies are not validated on the way out.
  */
 import { z } from "zod";
+import { ENTRY_SOURCES } from "./bonus.ts";
 import { CARD_MEDIA, CARD_STATUSES } from "./card.ts";
 import { settingsReplySchema } from "./program_settings.ts";
 
@@ -136,6 +137,10 @@ export const transactionView = z.strictObject({
   customer_id: itemId,
   bonus_id: itemId,
   kind: z.enum(["accrual", "spend", "return", "expire", "adjust", "overwrite"]),
+  source: z.enum(ENTRY_SOURCES).meta({
+    description: "Where it came from: api (updateBonus), till (purchase, return), shopify, woocommerce, import, " +
+      "admin (back office), expiry.",
+  }),
   amount: z.number().meta({ description: "The signed change." }),
   balance: z.number().meta({ description: "The spendable balance after it." }),
   pending: z.number().meta({ description: "The pending points after it." }),

@@ -49,7 +49,7 @@ export function shopifyRefund(data: Json): PlatformRefund {
     const tx = t as Json;
     if (tx.kind === "refund" && tx.status === "success") amount += moneyOf(tx.amount, "transactions.amount");
   }
-  return { id, amount };
+  return { id, amount, reason: textOf(data.note) };
 }
 
 function shippingOf(data: Json): number {
@@ -80,14 +80,18 @@ function stateOf(topic: string, data: Json): OrderState {
 export function shopifyOrder(topic: string, data: Json): PlatformOrder {
   const orderId = idOf(data.id);
   if (!orderId) throw new PayloadError("Invalid order: no id");
+  // A guest (no customer object) is found or made from the order's email and the billing address's phone.
+  const billing = typeof data.billing_address === "object" && data.billing_address !== null
+    ? data.billing_address as Json
+    : {};
   const customer = typeof data.customer === "object" && data.customer !== null
-    ? shopifyCustomer(data.customer as Json, { email: data.email, phone: data.phone })
+    ? shopifyCustomer(data.customer as Json, { email: data.email, phone: textOf(data.phone) ?? billing.phone })
     : {
       externalId: null,
-      fname: null,
-      lname: null,
+      fname: textOf(billing.first_name),
+      lname: textOf(billing.last_name),
       email: textOf(data.email) ?? textOf(data.contact_email),
-      phone: textOf(data.phone),
+      phone: textOf(data.phone) ?? textOf(billing.phone),
       acceptsEmail: null,
       acceptsSms: null,
     };

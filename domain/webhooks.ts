@@ -28,10 +28,11 @@ export interface PlatformCustomer {
   acceptsSms: boolean | null;
 }
 
-/** One refund of an order: its id and the money it returned, minor units. */
+/** One refund of an order: its id, the money it returned (minor units) and its reason, if any. */
 export interface PlatformRefund {
   id: string;
   amount: number;
+  reason: string | null;
 }
 
 /** Where an order stands: not paid yet, paid (counts), or closed without counting (refunded, cancelled, deleted). */
@@ -41,7 +42,7 @@ export type OrderState = "pending" | "paid" | "closed";
 export interface PlatformOrder {
   /** The platform's order id, as a string. */
   orderId: string;
-  /** The order's number as shops show it (e.g. "#1001"), for the ledger comment. */
+  /** The order's number as shops show it (e.g. "#1001"): the ledger's order_id and comment. */
   number: string | null;
   customer: PlatformCustomer;
   state: OrderState;

@@ -70,7 +70,9 @@ Deno.test("shopifyAction() maps orders, refunds (successful refund transactions)
       { kind: "sale", status: "success", amount: "99.00" },
     ],
   });
-  assert.deepEqual(refund, { kind: "refund", orderId: "1", refund: { id: "5", amount: 7500 } });
+  assert.deepEqual(refund, { kind: "refund", orderId: "1", refund: { id: "5", amount: 7500, reason: null } });
+  const noted = shopifyAction("refunds/create", { id: "6", order_id: "1", note: "Damaged", transactions: [] });
+  assert.deepEqual(noted, { kind: "refund", orderId: "1", refund: { id: "6", amount: 0, reason: "Damaged" } });
   assert.equal(shopifyAction("products/create", {}).kind, "ignore");
 });
 
@@ -82,14 +84,24 @@ Deno.test("wooAction() maps statuses, refunds (negative totals, reason or refund
     shipping_total: "10.00",
     customer_id: 0,
     billing: { email: "a@example.com", phone: "" },
-    refunds: [{ id: 726, reason: "", total: "-10.00" }, { id: 724, refund: "", total: "-9.00" }],
+    refunds: [
+      { id: 726, reason: "", total: "-10.00" },
+      { id: 724, refund: "", total: "-9.00" },
+      { id: 725, reason: "Too big", total: "-1.00" },
+      { id: 727, refund: "Wrong colour", total: "-2.00" },
+    ],
   });
   assert.equal(a.kind, "order");
   if (a.kind !== "order") return;
   assert.equal(a.order.state, "paid");
   assert.equal(a.order.base, 2900);
   assert.equal(a.order.customer.externalId, null);
-  assert.deepEqual(a.order.refunds, [{ id: "726", amount: 1000 }, { id: "724", amount: 900 }]);
+  assert.deepEqual(a.order.refunds, [
+    { id: "726", amount: 1000, reason: null },
+    { id: "724", amount: 900, reason: null },
+    { id: "725", amount: 100, reason: "Too big" },
+    { id: "727", amount: 200, reason: "Wrong colour" },
+  ]);
   for (
     const [status, state] of [["processing", "paid"], ["pending", "pending"], ["refunded", "closed"], [
       "cancelled",

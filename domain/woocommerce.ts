@@ -62,8 +62,11 @@ export function wooOrder(topic: string, data: Json): PlatformOrder {
   const refunds: PlatformRefund[] = [];
   for (const r of Array.isArray(data.refunds) ? data.refunds : []) {
     if (typeof r !== "object" || r === null) continue;
-    const id = idOf((r as Json).id);
-    if (id) refunds.push({ id, amount: moneyOf((r as Json).total, "refunds.total") });
+    const refund = r as Json;
+    const id = idOf(refund.id);
+    // WooCommerce sends the reason as `reason`; its documentation shows `refund`: either is read.
+    const reason = textOf(refund.reason) ?? textOf(refund.refund);
+    if (id) refunds.push({ id, amount: moneyOf(refund.total, "refunds.total"), reason });
   }
   const status = typeof data.status === "string" ? data.status : "";
   return {

@@ -8,6 +8,8 @@ import {
   applyAdjust,
   type BonusChange,
   type BonusReply,
+  defaultSource,
+  type EntrySource,
   expireDue,
   idempotencyMisuse,
   type LedgerEntry,
@@ -73,6 +75,8 @@ export interface BonusUpdate {
   orderId: string | null;
   /** When given, the change is applied at most once per key. */
   idempotency: Idempotency | null;
+  /** The entry's source (default: by the actor, see defaultSource). */
+  source?: EntrySource;
   /** The program's rules (dates and limits of lots; default: points at once, for ever). */
   rules?: PointsRules;
   /** Time zone of lot days (default UTC). */
@@ -186,6 +190,7 @@ async function applyWithRetries(store: Store, actor: Actor, update: BonusUpdate)
         idempotencyKey: idempotency?.key ?? null,
         requestId,
         overwrite: update.change.overwrite,
+        source: update.source,
       },
     });
     const entry = entries.at(-1)!;
@@ -250,6 +255,8 @@ export interface EntryCommon {
   idempotencyKey: string | null;
   requestId: string;
   overwrite?: boolean;
+  /** Source of the entries other than expiries (default: by the write's actor, see defaultSource). */
+  source?: EntrySource;
 }
 
 /**
@@ -294,6 +301,7 @@ export function addWalletChange(
       return_id: movement.kind === "return" ? common.returnId ?? null : null,
       ...(movement.lots ? { lots: movement.lots } : {}),
       ...(movement.shortfall ? { shortfall: movement.shortfall } : {}),
+      source: movement.kind === "expire" ? "expiry" : common.source ?? defaultSource(movement.kind, write.actor?.name),
     };
     // The balance record's check (the caller's) guards these keys: transaction ids follow from it.
     const key = bonusKeys.ledgerEntry(cid, customerId, bonusId, transactionId);

@@ -55,6 +55,12 @@ export interface UpsertCustomer {
   externalId?: string;
   /** Whether a customer not found (or not identified) is created. */
   create: boolean;
+  /**
+   * Without id and external id: a key linking another system's customer to ours (holding our id). The customer it
+   * points at is the one updated; else the new customer is written with it (checked as read) in the same atomic
+   * operation, so that concurrent creates for one linked customer make one customer (the others update it).
+   */
+  link?: Deno.KvKey;
   /** Put the customer in this group (null: no group); it must exist. Wins over groupName. */
   groupId?: number | null;
   /** Put the customer in the group of this name (case-insensitive), creating the group when new. */
@@ -81,10 +87,11 @@ export interface UpsertResult {
 export async function upsertCustomer(store: Store, actor: Actor, request: UpsertCustomer): Promise<UpsertResult> {
   const cid = actor.companyId;
   return await withRetry(async (attempt) => {
-    const { entry } = await locate(store.kv, cid, request);
+    const { entry, link } = await locate(store.kv, cid, request);
     // The first attempt takes new unique values as free without reading them; a clash shows as a failed commit.
-    const plan = await prepare(store, actor, request, entry, { optimistic: attempt === 1 });
-    if (plan === RETRY) return RETRY;
+    const prepared = await prepare(store, actor, request, entry, { optimistic: attempt === 1 });
+    if (prepared === RETRY) return RETRY;
+    const plan = link ? { ...prepared, link } : prepared;
     const result = entry
       ? await commit(new Write(store, actor), plan)
       : await store.mutex.run(`customers:${cid}`, () => commitCreate(store, actor, plan));
@@ -101,7 +108,16 @@ async function locate(
   kv: Deno.Kv,
   cid: string,
   request: UpsertCustomer,
-): Promise<{ entry: Deno.KvEntry<Customer> | null }> {
+): Promise<{ entry: Deno.KvEntry<Customer> | null; link?: Deno.KvEntryMaybe<number> }> {
+  if (request.id === undefined && request.externalId === undefined && request.link !== undefined) {
+    const link = await kv.get<number>(request.link);
+    if (link.value !== null) {
+      const entry = await kv.get<Customer>(keys.customer(cid, link.value));
+      if (entry.value !== null) return { entry: entry as Deno.KvEntry<Customer> };
+    }
+    if (!request.create) throw new NotFoundError("Linked customer not found", "id");
+    return { entry: null, link };
+  }
   if (request.id !== undefined) {
     const entry = await kv.get<Customer>(keys.customer(cid, request.id));
     if (entry.value === null) throw new NotFoundError(`Customer "${request.id}" not found`, "id");
@@ -133,6 +149,8 @@ interface Plan {
   claims: Claims;
   /** Throws the 409 of a unique value held by another customer. */
   clash: (field: string) => never;
+  /** A create's link (UpsertCustomer.link), as read: checked and pointed at the new id. */
+  link?: Deno.KvEntryMaybe<number>;
 }
 
 async function prepare(
@@ -207,6 +225,7 @@ async function commit(write: Write, plan: Plan): Promise<(UpsertResult & { versi
   const recordKey = keys.customer(cid, id);
   write.check({ key: recordKey, versionstamp: entry?.versionstamp ?? null });
   addIndexDiff(write, indexDiff(cid, existing, next), { claims: plan.claims, id });
+  if (!existing && plan.link) write.check(plan.link).set(plan.link.key, id);
   // Every list a customer enters or leaves is counted, whole and per bucket, by grow-only counters.
   const oldLists = existing ? customerLists(existing) : [];
   const newLists = customerLists(next);

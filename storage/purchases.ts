@@ -7,7 +7,7 @@
 import type { Actor } from "../domain/audit.ts";
 import type { Customer } from "../domain/customer.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
-import { expireDue, MAX_BALANCE, type Movement } from "../domain/bonus.ts";
+import { type EntrySource, expireDue, MAX_BALANCE, type Movement } from "../domain/bonus.ts";
 import { formatPoints, MAX_MINOR } from "../domain/money.ts";
 import { NotFoundError, UnprocessableError } from "../domain/errors.ts";
 import {
@@ -85,6 +85,8 @@ export interface OrderRecord {
   fingerprint: string;
   reply: PurchaseReply;
   created_date: number;
+  /** The order reference its ledger entries show, when not `order_id` (a shop's order number). */
+  ledger_order_id?: string;
 }
 
 /** A return as stored under its order. */
@@ -112,6 +114,10 @@ export interface PurchaseInput {
   accrualBp?: number | null;
   /** Comment on the ledger entries (e.g. where the order came from); default none. */
   comment?: string | null;
+  /** The order reference the ledger entries (of its returns too) show; default `orderId`. */
+  ledgerOrderId?: string;
+  /** Source of the ledger entries; default by the actor (see defaultSource): `till` for an API key. */
+  source?: EntrySource;
   /** More checks the write must pass (e.g. that a marker is still absent). */
   guard?: Deno.AtomicCheck[];
 }
@@ -126,6 +132,8 @@ export interface ReturnInput {
   groupsMaxAgeMs: number;
   /** Comment on the ledger entry; default none (or the expired-lots note). */
   comment?: string | null;
+  /** Source of the ledger entry; default by the actor (see defaultSource): `till` for an API key. */
+  source?: EntrySource;
 }
 
 function queueOf(cid: string, customerId: number, bonusId: number): string {
@@ -278,6 +286,9 @@ export async function recordPurchase(
         fingerprint: input.fingerprint,
         reply,
         created_date: now,
+        ...(input.ledgerOrderId !== undefined && input.ledgerOrderId !== orderId
+          ? { ledger_order_id: input.ledgerOrderId }
+          : {}),
       };
       const write = new Write(store, actor)
         .check(order, balance, ...(input.guard ?? []))
@@ -293,10 +304,11 @@ export async function recordPurchase(
           now,
           common: {
             comment: input.comment ?? null,
-            orderId,
+            orderId: record.ledger_order_id ?? orderId,
             userId: actor.userId,
             idempotencyKey: null,
             requestId: crypto.randomUUID(),
+            source: input.source,
           },
         });
       }
@@ -428,11 +440,12 @@ export async function recordReturn(
           comment: given.expired > 0
             ? `${formatPoints(given.expired)} points of expired lots were not given back`
             : input.comment ?? null,
-          orderId,
+          orderId: o.ledger_order_id ?? orderId,
           returnId,
           userId: actor.userId,
           idempotencyKey: null,
           requestId: crypto.randomUUID(),
+          source: input.source,
         },
       });
       return await write.commit("record return") ? { reply, replayed: false } : RETRY;

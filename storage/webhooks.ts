@@ -3,8 +3,10 @@
  * event record, its raw body in chunks, the `received` counter and the queue message that will process it; so a
  * delivery is either stored and queued exactly once or not at all. (These writes are not changes of a company's
  * records and carry no audit entry; they use KV's atomic operation directly because they enqueue.) Processing moves
- * the event to processed, ignored, a retry later (re-enqueued with a delay in the same atomic operation as its new
- * attempt count) or a dead letter.
+ * the event to processed, ignored, skipped, a retry later (re-enqueued with a delay in the same atomic operation as its
+ * new attempt count) or a dead letter. Nothing is kept for ever: every write of a delivery's record, its body or its
+ * dead letter sets them to expire `retentionMs` later (so a delivery is kept that long after its last change, a dead
+ * letter that long after it became one or until it is retried), and a dedupe marker `dedupeTtlMs` after arrival.
  */
 import type { Platform } from "../domain/webhooks.ts";
 import { webhookKeys } from "./keys.ts";
@@ -13,7 +15,7 @@ import { webhookKeys } from "./keys.ts";
 export const BODY_CHUNK_BYTES = 60_000;
 
 /** Where a delivery stands. */
-export type EventStatus = "queued" | "processed" | "ignored" | "dead";
+export type EventStatus = "queued" | "processed" | "ignored" | "skipped" | "dead";
 
 /** A delivery as stored. */
 export interface WebhookEvent {
@@ -73,21 +75,27 @@ export async function acceptDelivery(
   kv: Deno.Kv,
   event: WebhookEvent,
   body: Uint8Array,
-  options: { dedupeTtlMs: number },
+  options: { dedupeTtlMs: number; retentionMs: number },
 ): Promise<"accepted" | "duplicate"> {
   const dedupeKey = webhookKeys.dedupe(event.connection_id, event.dedupe);
   const op = kv.atomic()
     .check({ key: dedupeKey, versionstamp: null })
     .set(dedupeKey, event.id, { expireIn: options.dedupeTtlMs })
-    .set(webhookKeys.event(event.id), event);
-  for (let i = 0; i < event.chunks; i++) {
-    op.set(webhookKeys.eventBody(event.id, i), body.subarray(i * BODY_CHUNK_BYTES, (i + 1) * BODY_CHUNK_BYTES));
-  }
+    .set(webhookKeys.event(event.id), event, { expireIn: options.retentionMs });
+  setBody(op, event, body, options.retentionMs);
   op.sum(webhookKeys.stat(event.connection_id, event.topic, "received"), 1n)
     .enqueue({ webhook_event: event.id } satisfies WebhookMessage);
   if ((await op.commit()).ok) return "accepted";
   await countStat(kv, event.connection_id, event.topic, ["received", "duplicate"]);
   return "duplicate";
+}
+
+/** Adds the chunks of a delivery's raw body to an atomic operation, expiring after `retentionMs`. */
+function setBody(op: Deno.AtomicOperation, event: WebhookEvent, body: Uint8Array, retentionMs: number): void {
+  for (let i = 0; i < event.chunks; i++) {
+    const chunk = body.subarray(i * BODY_CHUNK_BYTES, (i + 1) * BODY_CHUNK_BYTES);
+    op.set(webhookKeys.eventBody(event.id, i), chunk, { expireIn: retentionMs });
+  }
 }
 
 /** Adds one to counters of a connection and topic. */
@@ -115,39 +123,53 @@ export async function readEvent(
   return { entry: entry as Deno.KvEntry<WebhookEvent>, body };
 }
 
-/** Marks a delivery processed or ignored and counts it; false when it changed meanwhile (another worker did it). */
+/**
+ * Marks a delivery processed, ignored or skipped and counts it; false when it changed meanwhile (another worker did
+ * it).
+ */
 export async function finishEvent(
   kv: Deno.Kv,
   entry: Deno.KvEntry<WebhookEvent>,
-  options: { status: "processed" | "ignored"; outcome: string; now: number },
+  options: { status: "processed" | "ignored" | "skipped"; outcome: string; now: number; retentionMs: number },
 ): Promise<boolean> {
   const e = entry.value;
+  const done = { ...e, status: options.status, outcome: options.outcome, done_date: options.now };
   const res = await kv.atomic().check(entry)
-    .set(webhookKeys.event(e.id), { ...e, status: options.status, outcome: options.outcome, done_date: options.now })
+    .set(webhookKeys.event(e.id), done, { expireIn: options.retentionMs })
     .sum(webhookKeys.stat(e.connection_id, e.topic, options.status), 1n)
     .commit();
   return res.ok;
 }
 
-/** Records a failed attempt and enqueues the delivery again after `delayMs`, in one atomic operation. */
+/**
+ * Records a failed attempt and enqueues the delivery again after `delayMs`, in one atomic operation that keeps its
+ * record and body `retentionMs` from now.
+ */
 export async function scheduleRetry(
   kv: Deno.Kv,
   entry: Deno.KvEntry<WebhookEvent>,
-  options: { error: string; delayMs: number },
+  options: { error: string; delayMs: number; body: Uint8Array; retentionMs: number },
 ): Promise<boolean> {
   const e = entry.value;
-  const res = await kv.atomic().check(entry)
-    .set(webhookKeys.event(e.id), { ...e, attempts: e.attempts + 1, last_error: options.error })
+  const op = kv.atomic().check(entry)
+    .set(webhookKeys.event(e.id), { ...e, attempts: e.attempts + 1, last_error: options.error }, {
+      expireIn: options.retentionMs,
+    });
+  setBody(op, e, options.body, options.retentionMs);
+  const res = await op
     .enqueue({ webhook_event: e.id } satisfies WebhookMessage, { delay: options.delayMs })
     .commit();
   return res.ok;
 }
 
-/** Makes a delivery a dead letter (and counts it failed), in one atomic operation. */
+/**
+ * Makes a delivery a dead letter (and counts it failed), in one atomic operation that also keeps its record and body
+ * for `retentionMs` from now, so that it can be retried until then.
+ */
 export async function killEvent(
   kv: Deno.Kv,
   entry: Deno.KvEntry<WebhookEvent>,
-  options: { error: string; now: number },
+  options: { error: string; now: number; body: Uint8Array; retentionMs: number },
 ): Promise<boolean> {
   const e = entry.value;
   const attempts = e.attempts + 1;
@@ -161,11 +183,13 @@ export async function killEvent(
     error: options.error,
     date: options.now,
   };
-  const res = await kv.atomic().check(entry)
-    .set(webhookKeys.event(e.id), { ...e, status: "dead", attempts, last_error: options.error, done_date: options.now })
-    .set(webhookKeys.deadLetter(e.id), letter)
-    .sum(webhookKeys.stat(e.connection_id, e.topic, "failed"), 1n)
-    .commit();
+  const dead = { ...e, status: "dead", attempts, last_error: options.error, done_date: options.now };
+  const expireIn = options.retentionMs;
+  const op = kv.atomic().check(entry)
+    .set(webhookKeys.event(e.id), dead, { expireIn })
+    .set(webhookKeys.deadLetter(e.id), letter, { expireIn });
+  setBody(op, e, options.body, expireIn);
+  const res = await op.sum(webhookKeys.stat(e.connection_id, e.topic, "failed"), 1n).commit();
   return res.ok;
 }
 
@@ -179,21 +203,25 @@ export async function listDeadLetters(kv: Deno.Kv, cid: string | null): Promise<
 }
 
 /**
- * Puts a dead letter back in the queue with a fresh attempt count, in one atomic operation; null when there is no
- * such dead letter (of that company, when `cid` is given).
+ * Puts a dead letter back in the queue with a fresh attempt count (its record and body kept `retentionMs` from now),
+ * in one atomic operation; null when there is no such dead letter (of that company, when `cid` is given).
  */
-export async function requeueDeadLetter(kv: Deno.Kv, id: string, cid: string | null): Promise<DeadLetter | null> {
-  const [letter, event] = await kv.getMany<[DeadLetter, WebhookEvent]>([
-    webhookKeys.deadLetter(id),
-    webhookKeys.event(id),
-  ]);
-  if (!letter.value || !event.value) return null;
-  if (cid !== null && letter.value.company_id !== cid) return null;
-  const res = await kv.atomic().check(letter, event)
+export async function requeueDeadLetter(
+  kv: Deno.Kv,
+  id: string,
+  options: { cid: string | null; retentionMs: number },
+): Promise<DeadLetter | null> {
+  const letter = await kv.get<DeadLetter>(webhookKeys.deadLetter(id));
+  const read = await readEvent(kv, id);
+  if (!letter.value || !read) return null;
+  if (options.cid !== null && letter.value.company_id !== options.cid) return null;
+  const { entry, body } = read;
+  const queued = { ...entry.value, status: "queued", attempts: 0, done_date: null };
+  const op = kv.atomic().check(letter, entry)
     .delete(webhookKeys.deadLetter(id))
-    .set(webhookKeys.event(id), { ...event.value, status: "queued", attempts: 0, done_date: null })
-    .enqueue({ webhook_event: id } satisfies WebhookMessage)
-    .commit();
+    .set(webhookKeys.event(id), queued, { expireIn: options.retentionMs });
+  setBody(op, entry.value, body, options.retentionMs);
+  const res = await op.enqueue({ webhook_event: id } satisfies WebhookMessage).commit();
   return res.ok ? letter.value : null;
 }
 

@@ -6,8 +6,8 @@
  *   deno task webhooks retry [ID]                   puts one dead letter (or every one) back in the queue and
  *                                                   makes its first attempt at once; further retries are the
  *                                                   running service's
- *   deno task webhooks stats [--company acme]      received, processed, duplicate, ignored, failed per connection
- *                                                   and topic
+ *   deno task webhooks stats [--company acme]      received, processed, duplicate, ignored, skipped (guest orders
+ *                                                   without email or phone), failed per connection and topic
  */
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
@@ -53,7 +53,7 @@ const config = loadConfig((name) => Deno.env.get(name));
 const kv = await openKv(config.kvPath);
 const store = createStore(kv);
 const actor = values.company ? { companyId: values.company, name: "task:webhooks", userId: 0 } : null;
-const KINDS = ["received", "processed", "duplicate", "ignored", "failed"];
+const KINDS = ["received", "processed", "duplicate", "ignored", "skipped", "failed"];
 try {
   switch (command) {
     case "failed": {
@@ -74,7 +74,7 @@ try {
       let queued = 0;
       const settings = webhookSettingsOf(config);
       for (const one of ids) {
-        if (!await retryDeadLetter(store, actor, one)) {
+        if (!await retryDeadLetter(store, actor, one, { retentionMs: settings.retentionMs })) {
           if (id) {
             console.error(`Dead letter "${one}" not found`);
             Deno.exit(1);

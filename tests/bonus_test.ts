@@ -86,6 +86,7 @@ Deno.test("GET|POST /api/customer/updateBonus adds, removes and overwrites", asy
       bonus_id: b,
       amount: -70,
       kind: "overwrite",
+      source: "api",
       pending: 0,
       return_id: null,
       balance: 30,
@@ -667,6 +668,7 @@ Deno.test("GET /api/customer/bonusHistory pages the ledger newest first", async 
 <customer_id>${c}</customer_id>
 <bonus_id>${b}</bonus_id>
 <kind>adjust</kind>
+<source>api</source>
 <amount>100</amount>
 <balance>128</balance>
 <pending>0</pending>

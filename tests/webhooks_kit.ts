@@ -28,6 +28,7 @@ export const SETTINGS: WebhookSettings = {
   maxAttempts: 3,
   retryBaseMs: 5,
   dedupeTtlMs: 24 * 3600 * 1000,
+  retentionMs: 30 * 24 * 3600 * 1000,
 };
 
 /** A world with a bonus program and one connection per platform, and a listener over its store. */

@@ -46,6 +46,8 @@ export interface SaveCustomerInput {
   externalId?: string;
   /** Whether a customer not found (or not identified) is created. */
   create: boolean;
+  /** Without id and external id: another system's link to the customer, claimed by a create (see UpsertCustomer). */
+  link?: Deno.KvKey;
   /** The fields to change; absent keys stay, null clears. */
   patch: Omit<CustomerPatch, "group_id" | "group_name">;
   /** Put the customer in this group (null: none); wins over groupName. */
@@ -64,6 +66,7 @@ export async function saveCustomer(
     id: input.id,
     externalId: input.externalId,
     create: input.create,
+    ...(input.link ? { link: input.link } : {}),
     groupId: input.groupId,
     groupName: input.groupId !== undefined ? undefined : input.groupName,
     decide: (existing, context) =>

@@ -5,6 +5,7 @@
  * that tasks and the back office show.
  */
 import type { Actor } from "../domain/audit.ts";
+import { MAX_COMMENT, MAX_ORDER_ID } from "../domain/bonus.ts";
 import { ConflictError, UnprocessableError } from "../domain/errors.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
 import { normalizePhone } from "../domain/phone.ts";
@@ -67,7 +68,11 @@ export interface WebhookSettings {
   retryBaseMs: number;
   /** How long a delivery's dedupe marker is kept, ms. */
   dedupeTtlMs: number;
+  /** How long a delivery (record, body, dead letter) is kept after its last change, ms. */
+  retentionMs: number;
 }
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** Webhook settings from the service configuration. */
 export function webhookSettingsOf(config: {
@@ -78,6 +83,7 @@ export function webhookSettingsOf(config: {
   webhookMaxAttempts: number;
   webhookRetryBaseMs: number;
   webhookDedupeDays: number;
+  webhookRetentionDays: number;
 }): WebhookSettings {
   return {
     timeZone: config.timeZone,
@@ -86,7 +92,8 @@ export function webhookSettingsOf(config: {
     connectionCacheMs: config.authCacheMs,
     maxAttempts: config.webhookMaxAttempts,
     retryBaseMs: config.webhookRetryBaseMs,
-    dedupeTtlMs: config.webhookDedupeDays * 24 * 60 * 60 * 1000,
+    dedupeTtlMs: config.webhookDedupeDays * DAY_MS,
+    retentionMs: config.webhookRetentionDays * DAY_MS,
   };
 }
 
@@ -161,16 +168,19 @@ export async function receiveWebhook(
     outcome: null,
     done_date: null,
   };
-  const outcome = await acceptDelivery(store.kv, event, input.body, { dedupeTtlMs: settings.dedupeTtlMs });
+  const outcome = await acceptDelivery(store.kv, event, input.body, {
+    dedupeTtlMs: settings.dedupeTtlMs,
+    retentionMs: settings.retentionMs,
+  });
   return { status: 200, outcome, eventId: event.id };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Processing
 
-/** What processing one delivery did: counted as processed, or ignored (with why). */
+/** What processing one delivery did: counted as processed, ignored or skipped (a guest order without contacts). */
 export interface ProcessOutcome {
-  status: "processed" | "ignored";
+  status: "processed" | "ignored" | "skipped";
   outcome: string;
 }
 
@@ -181,7 +191,12 @@ interface Context {
   settings: WebhookSettings;
 }
 
-/** The order id our purchases use for a platform order: unique per connection. */
+/** The order reference the ledger shows for a platform order: its number as the shop shows it ("#1001"), else its id. */
+export function ledgerOrderIdOf(order: Pick<PlatformOrder, "number" | "orderId">): string {
+  return (order.number ?? order.orderId).slice(0, MAX_ORDER_ID);
+}
+
+/** The order id our purchases use for a platform order (its idempotency key): unique per connection. */
 export function orderRefOf(connection: Pick<Connection, "platform" | "id">, orderId: string): string {
   return `${connection.platform}:${connection.id}:${orderId}`;
 }
@@ -217,9 +232,16 @@ function cleanEmail(raw: string | null): string | null {
 /**
  * The customer of ours a platform customer is: the one linked for this connection, else the one with its phone,
  * then its email, else a new one (none when it has neither phone, email nor id). With `update`, names, contacts
- * and consents are brought in step (a phone or email held by another customer is left out).
+ * and consents are brought in step (a phone or email held by another customer is left out). A new customer is
+ * created with its link in one atomic operation (the link checked as read), so concurrent deliveries of one platform
+ * customer make one customer of ours; a create that loses a race for a phone or email looks again once.
  */
-async function customerFor(ctx: Context, pc: PlatformCustomer, update: boolean): Promise<number | null> {
+async function customerFor(
+  ctx: Context,
+  pc: PlatformCustomer,
+  update: boolean,
+  again = false,
+): Promise<number | null> {
   const { store, actor, connection, settings } = ctx;
   const cid = actor.companyId;
   const phone = cleanPhone(pc.phone, settings.defaultCountryCode);
@@ -232,7 +254,8 @@ async function customerFor(ctx: Context, pc: PlatformCustomer, update: boolean):
   }
   const byPhone = phone ? await findCustomerId(store.kv, cid, "phone", phone) : null;
   const byEmail = email ? await findCustomerId(store.kv, cid, "email", emailKey(email)) : null;
-  id ??= byPhone ?? byEmail;
+  const matched = id === null ? byPhone ?? byEmail : null;
+  id ??= matched;
   const patch: Record<string, unknown> = {};
   const fill = (field: string, value: unknown, current: unknown) => {
     if (value === null || value === undefined) return;
@@ -247,13 +270,32 @@ async function customerFor(ctx: Context, pc: PlatformCustomer, update: boolean):
   if (pc.acceptsSms !== null) fill("send_sms", pc.acceptsSms, existing ? undefined : null);
   if (id === null) {
     if (!phone && !email && !linkKey) return null;
-    const created = await saveCustomer(store, actor, { create: true, patch, timeZone: settings.timeZone });
-    id = created.customer.id;
-  } else if (Object.keys(patch).length > 0) {
+    try {
+      const created = await saveCustomer(store, actor, {
+        create: true,
+        patch,
+        timeZone: settings.timeZone,
+        ...(linkKey ? { link: linkKey } : {}),
+      });
+      return created.customer.id;
+    } catch (error) {
+      // Another delivery created the customer with this phone or email meanwhile: it is the one.
+      if (error instanceof ConflictError && !again) return await customerFor(ctx, pc, update, true);
+      throw error;
+    }
+  }
+  if (Object.keys(patch).length > 0) {
     await saveCustomer(store, actor, { id, create: false, patch, timeZone: settings.timeZone });
   }
-  if (linkKey) await store.kv.set(linkKey, id);
+  // A match by phone or email is linked for next time (concurrent matches find the same customer).
+  if (linkKey && matched !== null) await store.kv.set(linkKey, id);
   return id;
+}
+
+/** The ledger comment of a refund or cancellation: the platform, what it was, and the refund's reason. */
+function returnComment(platform: Platform, returnId: string, reason: string | null): string {
+  const what = returnId.startsWith("refund:") ? "refund" : "cancellation";
+  return `${platform} ${what}${reason ? `: ${reason}` : ""}`.slice(0, MAX_COMMENT);
 }
 
 /** Applies one refund of a counted order once; a refund of an order not counted yet waits for it. */
@@ -263,16 +305,26 @@ async function applyRefund(ctx: Context, orderRef: string, refund: PlatformRefun
   if (refund.amount <= 0) return false;
   let order = await getOrder(store.kv, cid, orderRef);
   if (!order) {
-    await store.kv.set(webhookKeys.pendingRefund(cid, orderRef, refund.id), refund.amount);
+    const pending: PendingRefund = { amount: refund.amount, reason: refund.reason };
+    await store.kv.set(webhookKeys.pendingRefund(cid, orderRef, refund.id), pending);
     // Read again: an order counted meanwhile may have looked for pending refunds before this one was written.
     order = await getOrder(store.kv, cid, orderRef);
     if (!order) return false;
   }
-  return await returnMoney(ctx, orderRef, `refund:${refund.id}`, refund.amount);
+  return await returnMoney(ctx, orderRef, `refund:${refund.id}`, refund.amount, refund.reason);
 }
 
+/** A refund that arrived before its order counted (stored before reasons: the amount alone). */
+type PendingRefund = { amount: number; reason: string | null };
+
 /** Returns up to `amount` of a counted order under `returnId`, at most once; false when nothing was left. */
-async function returnMoney(ctx: Context, orderRef: string, returnId: string, amount: number | null): Promise<boolean> {
+async function returnMoney(
+  ctx: Context,
+  orderRef: string,
+  returnId: string,
+  amount: number | null,
+  reason: string | null = null,
+): Promise<boolean> {
   const { store, actor, settings, connection } = ctx;
   const cid = actor.companyId;
   const [done, order] = await store.kv.getMany<[unknown, { amount: number; returned: number }]>([
@@ -291,7 +343,8 @@ async function returnMoney(ctx: Context, orderRef: string, returnId: string, amo
       fingerprint: JSON.stringify(["webhook return", 1, money]),
       timeZone: settings.timeZone,
       groupsMaxAgeMs: settings.directoryCacheMs,
-      comment: `${connection.platform} ${returnId.startsWith("refund:") ? "refund" : "cancellation"}`,
+      comment: returnComment(connection.platform, returnId, reason),
+      source: connection.platform,
     });
   } catch (error) {
     // The same return recorded by a concurrent delivery with the amount it saw: done once, as it should be.
@@ -303,9 +356,11 @@ async function returnMoney(ctx: Context, orderRef: string, returnId: string, amo
 
 async function applyPendingRefunds(ctx: Context, orderRef: string): Promise<void> {
   const cid = ctx.actor.companyId;
-  for await (const e of ctx.store.kv.list<number>({ prefix: webhookKeys.pendingRefunds(cid, orderRef) })) {
+  const list = ctx.store.kv.list<number | PendingRefund>({ prefix: webhookKeys.pendingRefunds(cid, orderRef) });
+  for await (const e of list) {
     const refundId = String(e.key.at(-1));
-    await returnMoney(ctx, orderRef, `refund:${refundId}`, e.value);
+    const pending = typeof e.value === "number" ? { amount: e.value, reason: null } : e.value;
+    await returnMoney(ctx, orderRef, `refund:${refundId}`, pending.amount, pending.reason);
   }
 }
 
@@ -319,7 +374,7 @@ async function processOrder(ctx: Context, order: PlatformOrder): Promise<Process
     if (closed.value) return { status: "ignored", outcome: "order closed before it was paid" };
     if (order.base <= 0) return { status: "ignored", outcome: "order total is zero" };
     const customerId = await customerFor(ctx, order.customer, false);
-    if (customerId === null) return { status: "ignored", outcome: "skipped: guest order without email or phone" };
+    if (customerId === null) return { status: "skipped", outcome: "guest order without email or phone" };
     const below = connection.min_order !== null && order.base < connection.min_order;
     try {
       await recordPurchase(store, actor, {
@@ -333,6 +388,8 @@ async function processOrder(ctx: Context, order: PlatformOrder): Promise<Process
         groupsMaxAgeMs: settings.directoryCacheMs,
         accrualBp: below ? 0 : connection.percent_bp,
         comment: `${connection.platform} order ${order.number ?? order.orderId}`,
+        ledgerOrderId: ledgerOrderIdOf(order),
+        source: connection.platform,
         guard: [closed],
       });
     } catch (error) {
@@ -417,22 +474,34 @@ export async function handleDelivery(
   try {
     const connection = await getConnection(store.kv, e.connection_id);
     if (!connection) {
-      await finishEvent(store.kv, entry, { status: "ignored", outcome: "connection deleted", now: store.clock() });
+      await finishEvent(store.kv, entry, {
+        status: "ignored",
+        outcome: "connection deleted",
+        now: store.clock(),
+        retentionMs: settings.retentionMs,
+      });
       return;
     }
     await options.beforeProcess?.(e);
     const result = await processAction(store, connection, actionOf(e.platform, e.topic, body), settings);
-    await finishEvent(store.kv, entry, { ...result, now: store.clock() });
+    await finishEvent(store.kv, entry, { ...result, now: store.clock(), retentionMs: settings.retentionMs });
   } catch (error) {
     const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     options.log?.(`webhook ${e.id} (${e.platform} ${e.topic}) failed, attempt ${e.attempts + 1}: ${message}`);
     const permanent = error instanceof PayloadError;
     if (permanent || e.attempts + 1 >= settings.maxAttempts) {
-      await killEvent(store.kv, entry, { error: message.slice(0, 1000), now: store.clock() });
+      await killEvent(store.kv, entry, {
+        error: message.slice(0, 1000),
+        now: store.clock(),
+        body,
+        retentionMs: settings.retentionMs,
+      });
     } else {
       await scheduleRetry(store.kv, entry, {
         error: message.slice(0, 1000),
         delayMs: retryDelay(settings, e.attempts),
+        body,
+        retentionMs: settings.retentionMs,
       });
     }
   }
@@ -489,9 +558,20 @@ export async function listDeadLetters(store: Store, actor: Actor | null): Promis
   return await listStoredDeadLetters(store.kv, actor?.companyId ?? null);
 }
 
-/** Puts a dead letter back in the queue (fresh attempts); null when there is none by that id. */
-export async function retryDeadLetter(store: Store, actor: Actor | null, id: string): Promise<DeadLetter | null> {
-  return await requeueDeadLetter(store.kv, id, actor?.companyId ?? null);
+/**
+ * Puts a dead letter back in the queue (fresh attempts, kept `retentionMs` from now: default 30 days); null when there
+ * is none by that id.
+ */
+export async function retryDeadLetter(
+  store: Store,
+  actor: Actor | null,
+  id: string,
+  options: { retentionMs?: number } = {},
+): Promise<DeadLetter | null> {
+  return await requeueDeadLetter(store.kv, id, {
+    cid: actor?.companyId ?? null,
+    retentionMs: options.retentionMs ?? 30 * DAY_MS,
+  });
 }
 
 /** The counts of one connection's deliveries: topic -> received, processed, duplicate, ignored, failed. */
