@@ -243,3 +243,16 @@ export const webhookKeys = {
   ],
   pendingRefunds: (cid: string, orderRef: string): Deno.KvKey => ["company", cid, "webhook_pending_refunds", orderRef],
 };
+
+/** Key builders of the back office's import page: uploaded files (in chunks, expiring) and background runs. */
+export const adminImportKeys = {
+  /** An uploaded file's record (name, size, options, dry-run report); expires by itself. */
+  upload: (cid: string, id: string): Deno.KvKey => ["company", cid, "admin_uploads", id],
+  /** One chunk of an uploaded file's bytes; expires with the upload. */
+  chunk: (cid: string, id: string, n: number): Deno.KvKey => ["company", cid, "admin_upload_chunks", id, n],
+  chunks: (cid: string, id: string): Deno.KvKey => ["company", cid, "admin_upload_chunks", id],
+  /** The run an upload started (one per upload: a form sent twice starts one run); holds the job id. */
+  claim: (cid: string, id: string): Deno.KvKey => ["company", cid, "admin_upload_claims", id],
+  /** A run started from the back office: its progress and, once finished, its report. */
+  job: (cid: string, id: string): Deno.KvKey => ["company", cid, "admin_import_jobs", id],
+};
