@@ -256,3 +256,22 @@ export const adminImportKeys = {
   /** A run started from the back office: its progress and, once finished, its report. */
   job: (cid: string, id: string): Deno.KvKey => ["company", cid, "admin_import_jobs", id],
 };
+
+/**
+ * Key builders of the dashboard's aggregates, kept in the write path with KvU64 sums (grow-only): a company's points
+ * credited, debited (spent, taken back) and expired in total and per UTC hour, points of lots not yet spendable by
+ * the UTC hour they become spendable (in: added to such a lot, out: taken from it), and cards made and deleted.
+ */
+export const statKeys = {
+  pointsTotal: (cid: string, kind: string): Deno.KvKey => ["company", cid, "points_totals", kind],
+  pointsTotals: (cid: string): Deno.KvKey => ["company", cid, "points_totals"],
+  pointsHour: (cid: string, hour: number, kind: string): Deno.KvKey => ["company", cid, "points_hours", hour, kind],
+  pointsHours: (cid: string): Deno.KvKey => ["company", cid, "points_hours"],
+  pending: (
+    cid: string,
+    hour: number,
+    side: "in" | "out",
+  ): Deno.KvKey => ["company", cid, "points_pending", hour, side],
+  pendings: (cid: string): Deno.KvKey => ["company", cid, "points_pending"],
+  cardTotal: (cid: string, side: "in" | "out"): Deno.KvKey => ["company", cid, "card_totals", side],
+};
