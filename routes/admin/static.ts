@@ -34,6 +34,7 @@ form.inline{display:inline}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:10px 16px;align-items:end}
 .grid label{display:block;font-size:.9em;margin-bottom:2px}
 .grid input,.grid select,.grid textarea{width:100%}
+.grid input[type=checkbox]{width:24px;height:24px;min-height:0;vertical-align:middle}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px}
 .card{background:#fff;border:1px solid #d0d4da;border-radius:8px;padding:12px}
 .card .big{font-size:1.6em;font-weight:700}
