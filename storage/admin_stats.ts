@@ -1,50 +1,49 @@
 /**
- * The back-office dashboard's figures: customers from the list counters, and a scan of cards, balances and the
- * ledger of the last days. Scans are bounded by what a company holds; the use case keeps the result for a minute.
+ * The back-office dashboard's figures, read from aggregates kept in the write path (storage/points_stats.ts) and
+ * the customer list counters: a few hundred small keys whatever the size of the company. The use case keeps the
+ * result for a minute.
  */
-import type { LedgerEntry } from "../domain/bonus.ts";
-import { summarize, walletOf } from "../domain/points.ts";
-import type { BalanceRecord } from "./bonuses.ts";
 import { countList } from "./customers.ts";
-import { adminKeys, bonusKeys, cardKeys } from "./keys.ts";
+import { HOUR_MS, readPointsFigures } from "./points_stats.ts";
 
 /** What the dashboard shows of a company. */
 export interface CompanyStats {
   customers: number;
   cards: number;
-  /** Spendable points over every balance, minor units. */
+  /**
+   * Points on balances that are not pending, minor units: spendable points, plus points past their expiry date that
+   * the expiry job has not written off yet.
+   */
   outstanding: number;
-  /** Points not spendable yet, minor units. */
+  /** Points not spendable yet, minor units (lots becoming spendable from the start of the current UTC hour on). */
   pending: number;
-  /** Points credited and debited per day (local date YYYY-MM-DD), oldest first. */
+  /** Points credited and debited (spent, taken back, expired) per day (local date YYYY-MM-DD), oldest first. */
   days: { day: string; accrued: number; spent: number }[];
 }
 
-/** Counts and sums a company's cards, balances and recent ledger entries. */
+/** Reads a company's figures from its counters and aggregates. */
 export async function companyStats(
   kv: Deno.Kv,
   cid: string,
   options: { now: number; days: number; dayOf: (ms: number) => string; dayList: string[] },
 ): Promise<CompanyStats> {
-  const customers = await countList(kv, cid, "all");
-  let cards = 0;
-  for await (const _ of kv.list({ prefix: cardKeys.cards(cid) }, { batchSize: 1000 })) cards++;
-  let outstanding = 0;
-  let pending = 0;
-  for await (const e of kv.list<BalanceRecord>({ prefix: bonusKeys.balances(cid) }, { batchSize: 1000 })) {
-    const summary = summarize(walletOf(e.value), options.now, "UTC");
-    outstanding += summary.balance;
-    pending += summary.pending;
-  }
+  const [customers, figures] = await Promise.all([
+    countList(kv, cid, "all"),
+    readPointsFigures(kv, cid, { now: options.now, sinceMs: options.now - options.days * 86_400_000 }),
+  ]);
   const byDay = new Map(options.dayList.map((day) => [day, { day, accrued: 0, spent: 0 }]));
-  const since = options.now - options.days * 86_400_000;
-  for await (const e of kv.list<LedgerEntry>({ prefix: adminKeys.ledgers(cid) }, { batchSize: 1000 })) {
-    const entry = e.value;
-    if (entry.created_date < since) continue;
-    const row = byDay.get(options.dayOf(entry.created_date));
+  for (const [hour, sums] of figures.hours) {
+    const row = byDay.get(options.dayOf(hour * HOUR_MS));
     if (!row) continue;
-    if (entry.amount > 0) row.accrued += entry.amount;
-    else row.spent -= entry.amount;
+    row.accrued += sums.credited;
+    row.spent += sums.debited + sums.expired;
   }
-  return { customers, cards, outstanding, pending, days: [...byDay.values()] };
+  const { credited, debited, expired } = figures.totals;
+  return {
+    customers,
+    cards: figures.cards,
+    outstanding: credited - debited - expired - figures.pending,
+    pending: figures.pending,
+    days: [...byDay.values()],
+  };
 }

@@ -32,6 +32,7 @@ import { getManyInBatches, idRuns, listRuns } from "./batch.ts";
 import { bonusKeys, directoryKeys, keys } from "./keys.ts";
 import { MAX_GET_MANY } from "./limits.ts";
 import { RETRY, withRetry, Write } from "./commit.ts";
+import { addPendingChange, addPointsMovement } from "./points_stats.ts";
 import type { Store } from "./store.ts";
 
 /** How long an idempotency key and its first reply are kept: KV never deletes a value before its expiry. */
@@ -310,6 +311,9 @@ export function addWalletChange(
     entryKeys.push(key);
   });
   const final = options.steps.at(-1)?.wallet ?? walletOf(before);
+  // The dashboard's aggregates, in the same atomic write as the entries they count.
+  for (const { movement } of options.steps) addPointsMovement(write, cid, movement, now);
+  if (options.steps.length > 0) addPendingChange(write, cid, { before: walletOf(before), after: final, now });
   const record: BalanceRecord = {
     balance: final.total,
     last_transaction_id: last + options.steps.length,

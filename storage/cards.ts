@@ -26,6 +26,7 @@ import { ConflictError, NotFoundError } from "../domain/errors.ts";
 import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { cardKeys, keys } from "./keys.ts";
+import { addCardCount } from "./points_stats.ts";
 import { getByIds } from "./batch.ts";
 import {
   addIndexDiff,
@@ -159,6 +160,7 @@ export async function deleteCard(store: Store, actor: Actor, lookup: CardLookup)
     if (!entry) throw cardNotFound(steps);
     const card = entry.value;
     const write = new Write(store, actor).check(entry).delete(cardKeys.card(cid, card.id));
+    addCardCount(write, cid, -1);
     addIndexDiff(write, diffIndexes(cardIndexKeys(cid, card), null), {
       claims: { entries: [], optimistic: false },
       id: card.id,
@@ -423,6 +425,7 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
     if (card.customer_id !== null) write.set(cardKeys.ofCustomerEntry(cid, card.customer_id, id), null);
     addRefs(write, cid, card, resolved);
     write.set(cardKeys.card(cid, id), card);
+    addCardCount(write, cid, 1);
     write.audit({ entity: "card", entityId: id, before: null, after: card });
     return await write.commit("create card") ? { card, isNew: true } : RETRY;
   });

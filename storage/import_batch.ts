@@ -15,6 +15,7 @@ import type { PointsRules } from "../domain/points.ts";
 import { addWalletChange } from "./bonuses.ts";
 import { RETRY, withRetry, Write } from "./commit.ts";
 import { cardKeys, keys } from "./keys.ts";
+import { addCardCount } from "./points_stats.ts";
 import { BUCKET_SIZE, MAX_CHECKS, MAX_MUTATIONS } from "./limits.ts";
 import type { Store } from "./store.ts";
 
@@ -122,6 +123,7 @@ function addRow(
     if (c.external_id !== null) write.set(cardKeys.byExternalId(cid, c.external_id), card.id);
     write.set(cardKeys.ofCustomerEntry(cid, id, card.id), null);
     write.set(cardKeys.card(cid, card.id), card);
+    addCardCount(write, cid, 1);
     write.audit({ entity: "card", entityId: card.id, before: null, after: card });
   }
   if (p.balance && p.balance.amount > 0) {

@@ -245,3 +245,35 @@ export const webhookKeys = {
   ],
   pendingRefunds: (cid: string, orderRef: string): Deno.KvKey => ["company", cid, "webhook_pending_refunds", orderRef],
 };
+
+/** Key builders of the back office's import page: uploaded files (in chunks, expiring) and background runs. */
+export const adminImportKeys = {
+  /** An uploaded file's record (name, size, options, dry-run report); expires by itself. */
+  upload: (cid: string, id: string): Deno.KvKey => ["company", cid, "admin_uploads", id],
+  /** One chunk of an uploaded file's bytes; expires with the upload. */
+  chunk: (cid: string, id: string, n: number): Deno.KvKey => ["company", cid, "admin_upload_chunks", id, n],
+  chunks: (cid: string, id: string): Deno.KvKey => ["company", cid, "admin_upload_chunks", id],
+  /** The run an upload started (one per upload: a form sent twice starts one run); holds the job id. */
+  claim: (cid: string, id: string): Deno.KvKey => ["company", cid, "admin_upload_claims", id],
+  /** A run started from the back office: its progress and, once finished, its report. */
+  job: (cid: string, id: string): Deno.KvKey => ["company", cid, "admin_import_jobs", id],
+};
+
+/**
+ * Key builders of the dashboard's aggregates, kept in the write path with KvU64 sums (grow-only): a company's points
+ * credited, debited (spent, taken back) and expired in total and per UTC hour, points of lots not yet spendable by
+ * the UTC hour they become spendable (in: added to such a lot, out: taken from it), and cards made and deleted.
+ */
+export const statKeys = {
+  pointsTotal: (cid: string, kind: string): Deno.KvKey => ["company", cid, "points_totals", kind],
+  pointsTotals: (cid: string): Deno.KvKey => ["company", cid, "points_totals"],
+  pointsHour: (cid: string, hour: number, kind: string): Deno.KvKey => ["company", cid, "points_hours", hour, kind],
+  pointsHours: (cid: string): Deno.KvKey => ["company", cid, "points_hours"],
+  pending: (
+    cid: string,
+    hour: number,
+    side: "in" | "out",
+  ): Deno.KvKey => ["company", cid, "points_pending", hour, side],
+  pendings: (cid: string): Deno.KvKey => ["company", cid, "points_pending"],
+  cardTotal: (cid: string, side: "in" | "out"): Deno.KvKey => ["company", cid, "card_totals", side],
+};

@@ -3,6 +3,8 @@ import { type LedgerEntry, ledgerEntry } from "../domain/bonus.ts";
 import type { Card } from "../domain/card.ts";
 import type { BalanceRecord } from "./bonuses.ts";
 import { Write } from "./commit.ts";
+import { walletOf } from "../domain/points.ts";
+import { addCardCount, addPendingChange, addPointsMovement } from "./points_stats.ts";
 import { bonusKeys, cardKeys, keys, nameKeys } from "./keys.ts";
 import { lastNameKey } from "../domain/name_index.ts";
 import { storeOf } from "./store.ts";
@@ -61,7 +63,7 @@ export async function rawInsertBalances(
   cid: string,
   options: { balances: { customerId: number; bonusId: number; amount: number }[]; now: number; userId: number },
 ): Promise<void> {
-  const perOp = Math.floor((MAX_MUTATIONS - 1) / 2);
+  const perOp = Math.floor((MAX_MUTATIONS - 3) / 2);
   const store = storeOf(kv);
   for (let i = 0; i < options.balances.length; i += perOp) {
     const op = new Write(store);
@@ -79,6 +81,7 @@ export async function rawInsertBalances(
       const balance: BalanceRecord = { balance: b.amount, last_transaction_id: 1 };
       op.set(bonusKeys.balance(cid, b.customerId, b.bonusId), balance)
         .set(bonusKeys.ledgerEntry(cid, b.customerId, b.bonusId, 1), entry);
+      addPointsMovement(op, cid, { kind: "adjust", amount: b.amount }, options.now);
     }
     if (!await op.commit("seed balances")) throw new Error("Raw balance insert failed");
   }
@@ -89,7 +92,7 @@ export async function rawInsertBalances(
  * the card id and card number sequences past them: for seeding a store where these cards do not exist yet.
  */
 export async function rawInsertCards(kv: Deno.Kv, cid: string, cards: Card[]): Promise<void> {
-  const perOp = Math.floor((MAX_MUTATIONS - 2) / 5);
+  const perOp = Math.floor((MAX_MUTATIONS - 3) / 5);
   const store = storeOf(kv);
   let lastNumber = 0;
   for (let i = 0; i < cards.length; i += perOp) {
@@ -97,6 +100,7 @@ export async function rawInsertCards(kv: Deno.Kv, cid: string, cards: Card[]): P
     const op = new Write(store);
     for (const card of batch) {
       op.set(cardKeys.card(cid, card.id), card).set(cardKeys.byUid(cid, card.uid), card.id);
+      addCardCount(op, cid, 1);
       if (card.barcode !== null) op.set(cardKeys.byBarcode(cid, card.barcode), card.id);
       if (card.external_id !== null) op.set(cardKeys.byExternalId(cid, card.external_id), card.id);
       if (card.customer_id !== null) op.set(cardKeys.ofCustomerEntry(cid, card.customer_id, card.id), null);
@@ -136,7 +140,8 @@ export async function rawInsertLots(
     mutations = 0;
   };
   for (const b of options.balances) {
-    if (mutations + b.lots.length + 1 > MAX_MUTATIONS) await flush();
+    // Each lot: its entry and at most one pending sum; the totals' and the hour's sums are shared by the whole write.
+    if (mutations + 2 * b.lots.length + 1 + 3 > MAX_MUTATIONS) await flush();
     let total = 0;
     let pending = 0;
     const lots = b.lots.map((lot, i) => {
@@ -158,6 +163,7 @@ export async function rawInsertLots(
         lots: [[i + 1, lot.amount]],
       };
       op.set(bonusKeys.ledgerEntry(cid, b.customerId, b.bonusId, i + 1), entry);
+      addPointsMovement(op, cid, { kind: "adjust", amount: lot.amount }, options.now);
       return { id: i + 1, remaining: lot.amount, available_at: lot.available_at, expires_at: lot.expires_at };
     });
     const record: BalanceRecord = {
@@ -167,7 +173,12 @@ export async function rawInsertLots(
       next_lot_id: lots.length + 1,
     };
     op.set(bonusKeys.balance(cid, b.customerId, b.bonusId), record);
-    mutations += lots.length + 1;
+    addPendingChange(op, cid, {
+      before: walletOf(null),
+      after: { total, lots, nextLotId: lots.length + 1 },
+      now: options.now,
+    });
+    mutations += 2 * lots.length + 1;
   }
   await flush();
 }

@@ -16,10 +16,12 @@ import type { LedgerEntry } from "../domain/bonus.ts";
 import { type DirectoryEntry, directoryNameKey } from "../domain/directory.ts";
 import type { BalanceRecord } from "./bonuses.ts";
 import { getManyInBatches } from "./batch.ts";
-import { bonusKeys, cardKeys, directoryKeys, type DirectoryKind, keys, nameKeys, orderKeys } from "./keys.ts";
+import { bonusKeys, cardKeys, directoryKeys, type DirectoryKind, keys, nameKeys, orderKeys, statKeys } from "./keys.ts";
 import type { OrderRecord } from "./purchases.ts";
 import { BUCKET_SIZE, MAX_GET_MANY } from "./limits.ts";
 import { Write } from "./commit.ts";
+import { hourOf, kindOf, POINTS_KINDS, type PointsKind } from "./points_stats.ts";
+import { walletOf } from "../domain/points.ts";
 import { storeOf } from "./store.ts";
 
 /** One thing the check found. */
@@ -58,6 +60,8 @@ export interface VerifyOptions {
   onFinding?: (finding: Finding) => void;
   /** Called often (every batch of keys); the caller decides how often to show it. */
   onProgress?: (progress: Progress) => void;
+  /** The clock the pending points are judged by, epoch ms (default Date.now). */
+  now?: () => number;
 }
 
 /** Totals of one run. */
@@ -100,6 +104,10 @@ const KNOWN = new Set([
   "bonus_programs_by_name",
   "orders",
   "order_returns",
+  "points_totals",
+  "points_hours",
+  "points_pending",
+  "card_totals",
 ]);
 /** What is wrong with one order record by itself (amounts it cannot have). */
 export function orderProblems(o: OrderRecord): string[] {
@@ -118,7 +126,14 @@ export function orderProblems(o: OrderRecord): string[] {
 }
 
 /** Collections written by other parts of the service and not checked here. */
-const IGNORED = new Set(["idempotency", "audit"]);
+const IGNORED = new Set([
+  "idempotency",
+  "audit",
+  "admin_uploads",
+  "admin_upload_chunks",
+  "admin_upload_claims",
+  "admin_import_jobs",
+]);
 /** Every list a customer can be in. */
 const LISTS = ["all", "phone0", "phone1", "email0", "email1", "p0e0", "p0e1", "p1e0", "p1e1"];
 
@@ -307,6 +322,7 @@ class CompanyCheck {
     await this.#ledger();
     await this.#balances();
     await this.#orders();
+    await this.#aggregates();
   }
 
   // ---- reporting -------------------------------------------------------------------------------------------
@@ -885,6 +901,157 @@ class CompanyCheck {
       } is at ${value}, behind the highest ${entity.label.toLowerCase()} id ${highest}`,
       (op) => op.check(seq).set(entity.sequence, highest),
     );
+  }
+
+  // ---- the dashboard's aggregates ----------------------------------------------------------------------------
+
+  /** Every aggregate key as read now: totals, hourly sums, pending hours after the current one, card totals. */
+  async #aggregateEntries(hourNow: number): Promise<Map<string, Deno.KvEntryMaybe<unknown>>> {
+    const cid = this.#cid;
+    const out = new Map<string, Deno.KvEntryMaybe<unknown>>();
+    const fixed = [
+      ...POINTS_KINDS.map((k) => statKeys.pointsTotal(cid, k)),
+      statKeys.cardTotal(cid, "in"),
+      statKeys.cardTotal(cid, "out"),
+    ];
+    for (const e of await getManyInBatches<unknown>(this.#kv, fixed)) out.set(JSON.stringify(e.key), e);
+    for await (const e of this.#kv.list({ prefix: statKeys.pointsHours(cid) }, { batchSize: 1000 })) {
+      out.set(JSON.stringify(e.key), e);
+    }
+    const pending = statKeys.pendings(cid);
+    for await (const e of this.#kv.list({ prefix: pending, start: [...pending, hourNow + 1] }, { batchSize: 1000 })) {
+      out.set(JSON.stringify(e.key), e);
+    }
+    return out;
+  }
+
+  /**
+   * Recounts the dashboard's aggregates (points per kind in total and per hour from the ledger, points not spendable
+   * yet per hour from the balances' lots, cards) between two reads of the aggregates, and reports each that
+   * disagrees; repair sets it to the recount (how a store made before the aggregates gets them).
+   */
+  async #aggregates(): Promise<void> {
+    const cid = this.#cid;
+    for (let attempt = 0; attempt < STABLE_ATTEMPTS; attempt++) {
+      await pause(attempt);
+      const now = (this.#options.now ?? Date.now)();
+      const hourNow = hourOf(now);
+      const first = await this.#aggregateEntries(hourNow);
+      const totals: Record<PointsKind, bigint> = { credited: 0n, debited: 0n, expired: 0n };
+      const hours = new Map<string, { key: Deno.KvKey; n: bigint }>();
+      for await (const e of this.#kv.list<LedgerEntry>({ prefix: bonusKeys.ledgers(cid) }, { batchSize: 1000 })) {
+        const kind = kindOf({ kind: e.value.kind ?? "adjust", amount: e.value.amount });
+        if (kind === null) continue;
+        const n = BigInt(Math.abs(e.value.amount));
+        totals[kind] += n;
+        const key = statKeys.pointsHour(cid, hourOf(e.value.created_date), kind);
+        const id = JSON.stringify(key);
+        const row = hours.get(id);
+        if (row) row.n += n;
+        else hours.set(id, { key, n });
+      }
+      this.#progress("points_hours", hours.size);
+      const pending = new Map<number, bigint>();
+      for await (const e of this.#kv.list<BalanceRecord>({ prefix: bonusKeys.balances(cid) }, { batchSize: 1000 })) {
+        for (const lot of walletOf(e.value).lots) {
+          const hour = hourOf(lot.available_at);
+          if (hour > hourNow && lot.remaining !== 0) {
+            pending.set(hour, (pending.get(hour) ?? 0n) + BigInt(lot.remaining));
+          }
+        }
+      }
+      let cards = 0n;
+      for await (const _ of this.#kv.list({ prefix: cardKeys.cards(cid) }, { batchSize: 1000 })) cards++;
+      const second = await this.#aggregateEntries(hourNow);
+      const same = first.size === second.size &&
+        [...first].every(([id, e]) => second.get(id)?.versionstamp === e.versionstamp);
+      if (!same) continue;
+      await this.#compareAggregates(first, { totals, hours, pending, cards, hourNow });
+      return;
+    }
+    this.#busy("The dashboard's aggregates: changed on every read, not checked");
+  }
+
+  async #compareAggregates(
+    read: Map<string, Deno.KvEntryMaybe<unknown>>,
+    counted: {
+      totals: Record<PointsKind, bigint>;
+      hours: Map<string, { key: Deno.KvKey; n: bigint }>;
+      pending: Map<number, bigint>;
+      cards: bigint;
+      hourNow: number;
+    },
+  ): Promise<void> {
+    const cid = this.#cid;
+    const entry = (key: Deno.KvKey): Deno.KvEntryMaybe<unknown> =>
+      read.get(JSON.stringify(key)) ?? { key, value: null, versionstamp: null };
+    const setTo = (op: Write, e: Deno.KvEntryMaybe<unknown>, n: bigint) =>
+      op.check(e).set(e.key, new Deno.KvU64(n < 0n ? 0n : n));
+    for (const kind of POINTS_KINDS) {
+      const e = entry(statKeys.pointsTotal(cid, kind));
+      if (u64(e) === counted.totals[kind]) continue;
+      await this.#defect(
+        "points_total",
+        `Points ${kind}: the total says ${u64(e)}, the ledger sums to ${counted.totals[kind]}`,
+        (op) => setTo(op, e, counted.totals[kind]),
+      );
+    }
+    // Hourly sums: past hours get no more writes, so they are set without a check, many per write.
+    const wrong: { key: Deno.KvKey; has: bigint; n: bigint }[] = [];
+    const hourPrefix = JSON.stringify(statKeys.pointsHours(cid)).slice(0, -1);
+    for (const [id, e] of read) {
+      if (!id.startsWith(hourPrefix) || counted.hours.has(id)) continue;
+      if (u64(e) !== 0n) wrong.push({ key: e.key, has: u64(e), n: 0n });
+    }
+    for (const { key, n } of counted.hours.values()) {
+      const has = u64(entry(key));
+      if (has !== n) wrong.push({ key, has, n });
+    }
+    for (let i = 0; i < wrong.length; i += 500) {
+      const part = wrong.slice(i, i + 500);
+      const current = part.filter((w) => (w.key.at(-2) as number) >= counted.hourNow);
+      await this.#defect(
+        "points_hours",
+        `${part.length} hourly points sums disagree with the ledger, e.g. ${show(part[0]!.key)}: ${part[0]!.has}, ` +
+          `the ledger says ${part[0]!.n}`,
+        (op) => {
+          for (const w of part) {
+            if (current.includes(w)) setTo(op, entry(w.key), w.n);
+            else op.set(w.key, new Deno.KvU64(w.n));
+          }
+        },
+      );
+    }
+    const hoursAhead = new Set(counted.pending.keys());
+    for (const e of read.values()) {
+      if (e.key[2] === "points_pending") hoursAhead.add(e.key.at(-2) as number);
+    }
+    for (const hour of [...hoursAhead].sort((a, b) => a - b)) {
+      const inc = entry(statKeys.pending(cid, hour, "in"));
+      const out = entry(statKeys.pending(cid, hour, "out"));
+      const n = counted.pending.get(hour) ?? 0n;
+      if (u64(inc) - u64(out) === n) continue;
+      await this.#defect(
+        "points_pending",
+        `Points pending until hour ${hour}: the sums say ${u64(inc) - u64(out)}, the lots hold ${n}`,
+        (op) => {
+          setTo(op, inc, n);
+          setTo(op, out, 0n);
+        },
+      );
+    }
+    const inc = entry(statKeys.cardTotal(cid, "in"));
+    const out = entry(statKeys.cardTotal(cid, "out"));
+    if (u64(inc) - u64(out) !== counted.cards) {
+      await this.#defect(
+        "card_total",
+        `Cards: the total says ${u64(inc) - u64(out)}, there are ${counted.cards}`,
+        (op) => {
+          setTo(op, inc, counted.cards);
+          setTo(op, out, 0n);
+        },
+      );
+    }
   }
 
   // ---- balances and the ledger -------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import axe from "axe-core";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { createApiKey } from "../storage/api_keys.ts";
+import { webhookKeys } from "../storage/keys.ts";
+import { killEvent, type WebhookEvent } from "../storage/webhooks.ts";
 import { createStore } from "../storage/store.ts";
 import { adminActor, createAdminUser } from "../usecases/admin_users.ts";
 import { request, ROOT, startServer, tempDir } from "./kit.ts";
@@ -239,6 +241,99 @@ Deno.test({
         await shoot(page, "directories");
       });
 
+      await t.step("runs a small import with one bad row: the dry run names its line, then the run", async () => {
+        const file = `${dir.path}/new_customers.csv`;
+        await Deno.writeTextFile(
+          file,
+          "external_id;lname;fname;phone;email\n" +
+            "IMP-1;Орлова;Вера;+7 901 000-00-01;vera@example.com\n" +
+            "IMP-2;Волков;Ян;+7 901 000-00-02;not-an-email\n",
+        );
+        await go(page, `${base}/admin/import`);
+        await checkA11y(page, "import page");
+        const input = await page.$("#i-file");
+        assert.ok(input, "the upload form is there");
+        await (input as unknown as { uploadFile: (path: string) => Promise<void> }).uploadFile(file);
+        await clickAndWait(page, "form[action='/admin/import/check'] button[type=submit]");
+        assert.match(await page.$eval("h2#h-check", (e) => e.textContent ?? ""), /nothing was written/);
+        assert.equal(await page.$eval("#check-counts [data-count=created]", (e) => e.textContent), "1");
+        assert.equal(await page.$eval("#check-counts [data-count=rejected]", (e) => e.textContent), "1");
+        assert.match(await page.$eval("tr[data-line='3']", (e) => e.textContent ?? ""), /^3email.*email/);
+        await checkA11y(page, "dry run report");
+        await shoot(page, "import_check");
+        await clickAndWait(page, "#run-import");
+        assert.match(new URL(page.url()).pathname, /^\/admin\/import\/jobs\//);
+        await page.waitForSelector("#import-job[data-state=done]", { timeout: 60_000 });
+        assert.equal(await page.$eval("#job-counts [data-count=created]", (e) => e.textContent), "1");
+        await checkA11y(page, "import run");
+        const found = await api("GET", "/api/customer", { query: { external_id: "IMP-1" } });
+        assert.equal(found.body.customers?.[0]?.lname, "Орлова", found.text);
+        await go(page, `${base}/admin/import`);
+        assert.match(await page.$eval("#past-imports", (e) => e.textContent ?? ""), /new_customers\.csv/);
+        await shoot(page, "import");
+      });
+
+      await t.step("the connections page shows a connection and retries a dead letter", async () => {
+        const made = await api("POST", "/api/connection/update", {
+          form: {
+            platform: "shopify",
+            shop: "acme.myshopify.com",
+            secret: "whsec_browser_1",
+            bonus_id: program.body.id,
+          },
+        });
+        assert.equal(made.status, 200, made.text);
+        const connectionId = made.body.connection_id as string;
+        {
+          // A delivery that kept failing, written beside the running service (as another process would).
+          const kv = await Deno.openKv(kvPath);
+          const now = Date.now();
+          const event: WebhookEvent = {
+            id: "browser-dead-1",
+            company_id: "acme",
+            connection_id: connectionId,
+            platform: "shopify",
+            topic: "orders/paid",
+            received_date: now,
+            dedupe: "browser-d1",
+            size: 0,
+            chunks: 0,
+            status: "queued",
+            attempts: 7,
+            last_error: null,
+            outcome: null,
+            done_date: null,
+          };
+          await kv.set(webhookKeys.event(event.id), event);
+          const entry = await kv.get<WebhookEvent>(webhookKeys.event(event.id));
+          assert.ok(
+            await killEvent(kv, entry as Deno.KvEntry<WebhookEvent>, {
+              error: "Shop timed out",
+              now,
+              body: new Uint8Array(0),
+              retentionMs: 30 * 86_400_000,
+            }),
+          );
+          kv.close();
+        }
+        await go(page, `${base}/admin/connections`);
+        assert.match(
+          await page.$eval(`#connection-${connectionId} code.callback`, (e) => e.textContent ?? ""),
+          new RegExp(`^${base.replace(/[.]/g, "\\.")}/webhooks/shopify/${connectionId}$`),
+        );
+        assert.ok(!(await page.content()).includes("whsec_browser_1"), "the secret is never shown");
+        assert.match(await page.$eval("tr[data-dead='browser-dead-1']", (e) => e.textContent ?? ""), /Shop timed out/);
+        await checkA11y(page, "connections");
+        await shoot(page, "connections");
+        await clickAndWait(page, "tr[data-dead='browser-dead-1'] button[type=submit]");
+        assert.match(await page.$eval("#connections-ok", (e) => e.textContent ?? ""), /Put back in the queue/);
+        assert.equal(await page.$("tr[data-dead='browser-dead-1']"), null);
+        await go(page, `${base}/admin`);
+        assert.ok(await page.$("[data-widget=webhooks] #stat-deliveries"), "the dashboard shows deliveries");
+        assert.match(await page.$eval("#latest-imports", (e) => e.textContent ?? ""), /new_customers\.csv/);
+        await checkA11y(page, "dashboard with widgets");
+      });
+
       await t.step("a POST without the CSRF token is 403", async () => {
         assert.equal(await postFromPage(page, `/admin/customers/${id}`, { lname: "NoToken" }), 403);
       });
@@ -268,6 +363,12 @@ Deno.test({
         await checkA11y(page, "customer page as a viewer");
         const csrf = await page.$eval("input[name=_csrf]", (e) => (e as unknown as { value: string }).value);
         assert.equal(await postFromPage(page, `/admin/customers/${id}`, { _csrf: csrf, lname: "Forged" }), 403);
+        await go(page, `${base}/admin/connections`);
+        assert.equal(await page.$("form[action='/admin/connections']"), null);
+        assert.equal(await postFromPage(page, "/admin/connections/dead/browser-dead-1/retry", { _csrf: csrf }), 403);
+        await go(page, `${base}/admin/import`);
+        assert.equal(await page.$("#i-file"), null);
+        await checkA11y(page, "import page as a viewer");
         assert.equal(
           await postFromPage(page, `/admin/customers/${id}/points`, {
             _csrf: csrf,

@@ -16,3 +16,4 @@ export * from "./back_office.ts";
 export * from "./import.ts";
 export * from "./connections.ts";
 export * from "./webhooks.ts";
+export * from "./admin_import.ts";

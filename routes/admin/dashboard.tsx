@@ -1,15 +1,28 @@
 /**
- * The dashboard: one list of widgets, each a function of what the dashboard read (phase 2 adds webhook deliveries
- * and the latest imports here), and the daily points chart drawn as inline SVG on the server.
+ * The dashboard: one list of widgets, each a function of what the dashboard read (figures, the daily points chart
+ * drawn as inline SVG on the server, webhook deliveries, the latest imports).
  */
 import type { Child } from "hono/jsx";
 import type { CompanyStats } from "../../storage/admin_stats.ts";
+import type { ImportRun } from "../../usecases/mod.ts";
 import type { Texts } from "./i18n.ts";
+
+/** Webhook deliveries of a company, over every connection. */
+export interface DeliveryTotals {
+  connections: number;
+  received: number;
+  processed: number;
+  /** Failed attempts (each retry that failed counts). */
+  failed: number;
+  deadLetters: number;
+}
 
 /** What a widget is given. */
 export interface WidgetInput {
   tx: Texts;
   stats: CompanyStats;
+  deliveries: DeliveryTotals;
+  imports: ImportRun[];
 }
 
 /** One dashboard widget: a name (for tests and ordering) and how it renders. */
@@ -107,7 +120,7 @@ export function DailyChart(props: { tx: Texts; days: CompanyStats["days"] }) {
   );
 }
 
-/** The widgets of the dashboard, in order. Phase 2 appends webhook deliveries and the latest imports. */
+/** The widgets of the dashboard, in order. */
 export const WIDGETS: Widget[] = [
   {
     name: "totals",
@@ -125,6 +138,60 @@ export const WIDGETS: Widget[] = [
     render: ({ tx, stats }) => (
       <section class="panel">
         <DailyChart tx={tx} days={stats.days} />
+      </section>
+    ),
+  },
+  {
+    name: "webhooks",
+    render: ({ tx, deliveries: d }) => (
+      <section class="panel" aria-labelledby="h-webhooks">
+        <h2 id="h-webhooks">
+          <a href="/admin/connections">{tx.t("webhooks")}</a>
+        </h2>
+        <div class="cards">
+          <Figure id="stat-deliveries" label={tx.t("deliveries")} value={tx.num(d.received)} />
+          <Figure id="stat-processed" label={tx.t("processed")} value={tx.num(d.processed)} />
+          <Figure id="stat-delivery-failures" label={tx.t("deliveryFailures")} value={tx.num(d.failed)} />
+          <Figure id="stat-dead-letters" label={tx.t("deadLetters")} value={tx.num(d.deadLetters)} />
+        </div>
+      </section>
+    ),
+  },
+  {
+    name: "imports",
+    render: ({ tx, imports }) => (
+      <section class="panel" aria-labelledby="h-latest-imports">
+        <h2 id="h-latest-imports">
+          <a href="/admin/import">{tx.t("latestImports")}</a>
+        </h2>
+        {imports.length === 0 ? <p>{tx.t("noImports")}</p> : (
+          <div class="table">
+            <table id="latest-imports">
+              <thead>
+                <tr>
+                  <th scope="col">{tx.t("when")}</th>
+                  <th scope="col">{tx.t("file")}</th>
+                  <th scope="col">{tx.t("kind")}</th>
+                  <th scope="col" class="num">{tx.t("created_")}</th>
+                  <th scope="col" class="num">{tx.t("updated_")}</th>
+                  <th scope="col" class="num">{tx.t("rejected")}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {imports.map((r) => (
+                  <tr>
+                    <td>{tx.dateTime(r.started)}</td>
+                    <td>{`${r.file} (${r.type})`}</td>
+                    <td>{r.dry_run ? tx.t("check") : tx.t("run")}</td>
+                    <td class="num">{tx.num(r.created)}</td>
+                    <td class="num">{tx.num(r.updated)}</td>
+                    <td class="num">{tx.num(r.rejected)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
       </section>
     ),
   },

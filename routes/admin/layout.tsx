@@ -13,10 +13,12 @@ export interface NavEntry {
   roles?: readonly AdminRole[];
 }
 
-/** The navigation of the back office, in order. Phase 2 adds Import and Connections here. */
+/** The navigation of the back office, in order. */
 export const NAV: NavEntry[] = [
   { path: "/admin", title: "dashboard" },
   { path: "/admin/directories", title: "directories" },
+  { path: "/admin/import", title: "importTitle" },
+  { path: "/admin/connections", title: "connectionsTitle" },
   { path: "/admin/access", title: "access", roles: ["owner"] },
 ];
 

@@ -13,35 +13,56 @@ import { amountParser, checkIdempotencyKey, MAX_COMMENT } from "../../domain/bon
 import { CARD_STATUSES, type CardStatus, parseUid } from "../../domain/card.ts";
 import { customerFieldParsers } from "../../domain/customer.ts";
 import { AppError, ForbiddenError, NotFoundError, PayloadTooLargeError, ValidationError } from "../../domain/errors.ts";
-import { parsersOf, text } from "../../domain/fields.ts";
+import { invalid, nonEmpty, parserOf, parsersOf, text } from "../../domain/fields.ts";
+import type { ImportPreset, ImportType } from "../../domain/import/columns.ts";
+import type { ImportEncoding } from "../../domain/import/csv.ts";
+import type { ImportFormat } from "../../domain/import/read.ts";
+import { moneyField } from "../../domain/money.ts";
+import { isPlatform, PLATFORMS } from "../../domain/webhooks.ts";
 import { directoryName } from "../../domain/directory.ts";
-import { GROUP_SETTINGS, PROGRAM_SETTINGS } from "../../domain/program_settings.ts";
+import { GROUP_SETTINGS, percentField, PROGRAM_SETTINGS } from "../../domain/program_settings.ts";
 import type { DirectoryKind } from "../../storage/keys.ts";
 import {
   adminActor,
   changeBonus,
+  checkUpload,
+  type ConnectionPatch,
   createAdminUser,
   createKey,
   customerPage,
   dashboardStats,
+  importJob,
   listAdminUsers,
+  listConnections,
+  listDeadLetters,
   listDirectory,
+  listImports,
   listKeys,
+  MATCH_FIELDS,
+  type MatchField,
   removeAdminUser,
+  retryDeadLetter,
   revokeKey,
   saveCard,
+  saveConnection,
   saveCustomer,
   saveDirectoryEntry,
   searchCustomers,
   sessionOf,
   signIn,
   signOut,
+  startImport,
   TooManySignInsError,
+  type UploadOptions,
+  webhookPath,
+  webhookStats,
 } from "../../usecases/mod.ts";
 import type { AppEnv, Deps } from "../context.ts";
 import { logError } from "../log.ts";
 import { CustomerBody, type PageError, PROFILE_FIELDS, profileValues } from "./customer_page.tsx";
-import { WIDGETS } from "./dashboard.tsx";
+import { type ConnectionFormState, ConnectionsBody } from "./connections_page.tsx";
+import { type DeliveryTotals, WIDGETS } from "./dashboard.tsx";
+import { CheckBody, ImportBody, JobBody, type UploadValues } from "./import_page.tsx";
 import { type MessageId, pickLang, type Texts, textsOf } from "./i18n.ts";
 import { Layout, type PageContext } from "./layout.tsx";
 import {
@@ -57,6 +78,9 @@ import { ADMIN_CSS, ADMIN_JS } from "./static.ts";
 
 /** Largest accepted form body: forms are small; uploads (import) get their own limit. */
 export const ADMIN_BODY_LIMIT = 64 * 1024;
+
+/** The path of the import page's upload form (its body limit is the import setting's, not ADMIN_BODY_LIMIT). */
+export const ADMIN_UPLOAD_PATH = "/admin/import/check";
 
 /** Whether a path belongs to the back office. */
 export function isAdminPath(path: string): boolean {
@@ -111,6 +135,21 @@ async function form(c: C): Promise<Record<string, string>> {
   return out;
 }
 
+/** The CSRF field of a posted form (a form with a file included). */
+async function csrfOf(c: C): Promise<string | undefined> {
+  const type = c.req.header("content-type") ?? "";
+  if (!type.startsWith("application/x-www-form-urlencoded") && !type.startsWith("multipart/form-data")) {
+    return undefined;
+  }
+  const sent = (await c.req.parseBody())._csrf;
+  return typeof sent === "string" ? sent : undefined;
+}
+
+/** The message of an upload over the limit. */
+function fileTooLarge(max: number): string {
+  return `File is too large: at most ${max} bytes (setting IMPORT_MAX_BODY_BYTES)`;
+}
+
 /** The CSRF token of a form, compared in constant time; 403 when missing or wrong. */
 function checkCsrf(sent: string | undefined, expected: string | undefined): void {
   if (!sent || !expected || !constantTimeEqual(sent, expected)) {
@@ -147,12 +186,20 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
       status,
     );
 
-  admin.use(bodyLimit({
+  const formLimit = bodyLimit({
     maxSize: ADMIN_BODY_LIMIT,
     onError: () => {
       throw new PayloadTooLargeError(`Request body is too large: at most ${ADMIN_BODY_LIMIT} bytes`);
     },
-  }));
+  });
+  // The upload's body is the file and a few fields: the file's limit plus room for the fields and multipart framing.
+  const uploadLimit = bodyLimit({
+    maxSize: config.importMaxBodyBytes + ADMIN_BODY_LIMIT,
+    onError: () => {
+      throw new PayloadTooLargeError(fileTooLarge(config.importMaxBodyBytes));
+    },
+  });
+  admin.use((c, next) => c.req.path === ADMIN_UPLOAD_PATH ? uploadLimit(c, next) : formLimit(c, next));
   admin.use(async (c, next) => {
     const asked = c.req.query("lang");
     const lang = pickLang(asked, getCookie(c, LANG_COOKIE), c.req.header("accept-language"));
@@ -238,7 +285,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
     c.set("session", session);
     c.set("token", token);
     c.set("actor", adminActor(session.company_id, session.login));
-    if (c.req.method === "POST") checkCsrf((await form(c))._csrf, session.csrf);
+    if (c.req.method === "POST") checkCsrf(await csrfOf(c), session.csrf);
     await next();
   };
   const requireChange: MiddlewareHandler<AdminEnv> = async (c, next) => {
@@ -263,8 +310,28 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
   });
 
   admin.get("/", async (c) => {
-    const stats = await dashboardStats(store, c.var.actor, { timeZone: tz, fresh: c.req.query("fresh") === "1" });
-    const parts = await Promise.all(WIDGETS.map((w) => w.render({ tx: c.var.tx, stats })));
+    const [stats, hooks, dead, imports] = await Promise.all([
+      dashboardStats(store, c.var.actor, { timeZone: tz, fresh: c.req.query("fresh") === "1" }),
+      webhookStats(store, c.var.actor),
+      listDeadLetters(store, c.var.actor),
+      listImports(store, c.var.session.company_id, { limit: 5 }),
+    ]);
+    const deliveries: DeliveryTotals = {
+      connections: hooks.length,
+      received: 0,
+      processed: 0,
+      failed: 0,
+      deadLetters: 0,
+    };
+    for (const { stats: byTopic } of hooks) {
+      for (const counts of Object.values(byTopic)) {
+        deliveries.received += counts.received ?? 0;
+        deliveries.processed += counts.processed ?? 0;
+        deliveries.failed += counts.failed ?? 0;
+      }
+    }
+    deliveries.deadLetters = dead.length;
+    const parts = await Promise.all(WIDGETS.map((w) => w.render({ tx: c.var.tx, stats, deliveries, imports })));
     return page(
       c,
       c.var.tx.t("dashboard"),
@@ -510,6 +577,146 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
   admin.post("/directories/:kind", requireChange, saveDirectory);
   admin.post("/directories/:kind/:entry", requireChange, saveDirectory);
 
+  // ---- import ----------------------------------------------------------------------------------------------
+
+  const programsOf = (c: C) => listDirectory(store, c.var.actor, "bonus_programs").then((l) => l ?? []);
+  const showImport = async (c: C, options: { error?: string; values?: UploadValues; status?: number } = {}) => {
+    const [programs, runs] = await Promise.all([
+      programsOf(c),
+      listImports(store, c.var.session.company_id, { limit: 20 }),
+    ]);
+    return page(
+      c,
+      c.var.tx.t("importTitle"),
+      <ImportBody
+        tx={c.var.tx}
+        session={c.var.session}
+        programs={programs}
+        runs={runs}
+        values={options.values}
+        error={options.error}
+        maxBytes={config.importMaxBodyBytes}
+      />,
+      options.status,
+    );
+  };
+  admin.get("/import", (c) => showImport(c));
+  admin.post("/import/check", requireChange, async (c) => {
+    const body = await c.req.parseBody();
+    const values: UploadValues = {};
+    for (const [k, v] of Object.entries(body)) if (typeof v === "string" && k !== "_csrf") values[k] = v;
+    try {
+      const file = body.file;
+      if (!(file instanceof File) || file.name === "") {
+        throw new ValidationError("file", 'Parameter "file" is required: choose a file to import');
+      }
+      if (file.size > config.importMaxBodyBytes) {
+        throw new ValidationError("file", fileTooLarge(config.importMaxBodyBytes));
+      }
+      const check = await checkUpload(store, c.var.actor, {
+        name: file.name.slice(0, 200),
+        bytes: new Uint8Array(await file.arrayBuffer()),
+        options: uploadOptions(values),
+        settings: config,
+      });
+      return page(c, c.var.tx.t("importTitle"), <CheckBody tx={c.var.tx} session={c.var.session} check={check} />);
+    } catch (error) {
+      if (!(error instanceof AppError) || error.status >= 500) throw error;
+      return await showImport(c, { error: error.message, values, status: error.status });
+    }
+  });
+  admin.post("/import/run", requireChange, async (c) => {
+    const body = await form(c);
+    const upload = body.upload ?? "";
+    if (!RUN_ID_SHAPE.test(upload)) throw new ValidationError("upload", `Invalid upload "${upload}"`);
+    const { job, done } = await startImport(store, c.var.actor, {
+      upload,
+      rows: Number(body.rows) || 0,
+      settings: config,
+    });
+    const finished = done.catch((error) => logError(c as unknown as Context<AppEnv>, error, config, options.log));
+    // A small file is done in a moment: wait that long, so the page shows its report (no JavaScript needed).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([finished, new Promise((resolve) => timer = setTimeout(resolve, IMPORT_WAIT_MS))]);
+    clearTimeout(timer);
+    return c.redirect(`/admin/import/jobs/${job.id}`, 303);
+  });
+  const jobOf = async (c: C) => {
+    const id = c.req.param("job") ?? "";
+    const job = RUN_ID_SHAPE.test(id) ? await importJob(store, c.var.actor, id) : null;
+    if (!job) throw new NotFoundError(`Import "${id}" not found`, "job");
+    return job;
+  };
+  admin.get("/import/jobs/:job", async (c) => {
+    const job = await jobOf(c);
+    return page(c, c.var.tx.t("importTitle"), <JobBody tx={c.var.tx} job={job} now={store.clock()} />);
+  });
+  admin.get("/import/jobs/:job/progress", async (c) => {
+    const job = await jobOf(c);
+    return c.json({ state: job.state, rows: job.rows, total: job.total });
+  });
+
+  // ---- connections -----------------------------------------------------------------------------------------
+
+  const showConnections = async (
+    c: C,
+    options: { refused?: ConnectionFormState; ok?: string | null; status?: number } = {},
+  ) => {
+    const [hooks, dead, programs] = await Promise.all([
+      webhookStats(store, c.var.actor),
+      listDeadLetters(store, c.var.actor),
+      programsOf(c),
+    ]);
+    const origin = originOf(c);
+    const connections = hooks.map(({ connection, stats }) => {
+      const { secret: _secret, ...shown } = connection;
+      return { connection: shown, stats, url: origin + webhookPath(connection) };
+    });
+    const okId = c.req.query("ok");
+    const ok = options.ok ??
+      (okId === "saved" ? c.var.tx.t("saved") : okId === "retried" ? c.var.tx.t("retried") : null);
+    return page(
+      c,
+      c.var.tx.t("connectionsTitle"),
+      <ConnectionsBody
+        tx={c.var.tx}
+        session={c.var.session}
+        connections={connections}
+        deadLetters={dead}
+        programs={programs}
+        refused={options.refused}
+        ok={ok}
+      />,
+      options.status,
+    );
+  };
+  admin.get("/connections", (c) => showConnections(c));
+  const saveConnectionForm = async (c: C) => {
+    const id = c.req.param("connection") ?? null;
+    const body = await form(c);
+    try {
+      if (id !== null && !(await listConnections(store, c.var.actor)).some((x) => x.id === id)) {
+        throw new NotFoundError(`Connection "${id}" not found`, "connection_id");
+      }
+      await saveConnection(store, c.var.actor, { id, patch: connectionPatch(body, id === null) });
+    } catch (error) {
+      if (!(error instanceof AppError) || error.status >= 500 || error.status === 404) throw error;
+      const { secret: _secret, _csrf, ...values } = body;
+      return await showConnections(c, {
+        refused: { target: id ?? "new", message: error.message, values },
+        status: error.status,
+      });
+    }
+    return c.redirect("/admin/connections?ok=saved", 303);
+  };
+  admin.post("/connections", requireChange, saveConnectionForm);
+  admin.post("/connections/dead/:dead/retry", requireChange, async (c) => {
+    const id = c.req.param("dead");
+    if (!await retryDeadLetter(store, c.var.actor, id)) throw new NotFoundError(`Dead letter "${id}" not found`, "id");
+    return c.redirect("/admin/connections?ok=retried", 303);
+  });
+  admin.post("/connections/:connection", requireChange, saveConnectionForm);
+
   // ---- users and API keys (owners) -------------------------------------------------------------------------
 
   const showAccess = async (
@@ -604,6 +811,96 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
     );
   });
   return admin;
+}
+
+/** How long a run's form waits for the run before showing its progress page. */
+const IMPORT_WAIT_MS = 3000;
+
+/** The shape of upload and job ids. */
+const RUN_ID_SHAPE = /^\d{15}-[0-9a-f]{8}$/;
+
+/** The origin the request came to (behind a proxy: the one it names), for the full callback URLs. */
+function originOf(c: C): string {
+  const url = new URL(c.req.url);
+  const proto = c.req.header("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
+  const host = c.req.header("x-forwarded-host")?.split(",")[0]?.trim() || c.req.header("host") || url.host;
+  return `${proto === "https" || proto === "http" ? proto : url.protocol.replace(":", "")}://${host}`;
+}
+
+const optionalText = (field: string, max: number) => (raw: string | undefined): string | null =>
+  parserOf(text(max))(raw ?? "", field);
+
+/** The upload form's options, read as `deno task import` reads its flags (a bad one is refused by name). */
+function uploadOptions(v: Record<string, string>): UploadOptions {
+  const type = (v.type ?? "customers").trim().toLowerCase();
+  if (type !== "customers" && type !== "cards" && type !== "bonuses") {
+    throw invalid("type", v.type ?? "", "must be customers, cards or bonuses");
+  }
+  const format = (v.format ?? "").trim().toLowerCase();
+  if (format !== "" && !["csv", "json", "ndjson", "xml"].includes(format)) {
+    throw invalid("format", v.format ?? "", "must be csv, json, ndjson or xml");
+  }
+  const encoding = (v.encoding ?? "").trim().toLowerCase().replace(/^utf8$/, "utf-8").replace(
+    /^cp1251$/,
+    "windows-1251",
+  );
+  if (encoding !== "" && encoding !== "utf-8" && encoding !== "windows-1251") {
+    throw invalid("encoding", v.encoding ?? "", "must be utf-8 or windows-1251");
+  }
+  const delimiter = v.delimiter === "tab" || v.delimiter === "\\t" ? "\t" : (v.delimiter ?? "");
+  if (delimiter.length > 1) throw invalid("delimiter", v.delimiter ?? "", "must be one character");
+  const preset = (v.preset ?? "").trim().toLowerCase();
+  if (preset !== "" && preset !== "shopify" && preset !== "woocommerce") {
+    throw invalid("preset", v.preset ?? "", "must be shopify or woocommerce");
+  }
+  const matchText = (v.match ?? "").trim();
+  const match = matchText === "" ? [...MATCH_FIELDS] : matchText.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const m of match) {
+    if (!(MATCH_FIELDS as readonly string[]).includes(m)) {
+      throw invalid("match", v.match ?? "", "each of external_id, phone, email");
+    }
+  }
+  const bonusText = (v.bonus_id ?? "").trim();
+  let bonusId: number | null = null;
+  if (bonusText !== "") {
+    bonusId = Number(bonusText);
+    if (!/^\d{1,15}$/.test(bonusText) || bonusId < 1) throw invalid("bonus_id", bonusText, "must be a program id");
+  }
+  return {
+    type: type as ImportType,
+    format: format === "" ? null : format as ImportFormat,
+    encoding: encoding === "" ? null : encoding as ImportEncoding,
+    delimiter: delimiter === "" ? null : delimiter,
+    preset: preset === "" ? null : preset as ImportPreset,
+    match: match as MatchField[],
+    bonusId,
+    ignoreUnknown: v.ignore_unknown === "1" || v.ignore_unknown === "on",
+  };
+}
+
+/** A connection form as a change: every field is sent; an empty secret keeps the current one. */
+function connectionPatch(v: Record<string, string>, create: boolean): ConnectionPatch {
+  const platform = (v.platform ?? "").trim().toLowerCase();
+  if (!isPlatform(platform)) throw invalid("platform", v.platform ?? "", `must be one of ${PLATFORMS.join(", ")}`);
+  const shop = parserOf(nonEmpty(text(300)))(v.shop ?? "", "shop");
+  const secret = v.secret ?? "";
+  if (secret === "" && create) {
+    throw new ValidationError("secret", 'Parameter "secret" is required to create a connection');
+  }
+  if (secret !== "" && (secret.length < 8 || secret.length > 500)) {
+    throw invalid("secret", "(hidden)", "must be 8 to 500 characters");
+  }
+  const bonusId = parserOf(nonEmpty(text(20)))(v.bonus_id ?? "", "bonus_id");
+  if (!/^\d{1,15}$/.test(bonusId) || Number(bonusId) < 1) throw invalid("bonus_id", bonusId, "must be a program id");
+  return {
+    platform,
+    shop,
+    secret: secret === "" ? undefined : secret,
+    bonusId: Number(bonusId),
+    percentBp: parserOf(percentField)(v.percent ?? "", "percent"),
+    minOrder: parserOf(moneyField)(v.min_order ?? "", "min_order"),
+    name: optionalText("name", 200)(v.name),
+  };
 }
 
 /** Notices a redirect may ask the customer page to show. */

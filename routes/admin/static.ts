@@ -1,6 +1,7 @@
 /**
  * The back office's own stylesheet and script, served by the service (no CDN). The script is progressive
- * enhancement only: search as you type in the header box; every page works without it.
+ * enhancement only: search as you type in the header box, and a running import's progress; every page works
+ * without it.
  */
 
 /** The stylesheet: readable on a tablet at the till, visible focus, high contrast. */
@@ -33,6 +34,7 @@ form.inline{display:inline}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:10px 16px;align-items:end}
 .grid label{display:block;font-size:.9em;margin-bottom:2px}
 .grid input,.grid select,.grid textarea{width:100%}
+.grid input[type=checkbox]{width:24px;height:24px;min-height:0;vertical-align:middle}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px}
 .card{background:#fff;border:1px solid #d0d4da;border-radius:8px;padding:12px}
 .card .big{font-size:1.6em;font-weight:700}
@@ -51,7 +53,10 @@ svg text{font-size:11px;fill:#333}
 @media (max-width:700px){main{padding:10px}.bar{flex-direction:column;align-items:flex-start}}
 `;
 
-/** Search as you type: asks /admin/suggest for up to ten matches of the header box and lists them as links. */
+/**
+ * Search as you type: asks /admin/suggest for up to ten matches of the header box and lists them as links. A running
+ * import's page polls its progress endpoint, moves the bar, and reloads once the run is over to show its report.
+ */
 export const ADMIN_JS = `
 (function(){
   var box=document.getElementById("q"),list=document.getElementById("suggest");
@@ -79,5 +84,21 @@ export const ADMIN_JS = `
     if(e.key==="Escape")list.textContent="";
     if(e.key==="ArrowDown"&&list.firstChild){e.preventDefault();list.firstChild.firstChild.focus();}
   });
+})();
+(function(){
+  var box=document.querySelector("[data-progress]");
+  if(!box||!window.fetch)return;
+  var bar=document.getElementById("job-progress"),rows=document.getElementById("job-rows");
+  function poll(){
+    fetch(box.dataset.progress,{credentials:"same-origin"}).then(function(r){return r.ok?r.json():null})
+      .then(function(p){
+        if(!p)return;
+        if(p.state!=="running"){location.reload();return;}
+        var max=Math.max(p.total,p.rows,1);
+        bar.max=max;bar.value=p.rows;rows.textContent=p.rows+" / "+Math.max(p.total,p.rows);
+        setTimeout(poll,1000);
+      }).catch(function(){setTimeout(poll,3000)});
+  }
+  setTimeout(poll,1000);
 })();
 `;
