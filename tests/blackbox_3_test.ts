@@ -185,3 +185,31 @@ Deno.test({
     assert.equal(john.customers[0].fname, "John");
   },
 });
+
+Deno.test("import: a ФИО column (Фамилия Имя Отчество) is read as last, first and middle name", async () => {
+  await using dir = await tempDir("bb3_");
+  const kvPath = `${dir.path}/kv.db`;
+  const c = await file(dir.path, "c.csv", "external_id;ФИО\nf1;Иванова Мария Петровна\n");
+  assert.equal((await runTask("import", [c], { kvPath })).code, 0);
+  const row = (await exported(kvPath, "customers"))[0]!;
+  assert.deepEqual([row.lname, row.fname, row.mname], ["Иванова", "Мария", "Петровна"]);
+});
+
+Deno.test("import: a Windows-1251 file whose first 64 KiB are ASCII keeps its Cyrillic (no U+FFFD stored)", async () => {
+  await using dir = await tempDir("bb3_");
+  const kvPath = `${dir.path}/kv.db`;
+  const ascii = ["external_id,fname,lname", ...Array.from({ length: 4000 }, (_, i) => `e${i},John,Smith`)].join("\n");
+  // "Иван" in Windows-1251
+  const ivan = new Uint8Array([0xc8, 0xe2, 0xe0, 0xed]);
+  const bytes = new Uint8Array([
+    ...new TextEncoder().encode(ascii + "\nlate,"),
+    ...ivan,
+    ...new TextEncoder().encode(",X\n"),
+  ]);
+  const path = `${dir.path}/late1251.csv`;
+  await Deno.writeFile(path, bytes);
+  const r = await runTask("import", [path], { kvPath });
+  const row = (await exported(kvPath, "customers")).find((c) => c.external_id === "late");
+  // Either read right, or stopped as a file error (exit 2); never stored as replacement characters.
+  if (r.code !== 2) assert.equal(row?.fname, "Иван");
+});
