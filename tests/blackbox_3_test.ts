@@ -213,3 +213,18 @@ Deno.test("import: a Windows-1251 file whose first 64 KiB are ASCII keeps its Cy
   // Either read right, or stopped as a file error (exit 2); never stored as replacement characters.
   if (r.code !== 2) assert.equal(row?.fname, "Иван");
 });
+
+Deno.test("import cards: a row naming its owner only by customer_id is not silently imported without an owner", async () => {
+  await using dir = await tempDir("bb3_");
+  const kvPath = `${dir.path}/kv.db`;
+  // a customer with no external id (as every webhook-made customer is), id 1 in this store
+  const c = await file(dir.path, "c.csv", "phone,fname\n79000000003,NoExt\n");
+  assert.equal((await runTask("import", [c], { kvPath })).code, 0);
+  // the cards export's own columns: customer_id set, customer_external_id empty
+  const k = await file(dir.path, "k.csv", "card_id,uid,customer_id,customer_external_id\n7,CARD-B,1,\n");
+  const r = await runTask("import", [k, "--type", "cards"], { kvPath });
+  const card = (await exported(kvPath, "cards")).find((row) => row.uid === "CARD-B");
+  // either the card is the customer's, or the row is rejected (exit 1); not "created" ownerless with exit 0
+  if (card !== undefined) assert.equal(card.customer_id, "1", `exit ${r.code}: ${r.out}${r.err}`);
+  else assert.equal(r.code, 1);
+});
