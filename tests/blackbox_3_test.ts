@@ -228,3 +228,83 @@ Deno.test("import cards: a row naming its owner only by customer_id is not silen
   if (card !== undefined) assert.equal(card.customer_id, "1", `exit ${r.code}: ${r.out}${r.err}`);
   else assert.equal(r.code, 1);
 });
+
+Deno.test({
+  name: "webhooks: a negative Shopify total accrues nothing; WooCommerce shipping tax is not counted as sales",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await using dir = await tempDir("bb3_");
+    const kvPath = `${dir.path}/kv.db`;
+    const kv = await Deno.openKv(kvPath);
+    const key = (await createApiKey(kv, { companyId: "default", userId: 1, access: "write", now: Date.now() })).key;
+    kv.close();
+    await using server = startServer({ kvPath });
+    await server.ready(key);
+    const B = server.base;
+    assertJson(await request(B, "POST", "/api/bonusprogram/update", { key, form: { name: "P" } }), 200);
+    const connect = async (platform: string) =>
+      assertJson(
+        await request(B, "POST", "/api/connection/update", {
+          key,
+          form: { platform, shop: "s.example", secret: "secret1234", bonus_id: 1, percent: 10 },
+        }),
+        200,
+      ).webhook_url as string;
+    const shopUrl = await connect("shopify");
+    const wooUrl = await connect("woocommerce");
+    const send = async (url: string, headers: Record<string, string>, body: string) => {
+      const k = await crypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode("secret1234"),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        ["sign"],
+      );
+      const sig = btoa(String.fromCharCode(
+        ...new Uint8Array(await crypto.subtle.sign("HMAC", k, new TextEncoder().encode(body))),
+      ));
+      const name = url.includes("/shopify/") ? "x-shopify-hmac-sha256" : "x-wc-webhook-signature";
+      const r = await fetch(`${B}${url}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", [name]: sig, ...headers },
+        body,
+      });
+      assert.equal(r.status, 200, await r.text());
+    };
+    await send(
+      shopUrl,
+      { "x-shopify-topic": "orders/paid", "x-shopify-webhook-id": "n1" },
+      `{"id":3,"email":"neg@x.com","financial_status":"paid","total_price":"-50.00","currency":"USD"}`,
+    );
+    await send(
+      wooUrl,
+      { "x-wc-webhook-topic": "order.created" },
+      `{"id":8201,"status":"processing","total":"122.00","shipping_total":"10.00","shipping_tax":"2.00",` +
+        `"customer_id":0,"billing":{"email":"shiptax@x.com","phone":""},"refunds":[]}`,
+    );
+    const customer = (email: string) =>
+      waitFor(email, async () => {
+        const r = assertJson(await request(B, "GET", "/api/customer", { key, query: { email, bonuses: 1 } }), 200);
+        return r.count === 1 ? r.customers[0] : undefined;
+      });
+    const wooCustomer = await customer("shiptax@x.com");
+    await waitFor("the Shopify delivery processed", async () => {
+      const s = await runTask("webhooks", ["stats"], { kvPath });
+      return /orders\/paid\s+received 1\s+processed 1/.test(s.out) || /failed [1-9]|ignored 1/.test(s.out) || undefined;
+    });
+    const r = assertJson(
+      await request(B, "GET", "/api/customer", { key, query: { email: "neg@x.com", bonuses: 1 } }),
+      200,
+    );
+    const neg = r.customers.map((c: { accumulated_sales: number; bonuses: { balance: number }[] }) => ({
+      sales: c.accumulated_sales,
+      points: c.bonuses[0]?.balance ?? 0,
+    }));
+    assert.deepEqual(
+      { wooSales: wooCustomer.accumulated_sales, negativeShopifyOrder: neg.filter((n: { sales: number }) => n.sales) },
+      { wooSales: 110, negativeShopifyOrder: [] },
+      "122 paid - 10 shipping - 2 tax on shipping = 110; a total of -50.00 adds no sales and no points",
+    );
+  },
+});
