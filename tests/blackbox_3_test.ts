@@ -308,3 +308,14 @@ Deno.test({
     );
   },
 });
+
+Deno.test("import customers: a later row about the same customer wins (file order), whatever the batch", async () => {
+  await using dir = await tempDir("bb3_");
+  const kvPath = `${dir.path}/kv.db`;
+  const c = await file(dir.path, "c.csv", "external_id,phone,fname\nord1,79001118881,Orig\n");
+  assert.equal((await runTask("import", [c], { kvPath })).code, 0);
+  const two = await file(dir.path, "two.csv", "external_id,phone,fname,group_name\nord1,,G,GZ\n,79001118881,H,\n");
+  assert.equal((await runTask("import", [two], { kvPath })).code, 0);
+  const row = (await exported(kvPath, "customers"))[0]!;
+  assert.deepEqual([row.fname, row.group_name], ["H", "GZ"], "as with --batch-size 1");
+});
