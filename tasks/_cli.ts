@@ -36,3 +36,41 @@ export function parseOptions<O extends Options>(options: O, usage: string): Valu
   }
   return values as Values<O>;
 }
+
+/** An option of a task with subcommands: its type, and optionally a one-letter alias and a default. */
+type CommandOption = { type: "string" | "boolean"; short?: string; default?: string | boolean };
+
+/** The values of a command's options: those with a default are always there. */
+type CommandValues<O extends Record<string, CommandOption>> = {
+  [K in keyof O]:
+    | (O[K]["type"] extends "boolean" ? boolean : string)
+    | (O[K] extends { default: unknown } ? never
+      : undefined);
+};
+
+/**
+ * Parses a task with subcommands (`deno task apikey create --company acme`): the positionals and the options, an
+ * unknown option or a missing value answered by the message and the usage (exit 2), `--help`/`-h` by the usage (exit 0).
+ */
+export function parseCommand<O extends Record<string, CommandOption>>(
+  options: O,
+  usage: string,
+  args: string[] = Deno.args,
+): { positionals: string[]; values: CommandValues<O> } {
+  let parsed: { positionals: string[]; values: Record<string, unknown> };
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: { ...options, help: { type: "boolean" as const, short: "h" } },
+    });
+  } catch (error) {
+    usageError(error instanceof Error ? error.message : String(error), `\n${usage}`);
+  }
+  if (parsed.values.help) {
+    console.log(usage);
+    Deno.exit(0);
+  }
+  return { positionals: parsed.positionals, values: parsed.values as CommandValues<O> };
+}

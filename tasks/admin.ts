@@ -7,7 +7,7 @@
  *   deno task admin passwd --company ID --login NAME [--stdin]
  *   deno task admin delete --company ID --login NAME
  */
-import { parseArgs } from "node:util";
+import { parseCommand, usageError } from "./_cli.ts";
 import { loadConfig } from "../config.ts";
 import { checkRole } from "../domain/admin_user.ts";
 import { checkCompanyId } from "../domain/api_key.ts";
@@ -24,31 +24,16 @@ const USAGE = `Usage:
 Without --stdin a one-time password is made and printed once; with it, the password is read from standard input.`;
 
 function fail(message: string): never {
-  console.error(`${message}\n\n${USAGE}`);
-  Deno.exit(2);
+  usageError(message, `\n${USAGE}`);
 }
 
-const { positionals, values } = (() => {
-  try {
-    return parseArgs({
-      args: Deno.args,
-      allowPositionals: true,
-      options: {
-        company: { type: "string" },
-        login: { type: "string" },
-        role: { type: "string" },
-        stdin: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    fail(error instanceof Error ? error.message : String(error));
-  }
-})();
-if (values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+// An unknown option, or one missing its value, is answered by the usage (exit 2), not a stack trace.
+const { positionals, values } = parseCommand({
+  company: { type: "string" },
+  login: { type: "string" },
+  role: { type: "string" },
+  stdin: { type: "boolean" },
+}, USAGE);
 
 async function readStdin(): Promise<string> {
   const text = await new Response(Deno.stdin.readable).text();

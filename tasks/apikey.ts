@@ -8,7 +8,7 @@
  *   deno task apikey revoke <key id>
  *   deno task apikey limit <key id> --rate N [--burst N] | --rate default
  */
-import { parseArgs } from "node:util";
+import { parseCommand, usageError } from "./_cli.ts";
 import { loadConfig } from "../config.ts";
 import { checkCompanyId, type RateLimit } from "../domain/api_key.ts";
 import { createStore } from "../storage/store.ts";
@@ -24,35 +24,19 @@ const USAGE = `Usage:
   deno task apikey limit KEY_ID --rate default         (back to RATE_LIMIT_PER_SECOND/RATE_LIMIT_BURST)`;
 
 function fail(message: string): never {
-  console.error(`${message}\n\n${USAGE}`);
-  Deno.exit(2);
+  usageError(message, `\n${USAGE}`);
 }
 
 // An unknown option, or one missing its value, is answered by the usage (exit 2), not a stack trace.
-const { positionals, values } = (() => {
-  try {
-    return parseArgs({
-      args: Deno.args,
-      allowPositionals: true,
-      options: {
-        company: { type: "string" },
-        name: { type: "string" },
-        user: { type: "string", default: "1" },
-        access: { type: "string", default: "write" },
-        label: { type: "string" },
-        rate: { type: "string" },
-        burst: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    fail(error instanceof Error ? error.message : String(error));
-  }
-})();
-if (values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const { positionals, values } = parseCommand({
+  company: { type: "string" },
+  name: { type: "string" },
+  user: { type: "string", default: "1" },
+  access: { type: "string", default: "write" },
+  label: { type: "string" },
+  rate: { type: "string" },
+  burst: { type: "string" },
+}, USAGE);
 
 /** The --rate/--burst options as a key's own limit; undefined when --rate is not given, null for "default". */
 function rateOption(): RateLimit | null | undefined {

@@ -9,7 +9,7 @@
  *   deno task connect update ID --company acme [--secret S] [--percent ""] ...
  *   deno task connect delete ID --company acme
  */
-import { parseArgs } from "node:util";
+import { parseCommand, usageError } from "./_cli.ts";
 import { loadConfig } from "../config.ts";
 import { checkCompanyId } from "../domain/api_key.ts";
 import { AppError } from "../domain/errors.ts";
@@ -35,35 +35,20 @@ const USAGE = `Usage:
   deno task connect delete CONNECTION_ID --company ID`;
 
 function fail(message: string): never {
-  console.error(`${message}\n\n${USAGE}`);
-  Deno.exit(2);
+  usageError(message, `\n${USAGE}`);
 }
 
-const { positionals, values } = (() => {
-  try {
-    return parseArgs({
-      args: Deno.args,
-      allowPositionals: true,
-      options: {
-        company: { type: "string" },
-        platform: { type: "string" },
-        shop: { type: "string" },
-        secret: { type: "string" },
-        "bonus-id": { type: "string" },
-        percent: { type: "string" },
-        "min-order": { type: "string" },
-        name: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    fail(error instanceof Error ? error.message : String(error));
-  }
-})();
-if (values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+// An unknown option, or one missing its value, is answered by the usage (exit 2), not a stack trace.
+const { positionals, values } = parseCommand({
+  company: { type: "string" },
+  platform: { type: "string" },
+  shop: { type: "string" },
+  secret: { type: "string" },
+  "bonus-id": { type: "string" },
+  percent: { type: "string" },
+  "min-order": { type: "string" },
+  name: { type: "string" },
+}, USAGE);
 const [command, id, ...extra] = positionals;
 if (extra.length > 0) fail(`Unexpected argument "${extra[0]}"`);
 if (!values.company) fail("--company is required");
