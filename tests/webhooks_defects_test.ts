@@ -4,14 +4,17 @@
  * over-long id retried instead of dead-lettered, the retry task's summary and its missing audit entry.
  */
 import assert from "node:assert/strict";
-import { moneyOf, PayloadError } from "../domain/webhooks.ts";
 import { shopifyAction, shopifyCustomer } from "../domain/shopify.ts";
 import { wooAction } from "../domain/woocommerce.ts";
 import type { AuditEntry } from "../domain/audit.ts";
 import { auditKeys } from "../storage/keys.ts";
 import { createStore } from "../storage/store.ts";
-import { listDeadLetters, retryDeadLetter } from "../usecases/webhooks.ts";
-import { edit, fixture, shop } from "./webhooks_kit.ts";
+import { handleDelivery, listDeadLetters, receiveWebhook, retryDeadLetter } from "../usecases/webhooks.ts";
+import { saveConnection } from "../usecases/connections.ts";
+import { saveDirectoryEntry } from "../usecases/directories.ts";
+import { hmacKey, moneyOf, PayloadError, signBody } from "../domain/webhooks.ts";
+import { runTask, tempDir } from "./kit.ts";
+import { edit, fixture, SETTINGS, shop } from "./webhooks_kit.ts";
 
 const enc = new TextEncoder();
 
@@ -212,4 +215,79 @@ Deno.test("retrying a dead letter writes an audit entry of its connection naming
   assert.equal(await retryDeadLetter(store, { companyId: "other", name: "admin:x", userId: 1 }, dead!.id), null);
   assert.equal((await entries()).length, 2);
   assert.equal((await listDeadLetters(store, null)).length, 1);
+});
+
+Deno.test({
+  name: "`deno task webhooks retry` prints what became of the delivery: processed after a transient failure",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await using dir = await tempDir("whfix_");
+    const kvPath = `${dir.path}/kv.db`;
+    const kv = await Deno.openKv(kvPath);
+    let id: string;
+    let connectionId: string;
+    try {
+      const store = createStore(kv);
+      const actor = { companyId: "acme", name: "task:test", userId: 0 };
+      const program = await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name: "Web" });
+      const saved = await saveConnection(store, actor, {
+        patch: {
+          platform: "shopify",
+          shop: "x.myshopify.com",
+          secret: "a-long-enough-secret",
+          bonusId: program.entry.id,
+        },
+      });
+      connectionId = saved.connection.id;
+      const body = await fixture("shopify_orders_paid.json");
+      const signature = await signBody(await hmacKey("a-long-enough-secret"), body);
+      const headers: Record<string, string> = {
+        "x-shopify-topic": "orders/paid",
+        "x-shopify-hmac-sha256": signature,
+        "x-shopify-webhook-id": "t1",
+      };
+      const settings = { ...SETTINGS, maxAttempts: 1 };
+      const got = await receiveWebhook(store, {
+        platform: "shopify",
+        connectionId,
+        header: (n) => headers[n] ?? null,
+        body,
+      }, settings);
+      assert.ok(got.status === 200 && got.eventId);
+      id = got.eventId;
+      // A transient failure (the store was busy, say) on the last attempt: a dead letter.
+      await handleDelivery(store, id, settings, {
+        beforeProcess: () => {
+          throw new Error("injected: busy");
+        },
+      });
+      assert.equal((await listDeadLetters(store, null)).length, 1);
+    } finally {
+      kv.close();
+    }
+    const retried = await runTask("webhooks", ["retry", id], { kvPath });
+    assert.equal(retried.code, 0, retried.err);
+    assert.equal(
+      retried.out,
+      `${id}: processed (order paid)\n` +
+        "Retried 1 dead letter: processed 1, ignored 0, skipped 0, failed again, retried later by the service 0, " +
+        "failed again, a dead letter again 0\n",
+    );
+    const failed = await runTask("webhooks", ["failed"], { kvPath });
+    assert.equal(failed.out, "No dead letters.\n");
+    const check = await Deno.openKv(kvPath);
+    try {
+      const audit: AuditEntry[] = [];
+      for await (
+        const e of check.list<AuditEntry>({ prefix: auditKeys.ofEntity("acme", "connection", connectionId) })
+      ) {
+        audit.push(e.value);
+      }
+      const retries = audit.filter((e) => e.changes.some((c) => c.field === "retried_delivery"));
+      assert.deepEqual(retries.map((e) => e.actor), ["task:webhooks"]);
+    } finally {
+      check.close();
+    }
+  },
 });
