@@ -106,9 +106,28 @@ export function parseJsonLossless(text: string): unknown {
   return JSON.parse(last === 0 ? text : out + text.slice(last));
 }
 
-/** A JSON object's field as a string id (numbers and strings alike), or null. */
-export function idOf(value: unknown): string | null {
-  if (typeof value === "string" && value.trim() !== "") return value.trim();
+/** Longest platform id read (ids become parts of KV keys, which are at most 2 KiB): longer is a payload error. */
+export const MAX_PLATFORM_ID = 100;
+
+/**
+ * A JSON object's field as a string id (numbers and strings alike), or null. An id longer than MAX_PLATFORM_ID
+ * cannot be a key: a PayloadError naming `field`, so the delivery is a dead letter at once rather than retried.
+ */
+export function idOf(value: unknown, field = "id"): string | null {
+  if (typeof value === "string" && value.trim() !== "") {
+    const id = value.trim();
+    if (id.length > MAX_PLATFORM_ID) {
+      throw new PayloadError(`Invalid ${field} "${id.slice(0, 20)}...": longer than ${MAX_PLATFORM_ID} characters`);
+    }
+    return id;
+  }
+  if (typeof value === "number" && Number.isSafeInteger(value)) return String(value);
+  return null;
+}
+
+/** A label shown to people (an order's number): like idOf, but a long one is cut to MAX_PLATFORM_ID, not refused. */
+export function labelOf(value: unknown): string | null {
+  if (typeof value === "string" && value.trim() !== "") return value.trim().slice(0, MAX_PLATFORM_ID);
   if (typeof value === "number" && Number.isSafeInteger(value)) return String(value);
   return null;
 }
@@ -120,13 +139,18 @@ export function textOf(value: unknown): string | null {
   return t === "" ? null : t;
 }
 
-/** A decimal money field ("404.95", 12.5, "-10.00") as minor units, its sign dropped; 0 when absent. */
-export function moneyOf(value: unknown, field: string): number {
+/**
+ * A decimal money field ("404.95", 12.5) as minor units; 0 when absent. A negative amount is a PayloadError (a
+ * total of "-50.00" is not a sale of 50), unless `negative: "abs"` says the platform writes this amount with a minus
+ * sign (WooCommerce refund totals, "-10.00"), when its size is taken.
+ */
+export function moneyOf(value: unknown, field: string, options: { negative?: "refuse" | "abs" } = {}): number {
   if (value === null || value === undefined || value === "") return 0;
   const raw = typeof value === "number" ? String(value) : typeof value === "string" ? value : null;
   if (raw === null) throw new PayloadError(`Invalid ${field}: not an amount`);
   try {
-    return Math.abs(parseMoney(raw, field, { allowNegative: true }));
+    const minor = parseMoney(raw, field, { allowNegative: options.negative === "abs" });
+    return Math.abs(minor);
   } catch (error) {
     throw new PayloadError((error as Error).message);
   }

@@ -1,6 +1,7 @@
 /** WooCommerce payloads mapped to webhook actions (pure): customers and orders, refunds from the order's `refunds`. */
 import {
   idOf,
+  labelOf,
   moneyOf,
   objectOf,
   type OrderState,
@@ -22,7 +23,7 @@ function sub(data: Json, name: string): Json {
 /** A WooCommerce customer object. */
 export function wooCustomer(data: Json): PlatformCustomer {
   const billing = sub(data, "billing");
-  const id = idOf(data.id);
+  const id = idOf(data.id, "customer.id");
   return {
     externalId: id === "0" ? null : id,
     fname: textOf(data.first_name) ?? textOf(billing.first_name),
@@ -44,10 +45,10 @@ function stateOf(topic: string, status: string): OrderState {
 
 /** A WooCommerce order payload; refunds carry their amount as a negative `total` (reason as `reason` or `refund`). */
 export function wooOrder(topic: string, data: Json): PlatformOrder {
-  const orderId = idOf(data.id);
+  const orderId = idOf(data.id, "order.id");
   if (!orderId) throw new PayloadError("Invalid order: no id");
   const billing = sub(data, "billing");
-  const customerId = idOf(data.customer_id);
+  const customerId = idOf(data.customer_id, "customer_id");
   const customer: PlatformCustomer = {
     externalId: customerId === "0" ? null : customerId,
     fname: textOf(billing.first_name),
@@ -58,20 +59,21 @@ export function wooOrder(topic: string, data: Json): PlatformOrder {
     acceptsSms: null,
   };
   const total = moneyOf(data.total, "total");
-  const shipping = moneyOf(data.shipping_total, "shipping_total");
+  // `total` includes shipping and its tax: both are left out of the paid total the program counts.
+  const shipping = moneyOf(data.shipping_total, "shipping_total") + moneyOf(data.shipping_tax, "shipping_tax");
   const refunds: PlatformRefund[] = [];
   for (const r of Array.isArray(data.refunds) ? data.refunds : []) {
     if (typeof r !== "object" || r === null) continue;
     const refund = r as Json;
-    const id = idOf(refund.id);
+    const id = idOf(refund.id, "refunds.id");
     // WooCommerce sends the reason as `reason`; its documentation shows `refund`: either is read.
     const reason = textOf(refund.reason) ?? textOf(refund.refund);
-    if (id) refunds.push({ id, amount: moneyOf(refund.total, "refunds.total"), reason });
+    if (id) refunds.push({ id, amount: moneyOf(refund.total, "refunds.total", { negative: "abs" }), reason });
   }
   const status = typeof data.status === "string" ? data.status : "";
   return {
     orderId,
-    number: idOf(data.number),
+    number: labelOf(data.number),
     customer,
     state: stateOf(topic, status),
     base: Math.max(0, total - shipping),

@@ -233,6 +233,14 @@ export const webhookKeys = {
     connectionId,
     externalId,
   ],
+  /** Marks a customer link made by matching one of our customers (phone/email), not by creating it: holds our id. */
+  customerMatch: (cid: string, connectionId: string, externalId: string): Deno.KvKey => [
+    "company",
+    cid,
+    "webhook_customer_matches",
+    connectionId,
+    externalId,
+  ],
   /** An order closed (refunded, cancelled, deleted) before it was ever counted: it never accrues. */
   closedOrder: (cid: string, orderRef: string): Deno.KvKey => ["company", cid, "webhook_closed_orders", orderRef],
   /** A refund seen before its order was counted, applied once the order is: holds the money, minor units. */

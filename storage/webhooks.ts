@@ -8,8 +8,9 @@
  * dead letter sets them to expire `retentionMs` later (so a delivery is kept that long after its last change, a dead
  * letter that long after it became one or until it is retried), and a dedupe marker `dedupeTtlMs` after arrival.
  */
+import { auditEntry } from "../domain/audit.ts";
 import type { Platform } from "../domain/webhooks.ts";
-import { webhookKeys } from "./keys.ts";
+import { auditKeys, webhookKeys } from "./keys.ts";
 
 /** Bytes of raw body per stored chunk: under KV's 64 KiB value limit. */
 export const BODY_CHUNK_BYTES = 60_000;
@@ -202,14 +203,27 @@ export async function listDeadLetters(kv: Deno.Kv, cid: string | null): Promise<
   return out;
 }
 
+/** Who retries a dead letter, for the audit entry filed under its connection (in the dead letter's company). */
+export interface RetryAuditor {
+  /** `task:webhooks`, `admin:<login>`, ... */
+  name: string;
+  userId: number;
+  /** The time of the entry, its order among entries of the same millisecond, and how long it is kept. */
+  at: number;
+  order: string;
+  retentionMs: number;
+}
+
 /**
  * Puts a dead letter back in the queue with a fresh attempt count (its record and body kept `retentionMs` from now),
- * in one atomic operation; null when there is no such dead letter (of that company, when `cid` is given).
+ * in one atomic operation; null when there is no such dead letter (of that company, when `cid` is given). With
+ * `audit`, the same operation writes an audit entry of the connection (action update, field `retried_delivery`:
+ * the delivery's id), in the dead letter's company.
  */
 export async function requeueDeadLetter(
   kv: Deno.Kv,
   id: string,
-  options: { cid: string | null; retentionMs: number },
+  options: { cid: string | null; retentionMs: number; audit?: RetryAuditor },
 ): Promise<DeadLetter | null> {
   const letter = await kv.get<DeadLetter>(webhookKeys.deadLetter(id));
   const read = await readEvent(kv, id);
@@ -221,6 +235,22 @@ export async function requeueDeadLetter(
     .delete(webhookKeys.deadLetter(id))
     .set(webhookKeys.event(id), queued, { expireIn: options.retentionMs });
   setBody(op, entry.value, body, options.retentionMs);
+  const a = options.audit;
+  if (a) {
+    const l = letter.value;
+    const audit = auditEntry({ companyId: l.company_id, name: a.name, userId: a.userId }, {
+      entity: "connection",
+      entityId: l.connection_id,
+      before: { retried_delivery: null },
+      after: { retried_delivery: `${l.id} (${l.topic}, ${l.attempts} attempts: ${l.error})`.slice(0, 500) },
+      at: a.at,
+    });
+    if (audit) {
+      op.set(auditKeys.entry(l.company_id, "connection", l.connection_id, a.at, { order: a.order }), audit, {
+        expireIn: a.retentionMs,
+      });
+    }
+  }
   const res = await op.enqueue({ webhook_event: id } satisfies WebhookMessage).commit();
   return res.ok ? letter.value : null;
 }

@@ -71,30 +71,50 @@ try {
     }
     case "retry": {
       const ids = id ? [id] : (await listDeadLetters(store, actor)).map((l) => l.id);
-      let queued = 0;
       const settings = webhookSettingsOf(config);
+      // What became of each retried delivery after the attempt made here: processed, ignored, skipped, failed again
+      // (the service retries it), or failed again for good (a dead letter again).
+      const outcomes = { processed: 0, ignored: 0, skipped: 0, retrying: 0, dead: 0, other: 0 };
       for (const one of ids) {
-        if (!await retryDeadLetter(store, actor, one, { retentionMs: settings.retentionMs })) {
+        if (!await retryDeadLetter(store, actor, one, { retentionMs: settings.retentionMs, by: "task:webhooks" })) {
           if (id) {
             console.error(`Dead letter "${one}" not found`);
             Deno.exit(1);
           }
           continue;
         }
-        queued++;
         // The first attempt now, here: a queue message enqueued by this process may wait for the service to notice.
         await handleDelivery(store, one, settings);
         const e = await getDelivery(store, one);
-        const state = e?.status === "queued"
-          ? `failed again (${e.last_error}); the service retries it (attempt ${
+        let state: string;
+        if (e?.status === "queued") {
+          outcomes.retrying++;
+          state = `failed again (${e.last_error}); the service retries it (attempt ${
             e.attempts + 1
-          } of ${settings.maxAttempts})`
-          : e?.status === "dead"
-          ? `failed again and is a dead letter (${e.last_error})`
-          : e?.status ?? "gone";
+          } of ${settings.maxAttempts})`;
+        } else if (e?.status === "dead") {
+          outcomes.dead++;
+          state = `failed again and is a dead letter (${e.last_error})`;
+        } else if (e?.status === "processed" || e?.status === "ignored" || e?.status === "skipped") {
+          outcomes[e.status]++;
+          state = e.outcome ? `${e.status} (${e.outcome})` : e.status;
+        } else {
+          // Gone (expired) meanwhile: said as it is.
+          outcomes.other++;
+          state = e?.status ?? "gone";
+        }
         console.log(`${one}: ${state}`);
       }
-      console.log(`Queued ${queued} dead letter${queued === 1 ? "" : "s"} again`);
+      const total = Object.values(outcomes).reduce((a, b) => a + b, 0);
+      const parts = [
+        `processed ${outcomes.processed}`,
+        `ignored ${outcomes.ignored}`,
+        `skipped ${outcomes.skipped}`,
+        `failed again, retried later by the service ${outcomes.retrying}`,
+        `failed again, a dead letter again ${outcomes.dead}`,
+        ...(outcomes.other > 0 ? [`gone ${outcomes.other}`] : []),
+      ];
+      console.log(`Retried ${total} dead letter${total === 1 ? "" : "s"}: ${parts.join(", ")}`);
       break;
     }
     case "stats": {

@@ -28,6 +28,7 @@ import {
   verifySignature,
   type WebhookAction,
 } from "../domain/webhooks.ts";
+import { StoreLimitError } from "../storage/commit.ts";
 import { type Connection, getConnection, getConnectionCached, listConnections } from "../storage/connections.ts";
 import { findCustomerId, getCustomer } from "../storage/customers.ts";
 import { webhookKeys } from "../storage/keys.ts";
@@ -231,10 +232,13 @@ function cleanEmail(raw: string | null): string | null {
 
 /**
  * The customer of ours a platform customer is: the one linked for this connection, else the one with its phone,
- * then its email, else a new one (none when it has neither phone, email nor id). With `update`, names, contacts
- * and consents are brought in step (a phone or email held by another customer is left out). A new customer is
- * created with its link in one atomic operation (the link checked as read), so concurrent deliveries of one platform
- * customer make one customer of ours; a create that loses a race for a phone or email looks again once.
+ * then its email, else a new one (none when it has neither phone, email nor id). With `update`, names and consents
+ * are brought in step, and so are the contacts of a customer this connection created; a customer of ours it was
+ * matched to (now or when it was linked) keeps its email and phone: they are only filled in when empty, never replaced
+ * by different ones, so a wrong match cannot take over someone's contacts. A phone or email held by another customer
+ * is left out. A new customer is created with its link in one atomic operation (the link checked as read), so
+ * concurrent deliveries of one platform customer make one customer of ours; a create that loses a race for a phone or
+ * email looks again once.
  */
 async function customerFor(
   ctx: Context,
@@ -247,25 +251,31 @@ async function customerFor(
   const phone = cleanPhone(pc.phone, settings.defaultCountryCode);
   const email = cleanEmail(pc.email);
   const linkKey = pc.externalId ? webhookKeys.customerLink(cid, connection.id, pc.externalId) : null;
+  const matchKey = pc.externalId ? webhookKeys.customerMatch(cid, connection.id, pc.externalId) : null;
   let id: number | null = null;
-  if (linkKey) {
-    const linked = (await store.kv.get<number>(linkKey)).value;
-    if (linked !== null && await getCustomer(store.kv, cid, linked)) id = linked;
+  let ours = false;
+  if (linkKey && matchKey) {
+    const [linked, match] = await store.kv.getMany<[number, number]>([linkKey, matchKey]);
+    if (linked.value !== null && await getCustomer(store.kv, cid, linked.value)) {
+      id = linked.value;
+      ours = match.value === id;
+    }
   }
   const byPhone = phone ? await findCustomerId(store.kv, cid, "phone", phone) : null;
   const byEmail = email ? await findCustomerId(store.kv, cid, "email", emailKey(email)) : null;
   const matched = id === null ? byPhone ?? byEmail : null;
   id ??= matched;
+  ours ||= matched !== null;
   const patch: Record<string, unknown> = {};
-  const fill = (field: string, value: unknown, current: unknown) => {
+  const fill = (field: string, value: unknown, current: unknown, follow = update) => {
     if (value === null || value === undefined) return;
-    if (update || current === null || current === undefined) patch[field] = value;
+    if (follow || current === null || current === undefined) patch[field] = value;
   };
   const existing = id !== null ? await getCustomer(store.kv, cid, id) : null;
   fill("fname", pc.fname?.slice(0, 100), existing?.fname);
   fill("lname", pc.lname?.slice(0, 100), existing?.lname);
-  if (phone && (byPhone === null || byPhone === id)) fill("phone", phone, existing?.phone);
-  if (email && (byEmail === null || byEmail === id)) fill("email", email, existing?.email);
+  if (phone && (byPhone === null || byPhone === id)) fill("phone", phone, existing?.phone, update && !ours);
+  if (email && (byEmail === null || byEmail === id)) fill("email", email, existing?.email, update && !ours);
   if (pc.acceptsEmail !== null) fill("send_email", pc.acceptsEmail, existing ? undefined : null);
   if (pc.acceptsSms !== null) fill("send_sms", pc.acceptsSms, existing ? undefined : null);
   if (id === null) {
@@ -287,8 +297,11 @@ async function customerFor(
   if (Object.keys(patch).length > 0) {
     await saveCustomer(store, actor, { id, create: false, patch, timeZone: settings.timeZone });
   }
-  // A match by phone or email is linked for next time (concurrent matches find the same customer).
-  if (linkKey && matched !== null) await store.kv.set(linkKey, id);
+  // A match by phone or email is linked for next time (concurrent matches find the same customer), marked as a
+  // match so that later updates keep the customer's own email and phone.
+  if (linkKey && matchKey && matched !== null) {
+    await store.kv.atomic().set(linkKey, id).set(matchKey, id).commit();
+  }
   return id;
 }
 
@@ -488,7 +501,10 @@ export async function handleDelivery(
   } catch (error) {
     const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     options.log?.(`webhook ${e.id} (${e.platform} ${e.topic}) failed, attempt ${e.attempts + 1}: ${message}`);
-    const permanent = error instanceof PayloadError;
+    // A payload that is not what its topic promises, or that holds values KV cannot store (a key or value too large,
+    // a change too large for one write), fails the same way every time: a dead letter at once.
+    const permanent = error instanceof PayloadError || error instanceof StoreLimitError ||
+      (error instanceof TypeError && /too large/i.test(error.message));
     if (permanent || e.attempts + 1 >= settings.maxAttempts) {
       await killEvent(store.kv, entry, {
         error: message.slice(0, 1000),
@@ -559,18 +575,26 @@ export async function listDeadLetters(store: Store, actor: Actor | null): Promis
 }
 
 /**
- * Puts a dead letter back in the queue (fresh attempts, kept `retentionMs` from now: default 30 days); null when there
- * is none by that id.
+ * Puts a dead letter back in the queue (fresh attempts, kept `retentionMs` from now: default 30 days) and files an
+ * audit entry of its connection naming the delivery, in the same atomic operation; null when there is none by that
+ * id. The entry's actor is `actor`, or `options.by` (default `task:webhooks`) when a task retries across companies.
  */
 export async function retryDeadLetter(
   store: Store,
   actor: Actor | null,
   id: string,
-  options: { retentionMs?: number } = {},
+  options: { retentionMs?: number; by?: string } = {},
 ): Promise<DeadLetter | null> {
   return await requeueDeadLetter(store.kv, id, {
     cid: actor?.companyId ?? null,
     retentionMs: options.retentionMs ?? 30 * DAY_MS,
+    audit: {
+      name: actor?.name ?? options.by ?? "task:webhooks",
+      userId: actor?.userId ?? 0,
+      at: store.clock(),
+      order: store.nextAuditOrder(),
+      retentionMs: store.auditRetentionMs,
+    },
   });
 }
 
