@@ -9,7 +9,7 @@
  *   deno task webhooks stats [--company acme]      received, processed, duplicate, ignored, skipped (guest orders
  *                                                   without email or phone), failed per connection and topic
  */
-import { parseArgs } from "node:util";
+import { parseCommand, usageError } from "./_cli.ts";
 import { loadConfig } from "../config.ts";
 import { openKv } from "../storage/open.ts";
 import { createStore } from "../storage/store.ts";
@@ -28,25 +28,10 @@ const USAGE = `Usage:
   deno task webhooks stats [--company ID]`;
 
 function fail(message: string): never {
-  console.error(`${message}\n\n${USAGE}`);
-  Deno.exit(2);
+  usageError(message, `\n${USAGE}`);
 }
 
-const { positionals, values } = (() => {
-  try {
-    return parseArgs({
-      args: Deno.args,
-      allowPositionals: true,
-      options: { company: { type: "string" }, help: { type: "boolean", short: "h" } },
-    });
-  } catch (error) {
-    fail(error instanceof Error ? error.message : String(error));
-  }
-})();
-if (values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const { positionals, values } = parseCommand({ company: { type: "string" } }, USAGE);
 const [command, id, ...extra] = positionals;
 if (extra.length > 0) fail(`Unexpected argument "${extra[0]}"`);
 const config = loadConfig((name) => Deno.env.get(name));
