@@ -99,12 +99,25 @@ export function logError(
   }
 }
 
+let isoAt = NaN;
+let isoText = "";
+
+/** `new Date().toISOString()`, formatted once per millisecond: a busy service logs many lines in one. */
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoAt) {
+    isoAt = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
+}
+
 /**
  * Where log lines go in a running service: stdout, each text line after its time, and in JSON format every
  * line one JSON object (plain messages wrapped as `{"time","level","message"}`).
  */
 export function logSink(config: Config, write: (line: string) => void): (line: string) => void {
-  if (config.logFormat !== "json") return (line) => write(`${new Date().toISOString()} ${line}`);
+  if (config.logFormat !== "json") return (line) => write(`${isoNow()} ${line}`);
   return (line) => {
     if (line.startsWith("{")) return write(line);
     const level = /^(WARN|ERROR) /.exec(line)?.[1];
