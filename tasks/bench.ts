@@ -864,7 +864,12 @@ try {
   ];
   const table = lines.join("\n");
   console.log("\n" + table);
-  if (OUT) await Deno.writeTextFile(OUT, table);
+  if (OUT) {
+    // Sections other benches append (import, webhooks: from the first "## " heading or "<!--" marker on) are kept.
+    const previous = await Deno.readTextFile(OUT).catch(() => "");
+    const others = /^(## |<!--)/m.exec(previous);
+    await Deno.writeTextFile(OUT, others ? `${table.trimEnd()}\n\n${previous.slice(others.index)}` : table);
+  }
   console.log(`Done in ${((performance.now() - started) / 1000).toFixed(0)} s.`);
   if (quick) {
     // CI gate: fail when a ratio falls below half its target (or a bound above twice its target).
