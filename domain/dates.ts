@@ -27,8 +27,11 @@ const zoneFormats = new Map<string, (ms: number) => string>();
 /** Latest instant (exclusive) that the arithmetic of `isoFormat` handles: 10000-01-01. */
 const YEAR_10000 = 253_402_300_800_000;
 
+/** "00" to "99": two-digit parts of a date without a new string per part. */
+const TWO_DIGITS = Array.from({ length: 100 }, (_, n) => (n < 10 ? `0${n}` : `${n}`));
+
 function pad2(n: number): string {
-  return n < 10 ? `0${n}` : `${n}`;
+  return TWO_DIGITS[n]!;
 }
 
 /**

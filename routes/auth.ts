@@ -1,7 +1,8 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { AuthError, ForbiddenError } from "../domain/errors.ts";
 import { lookupKey } from "../usecases/api_keys.ts";
-import type { AppEnv, Deps } from "./context.ts";
+import type { AppEnv, Caller, Deps } from "./context.ts";
+import type { ApiKeyRecord } from "../domain/api_key.ts";
 import { outsideKey, rawOf } from "./request.ts";
 
 /**
@@ -11,23 +12,43 @@ import { outsideKey, rawOf } from "./request.ts";
  * that time.
  */
 export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
+  const prove = proveCaller(deps);
   return async (c, next) => {
+    await prove(c);
+    await next();
+  };
+}
+
+/**
+ * The check of `authenticate` on its own, for a middleware that runs it among other steps: sets the caller, or
+ * throws the error the request gets.
+ */
+export function proveCaller(deps: Deps): (c: Context<AppEnv>) => Promise<void> {
+  const maxAgeMs = deps.config.authCacheMs;
+  // The caller made of each key record the store's cache holds (the same record object until it is read again):
+  // one object per key, not per request; no code changes a caller.
+  const callers = new WeakMap<ApiKeyRecord, Caller>();
+  return async (c) => {
     // The body is read only when the key is in neither a header nor the query string, so an unknown caller
     // with a key there is refused before any body is parsed; a different key in the body is refused when the
     // body is read.
     const key = outsideKey(c) ?? (await rawOf(c)).apikey;
     if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
-    const record = await lookupKey(deps.store, key, { maxAgeMs: deps.config.authCacheMs });
+    const record = await lookupKey(deps.store, key, { maxAgeMs });
     if (!record) throw new AuthError("Invalid API key");
     if (record.revoked_date !== null) throw new AuthError(`API key "${record.id}" is revoked`);
-    c.set("caller", {
-      companyId: record.company_id,
-      userId: record.user_id,
-      access: record.access,
-      keyId: record.id,
-      rateLimit: record.rate_limit,
-    });
-    await next();
+    let caller = callers.get(record);
+    if (!caller) {
+      caller = {
+        companyId: record.company_id,
+        userId: record.user_id,
+        access: record.access,
+        keyId: record.id,
+        rateLimit: record.rate_limit,
+      };
+      callers.set(record, caller);
+    }
+    c.set("caller", caller);
   };
 }
 

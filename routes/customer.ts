@@ -1,7 +1,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { CARD_LOOKUP_PARSERS } from "../domain/card.ts";
 import { type Customer, customerFieldParsers, customerView, READ_ONLY_CUSTOMER_FIELDS } from "../domain/customer.ts";
-import { localDate } from "../domain/dates.ts";
+import { type CalendarDate, localDate } from "../domain/dates.ts";
 import { emailKey, normalizeEmail } from "../domain/email.ts";
 import { ValidationError } from "../domain/errors.ts";
 import { bool, type FieldParser, id, nonEmpty, type Parsed, parsersOf, text } from "../domain/fields.ts";
@@ -86,6 +86,19 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}, options:
     reply: customerWriteReply,
   });
 
+  // Every reply asks for today's date (for ages): worked out once per second of the clock (a date changes on a
+  // whole second), a copy handed to each reply.
+  let todaySecond = NaN;
+  let today: CalendarDate = { year: 0, month: 0, day: 0 };
+  const todayAt = (ms: number): CalendarDate => {
+    const second = Math.floor(ms / 1000);
+    if (second !== todaySecond) {
+      today = localDate(ms, config.timeZone);
+      todaySecond = second;
+    }
+    return { ...today };
+  };
+
   /** Renders customers with their group names and the extras asked for. */
   async function views(actor: Actor, customers: Customer[], wanted: string[]): Promise<ReplyBody[]> {
     const [groups, ...extraMaps] = wanted.length === 0
@@ -94,7 +107,7 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}, options:
         groupNames(store, actor, { customers, maxAgeMs: config.directoryCacheMs }),
         ...wanted.map((name) => extras[name]!(deps, { actor, customers })),
       ]);
-    const today = localDate(store.clock(), config.timeZone);
+    const today = todayAt(store.clock());
     return customers.map((c) => {
       const view: ReplyBody = customerView(c, {
         groupName: c.group_id === null ? null : groups.get(c.group_id)?.name ?? null,

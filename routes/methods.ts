@@ -1,4 +1,4 @@
-import type { Hono, MiddlewareHandler } from "hono";
+import type { Context, Hono, MiddlewareHandler } from "hono";
 import { requireWrite } from "./auth.ts";
 import type { AppEnv } from "./context.ts";
 import { render } from "./reply.ts";
@@ -23,6 +23,19 @@ function byOrder(a: string, b: string): number {
  * (middleware) do not count; a path no route takes falls through to 404.
  */
 export function allowedMethods(app: Hono<AppEnv>): MiddlewareHandler<AppEnv> {
+  const refusal = methodRefusal(app);
+  return async (c, next) => {
+    const refused = refusal(c);
+    if (refused) c.res = refused;
+    else await next();
+  };
+}
+
+/**
+ * The check of `allowedMethods` on its own, for a middleware that runs it among other steps: the 405 reply for a
+ * request whose method its path does not take, else undefined.
+ */
+export function methodRefusal(app: Hono<AppEnv>): (c: Context<AppEnv>) => Response | undefined {
   let methods: string[] | undefined;
   // The methods of each routed path, worked out once per path: the routes never change after start. Only paths
   // some route takes are kept, so their number is bounded by the app's routes, not by what clients send.
@@ -45,18 +58,19 @@ export function allowedMethods(app: Hono<AppEnv>): MiddlewareHandler<AppEnv> {
     if (taken.size > 0 && known.size < MAX_KNOWN_PATHS) known.set(path, taken);
     return taken;
   };
-  return async (c, next) => {
+  return (c) => {
     const path = c.req.path;
     const taken = takenBy(path);
-    if (taken.size === 0) return await next();
+    if (taken.size === 0) return undefined;
     const method = c.req.method.toUpperCase();
-    if (taken.has(method)) return await next();
+    if (taken.has(method)) return undefined;
     const allow = [...taken].sort(byOrder);
     const use = allow.length === 1 ? allow[0] : `${allow.slice(0, -1).join(", ")} or ${allow.at(-1)}`;
-    c.res = render(c.get("format") ?? "json", {
+    const res = render(c.get("format") ?? "json", {
       success: 0,
       info: `Method ${method} is not allowed for ${path}: use ${use}`,
     }, 405);
-    c.res.headers.set("Allow", allow.join(", "));
+    res.headers.set("Allow", allow.join(", "));
+    return res;
   };
 }

@@ -111,8 +111,18 @@ export function badKeyLimit(deps: Deps, windows = new FailureWindows()): Middlew
  * and changes nothing. Runs after authentication; the buckets live in this process only.
  */
 export function keyRateLimit(deps: Deps, buckets = new TokenBuckets()): MiddlewareHandler<AppEnv> {
-  const fallback: RateLimit = { per_second: deps.config.rateLimitPerSecond, burst: deps.config.rateLimitBurst };
+  const refusal = keyRateRefusal(deps, buckets);
   return async (c, next) => {
+    const refused = refusal(c);
+    if (refused) return refused;
+    await next();
+  };
+}
+
+/** The check of `keyRateLimit` on its own: takes a token of the caller's key, or gives the 429 reply. */
+function keyRateRefusal(deps: Deps, buckets: TokenBuckets): (c: Context<AppEnv>) => Response | undefined {
+  const fallback: RateLimit = { per_second: deps.config.rateLimitPerSecond, burst: deps.config.rateLimitBurst };
+  return (c) => {
     const caller = c.get("caller");
     const limit = caller.rateLimit ?? fallback;
     if (limit.per_second > 0) {
@@ -127,6 +137,45 @@ export function keyRateLimit(deps: Deps, buckets = new TokenBuckets()): Middlewa
         );
       }
     }
+    return undefined;
+  };
+}
+
+/**
+ * `badKeyLimit`, authentication (`prove`, which sets the caller or throws) and `keyRateLimit` in one middleware,
+ * in that order and with the same replies: one layer instead of three on every API request. An error `prove`
+ * throws is turned into the reply by `onError` (the app's error handler) right there, as a middleware of its own
+ * would have it, so the bad-key counter sees its status.
+ */
+export function apiGuard(
+  deps: Deps,
+  prove: (c: Context<AppEnv>) => Promise<void>,
+  onError: (error: Error, c: Context<AppEnv>) => Response | Promise<Response>,
+  windows = new FailureWindows(),
+  buckets = new TokenBuckets(),
+): MiddlewareHandler<AppEnv> {
+  const { badKeyLimit: limit, badKeyWindowMs: windowMs } = deps.config;
+  const rateRefusal = keyRateRefusal(deps, buckets);
+  return async (c, next) => {
+    const address = limit > 0 ? remoteAddress(c) : undefined;
+    if (address !== undefined) {
+      const wait = windows.blockedFor(address, limit, deps.now());
+      if (wait > 0) {
+        return tooMany(c, `Too many requests with an invalid API key from this address: try again in a while`, wait);
+      }
+    }
+    try {
+      await prove(c);
+    } catch (error) {
+      if (!(error instanceof Error)) throw error;
+      c.error = error;
+      c.res = await onError(error, c);
+      if (address !== undefined && c.res.status === 401) windows.fail(address, windowMs, deps.now());
+      return;
+    }
+    const refused = rateRefusal(c);
+    if (refused) return refused;
     await next();
+    if (address !== undefined && c.res.status === 401) windows.fail(address, windowMs, deps.now());
   };
 }

@@ -170,12 +170,18 @@ function oneKey(keys: (string | undefined)[]): string | undefined {
  * A key in the body is compared with it when the body is read (`rawOf`).
  */
 export function outsideKey(c: Context): string | undefined {
+  const headerKey = c.req.header("x-api-key");
   const bearer = c.req.header("authorization");
+  const queryKey = queryOf(c).apikey;
+  // The till's usual request: the key in the query string alone (what oneKey gives for a single key).
+  if (headerKey === undefined && bearer === undefined) {
+    return queryKey === undefined || queryKey.trim() === "" ? undefined : queryKey;
+  }
   // Several X-API-Key headers reach us joined by ", " (keys hold no comma): each counts as a key sent.
   return oneKey([
-    ...(c.req.header("x-api-key")?.split(",") ?? []).map((k) => k.trim()),
+    ...(headerKey?.split(",") ?? []).map((k) => k.trim()),
     bearer && /^bearer\s+/i.test(bearer) ? bearer.replace(/^bearer\s+/i, "").trim() : undefined,
-    queryOf(c).apikey,
+    queryKey,
   ]);
 }
 
@@ -193,7 +199,8 @@ async function readRaw(c: Context): Promise<RawRequest> {
   const query: Record<string, string> = Object.assign(Object.create(null), queryOf(c));
   const { params: body, booleans } = await readBody(c);
   if (booleans.has("apikey")) throw new ValidationError("apikey", "Invalid apikey: must be text, not a boolean");
-  const apikey = oneKey([outsideKey(c), body.apikey]);
+  const outside = outsideKey(c);
+  const apikey = body.apikey === undefined ? outside : oneKey([outside, body.apikey]);
   if (body.format !== undefined) {
     throw new ValidationError("format", 'Parameter "format" must be passed in the query string');
   }

@@ -39,6 +39,7 @@ import {
   Write,
 } from "./commit.ts";
 import { MAX_GET_MANY } from "./limits.ts";
+import { uidToEan13 } from "../domain/ean13.ts";
 import type { Store } from "./store.ts";
 
 /** Range lists of the owner index in flight at once when the cards of many customers are read. */
@@ -338,14 +339,15 @@ async function firstFreeUid(
 }
 
 /** The first of up to MAX_GET_MANY candidates whose uid index key is free, or null when all are taken. */
-async function firstFreeWithin(
+async function firstFreeWithin<T extends { value: string }>(
   kv: Deno.Kv,
   cid: string,
-  candidates: Iterator<{ value: string; position: number }>,
-): Promise<{ candidate: { value: string; position: number }; index: Deno.KvEntryMaybe<number> } | null> {
-  const batch: { value: string; position: number }[] = [];
+  candidates: Iterator<T>,
+  indexKey: (value: string) => Deno.KvKey = (v) => cardKeys.byUid(cid, v),
+): Promise<{ candidate: T; index: Deno.KvEntryMaybe<number> } | null> {
+  const batch: T[] = [];
   while (batch.length < MAX_GET_MANY) batch.push(candidates.next().value!);
-  const read = await kv.getMany<number[]>(batch.map((c) => cardKeys.byUid(cid, c.value)));
+  const read = await kv.getMany<number[]>(batch.map((c) => indexKey(c.value)));
   const i = read.findIndex((e) => e.value === null);
   return i >= 0 ? { candidate: batch[i]!, index: read[i]! } : null;
 }
@@ -381,10 +383,26 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
   }
 
   return await store.mutex.run(`cards:${cid}`, async () => {
-    const [idSeq, numberSeq, barcodeSeq] = await kv.getMany<[number, number, number]>([
-      cardKeys.idSequence(cid),
-      cardKeys.numberSequence(cid),
-      cardKeys.barcodeSequence(cid),
+    // The queue is held for a few store round trips per card; under load each await also waits its turn in the
+    // event loop, so the candidates the sequences most likely point at (where this process left them) are read in
+    // the same round as the sequences, and used only when the sequences read as guessed.
+    const guess = sequenceGuesses(store).get(cid);
+    const guessedEan13 = guess ? uidToEan13(String(guess.number + 1)) : null;
+    const [[idSeq, numberSeq, barcodeSeq], uidGuess, barcodeGuess] = await Promise.all([
+      kv.getMany<[number, number, number]>([
+        cardKeys.idSequence(cid),
+        cardKeys.numberSequence(cid),
+        cardKeys.barcodeSequence(cid),
+      ]),
+      guess && uid === null ? firstFreeWithin(kv, cid, uidCandidates(guess.number)) : null,
+      guess && uid === null && wantsGeneratedBarcode(change)
+        ? firstFreeWithin(
+          kv,
+          cid,
+          barcodeCandidates(guessedEan13, guess.barcode),
+          (v) => cardKeys.byBarcode(cid, v),
+        )
+        : null,
     ]);
     const write = new Write(store, actor);
     const id = (idSeq.value ?? 0) + 1;
@@ -393,9 +411,13 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
 
     // No uid given: the next free number of the sequence, skipping numbers some card holds as its uid.
     let cardUid = uid;
+    let nextNumber = numberSeq.value ?? 0;
+    let nextBarcode = barcodeSeq.value ?? 0;
     if (cardUid === null) {
-      const free = await firstFreeUid(kv, cid, numberSeq.value ?? 0);
+      const lastNumber = numberSeq.value ?? 0;
+      const free = (guess?.number === lastNumber ? uidGuess : null) ?? await firstFreeUid(kv, cid, lastNumber);
       cardUid = free.candidate.value;
+      nextNumber = free.candidate.position;
       write.check(numberSeq, free.index)
         .set(cardKeys.numberSequence(cid), free.candidate.position)
         .set(cardKeys.byUid(cid, cardUid), id);
@@ -414,12 +436,18 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
 
     // No barcode given: the uid_ean13 when free, else the next free in-store EAN-13.
     if (wantsGeneratedBarcode(change)) {
-      const candidates = barcodeCandidates(card.uid_ean13, barcodeSeq.value ?? 0);
-      const free = await firstFree(kv, candidates, (v) => cardKeys.byBarcode(cid, v));
+      const lastInStore = barcodeSeq.value ?? 0;
+      // The guessed batch holds the same candidates when the uid_ean13 and the sequence are the guessed ones.
+      const guessed = guess?.barcode === lastInStore && card.uid_ean13 === guessedEan13 ? barcodeGuess : null;
+      const candidates = barcodeCandidates(card.uid_ean13, lastInStore);
+      const free = guessed ?? await firstFree(kv, candidates, (v) => cardKeys.byBarcode(cid, v));
       card.barcode = free.candidate.value;
       write.check(free.index).set(cardKeys.byBarcode(cid, card.barcode), id);
       const position = free.candidate.position;
-      if (position !== null) write.check(barcodeSeq).set(cardKeys.barcodeSequence(cid), position);
+      if (position !== null) {
+        write.check(barcodeSeq).set(cardKeys.barcodeSequence(cid), position);
+        nextBarcode = position;
+      }
     }
 
     if (card.customer_id !== null) write.set(cardKeys.ofCustomerEntry(cid, card.customer_id, id), null);
@@ -427,8 +455,20 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
     write.set(cardKeys.card(cid, id), card);
     addCardCount(write, cid, 1);
     write.audit({ entity: "card", entityId: id, before: null, after: card });
-    return await write.commit("create card") ? { card, isNew: true } : RETRY;
+    const committed = await write.commit("create card");
+    // Where the sequences stand now, if this commit went in (else a guess all the same: it only picks what to read).
+    sequenceGuesses(store).set(cid, { number: nextNumber, barcode: nextBarcode });
+    return committed ? { card, isNew: true } : RETRY;
   });
+}
+
+/** Where each company's card number and in-store barcode sequences were left by this process's last card create. */
+const GUESSES = new WeakMap<Store, Map<string, { number: number; barcode: number }>>();
+
+function sequenceGuesses(store: Store): Map<string, { number: number; barcode: number }> {
+  let guesses = GUESSES.get(store);
+  if (!guesses) GUESSES.set(store, guesses = new Map());
+  return guesses;
 }
 
 /**

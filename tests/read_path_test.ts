@@ -8,6 +8,7 @@ import { seedExtras } from "../bench/seed_extras.ts";
 import { DEFAULT_CONFIG } from "../config.ts";
 import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { createApp } from "../routes/app.ts";
+import { createApiKey } from "../storage/api_keys.ts";
 import { rawInsertCards, rawInsertCustomers } from "../storage/seed.ts";
 import { assertJson, type KvProxy, kvProxy, randomCustomer, request, world } from "./kit.ts";
 
@@ -175,4 +176,51 @@ Deno.test("GET /api/customer: deep pages match the list, also right after change
   const made = assertJson(await w.call("POST", "/api/customer/update", { form: { phone: "+79990001601" } }), 200);
   customers.push({ ...blankCustomer(made.id, { now, userId: 2 }), phone: "79990001601" });
   await check();
+});
+
+Deno.test("API requests: the merged checks decide in the order of the layers they replaced", async (t) => {
+  const kv = await Deno.openKv(":memory:");
+  const config = { ...DEFAULT_CONFIG, kvPath: ":memory:", logRequests: false, maxBodyBytes: 100 };
+  const { key } = await createApiKey(kv, {
+    companyId: "c",
+    userId: 1,
+    access: "write",
+    now: Date.now(),
+    rateLimit: { per_second: 0.001, burst: 1 },
+  });
+  const app = createApp({ kv, config });
+  const call = async (method: string, path: string, init: RequestInit = {}) => {
+    const res = await app.request(path, { method, ...init });
+    return { status: res.status, info: (await res.json()).info as string, allow: res.headers.get("allow") };
+  };
+  const big = "x=" + "1".repeat(200);
+  const form = { "content-type": "application/x-www-form-urlencoded" };
+  await t.step("a bad format wins over a method the path does not take", async () => {
+    const r = await call("PUT", "/api/customer?format=yaml");
+    assert.equal(r.status, 400);
+    assert.match(r.info, /Invalid format "yaml"/);
+  });
+  await t.step("a method the path does not take wins over the body's size and the key", async () => {
+    const r = await call("PUT", "/api/customer", { body: big, headers: form });
+    assert.equal(r.status, 405);
+    assert.equal(r.allow, "GET, HEAD");
+  });
+  await t.step("an oversized body wins over a missing key", async () => {
+    const r = await call("POST", "/api/customer/update", { body: big, headers: form });
+    assert.equal(r.status, 413);
+  });
+  await t.step("a missing, unknown or doubled key is refused before the rate limit", async () => {
+    assert.equal((await call("GET", "/api/customer?id=1")).status, 401);
+    assert.equal((await call("GET", "/api/customer?id=1&apikey=nope")).status, 401);
+    const two = await call("GET", `/api/customer?id=1&apikey=${key}`, { headers: { "x-api-key": "other" } });
+    assert.equal(two.status, 400);
+    assert.equal(two.info, "Two different API keys were sent: send one");
+  });
+  await t.step("the key's rate limit comes after its check, then the parameters", async () => {
+    assert.equal((await call("GET", `/api/customer?id=abc&apikey=${key}`)).status, 400);
+    const limited = await call("GET", `/api/customer?id=abc&apikey=${key}`);
+    assert.equal(limited.status, 429);
+    assert.match(limited.info, /Too many requests: API key/);
+  });
+  kv.close();
 });

@@ -136,8 +136,9 @@ export async function findCustomers(store: Store, actor: Actor, q: CustomerQuery
     if (q.email !== undefined) lookups.push(findCustomerId(kv, cid, "email", q.email));
     if (q.cardBarcode !== undefined) lookups.push(ownerOf(kv, cid, { card_barcode: q.cardBarcode }));
     if (q.uid !== undefined) lookups.push(ownerOf(kv, cid, { uid: q.uid }));
-    const ids = new Set(await Promise.all(lookups));
-    const onlyId = ids.size === 1 ? [...ids][0] : null;
+    // One lookup (the till's usual request) is awaited alone; several must all find the same customer.
+    const ids = lookups.length === 1 ? null : new Set(await Promise.all(lookups));
+    const onlyId = ids === null ? await lookups[0] : ids.size === 1 ? [...ids][0] : null;
     const found = onlyId != null ? await getCustomer(kv, cid, onlyId) : null;
     return { kind: "lookup", customers: found && matchesPresence(found, q.withPhone, q.withEmail) ? [found] : [] };
   }

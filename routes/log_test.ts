@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { bufferedWriter } from "./log.ts";
+
+/** An output that records what reaches it; `hold` keeps asynchronous writes pending until released. */
+function output(options: { hold?: boolean; partial?: boolean } = {}) {
+  const written: Uint8Array[] = [];
+  const pending: (() => void)[] = [];
+  return {
+    written,
+    pending,
+    text: () => new TextDecoder().decode(new Uint8Array(written.flatMap((b) => [...b]))),
+    write(bytes: Uint8Array): Promise<number> {
+      // A partial write takes at most 1000 bytes, as a pipe may.
+      const n = options.partial ? Math.min(1000, bytes.length) : bytes.length;
+      written.push(bytes.slice(0, n));
+      if (!options.hold) return Promise.resolve(n);
+      return new Promise((resolve) => pending.push(() => resolve(n)));
+    },
+    writeSync(bytes: Uint8Array): number {
+      written.push(bytes.slice());
+      return bytes.length;
+    },
+  };
+}
+
+Deno.test("bufferedWriter writes every line once, in order, across chunks and partial writes", async () => {
+  const out = output({ partial: true });
+  const w = bufferedWriter(out);
+  const lines = Array.from({ length: 5000 }, (_, i) => `line ${i} ${"é€😀".repeat(i % 7)}`);
+  for (const line of lines) w.write(line);
+  // Lines longer than a chunk go whole too.
+  w.write("x".repeat(100_000));
+  await new Promise((r) => setTimeout(r, 100));
+  w.write("last");
+  w.flushSync();
+  assert.equal(out.text(), [...lines, "x".repeat(100_000), "last"].join("\n") + "\n");
+});
+
+Deno.test("bufferedWriter drops lines past 8 MiB held and says how many when it can write again", async () => {
+  const out = output({ hold: true });
+  const w = bufferedWriter(out);
+  w.write("first");
+  await new Promise((r) => setTimeout(r, 100));
+  // The first write is still pending: about 8 MiB more are held, the rest dropped.
+  assert.equal(out.pending.length, 1);
+  const line = "y".repeat(1023);
+  for (let i = 0; i < 9 * 1024; i++) w.write(line);
+  w.flushSync();
+  const text = out.text();
+  assert.ok(text.startsWith("first\n"));
+  const kept = text.split("\n").filter((l) => l === line).length;
+  assert.ok(kept > 8 * 1024 - 64 && kept < 9 * 1024, `kept ${kept}`);
+  assert.match(text, new RegExp(` WARN ${9 * 1024 - kept} log lines dropped: the output was too slow\n$`));
+  for (const release of out.pending) release();
+});
