@@ -22,8 +22,15 @@ const server = serveGuarded(app.fetch, {
         `header ${config.headerTimeoutMs} ms, body ${config.bodyTimeoutMs} ms, idle ${config.idleTimeoutMs} ms)`,
     ),
 });
+let stopping = false;
+// Closing connections at shutdown can race a connection the runtime is closing itself; the runtime then throws a
+// BadResource from its own abort listener, which would turn a clean stop into a crash. Only then is it ignored.
+globalThis.addEventListener("error", (event) => {
+  if (stopping && event.error instanceof Deno.errors.BadResource) event.preventDefault();
+});
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, async () => {
+    stopping = true;
     await server.shutdown();
     Deno.exit(0);
   });
