@@ -36,7 +36,7 @@ const N = Number(values.customers ?? (quick ? 5_000 : large ? 1_000_000 : 100_00
 const LARGE_STORE = Deno.env.get("LARGE_STORE") ?? `${Deno.env.get("TMPDIR") ?? "/tmp"}/loyalty-bench-large-${N}.kv`;
 const DURATION = Number(values.duration ?? 2);
 /** Every scenario runs this many times, interleaved with its baseline; the table shows medians. */
-const ROUNDS = Number(values.rounds ?? (quick ? 1 : 5));
+const ROUNDS = Number(values.rounds ?? (quick ? 3 : 5));
 /** Seconds of unmeasured load before the first measured run of each scenario (0 in the quick run). */
 const WARMUP = quick ? 0 : 1;
 const OUT = values.out ??
