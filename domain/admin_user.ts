@@ -20,6 +20,12 @@ export interface AdminUser {
   password: string;
   created_date: number;
   password_date: number;
+  /**
+   * Credential stamp: random, new when the user is created and at every password change. A session is valid only
+   * while it carries the user's current stamp, so a new password, or a user deleted and created again under the
+   * same login, ends every earlier session. Absent on users stored before it existed.
+   */
+  stamp?: string;
 }
 
 /** A signed-in session as stored (under the SHA-256 of its token, never the token itself). */
@@ -29,6 +35,8 @@ export interface AdminSession {
   role: AdminRole;
   /** Token every form of this session must carry (CSRF). */
   csrf: string;
+  /** The user's credential stamp at sign-in (see AdminUser.stamp). */
+  stamp?: string;
   created_date: number;
   expires_date: number;
 }
@@ -116,8 +124,50 @@ export function canManageAccess(role: AdminRole): boolean {
   return role === "owner";
 }
 
-/** A user as the audit trail shows it: never the password hash. */
-export function auditedUser(user: AdminUser): Omit<AdminUser, "password"> & { password_date: number } {
-  const { password: _, ...rest } = user;
+/** A user as the audit trail shows it: never the password hash (nor the credential stamp). */
+export function auditedUser(user: AdminUser): Omit<AdminUser, "password" | "stamp"> & { password_date: number } {
+  const { password: _, stamp: _stamp, ...rest } = user;
   return rest;
+}
+
+/** Whether a session was made with the user's current credentials (same user generation, same password). */
+export function sessionMatches(session: AdminSession, user: AdminUser): boolean {
+  return session.company_id === user.company_id && session.login === user.login &&
+    constantTimeEqual(session.stamp ?? "", user.stamp ?? "");
+}
+
+/** How long a sign-in form's CSRF token is accepted: 2 hours. */
+export const LOGIN_CSRF_MS = 2 * 60 * 60 * 1000;
+
+async function hmac(secret: string, data: string): Promise<string> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(data)));
+  return b64(mac).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+}
+
+/**
+ * The sign-in form's CSRF token: `<expiry, base 36>.<HMAC-SHA-256 of the pre-session nonce and the expiry>` under
+ * a server secret, so a client cannot make one up, and one is good only with the cookie it was issued for.
+ */
+export async function signLoginCsrf(secret: string, nonce: string, expires: number): Promise<string> {
+  const exp = expires.toString(36);
+  return `${exp}.${await hmac(secret, `login-csrf:${nonce}:${exp}`)}`;
+}
+
+/** Whether a sign-in CSRF token was issued by signLoginCsrf for this nonce and has not expired. */
+export async function verifyLoginCsrf(
+  secret: string,
+  input: { nonce: string; token: string; now: number },
+): Promise<boolean> {
+  const m = /^([0-9a-z]{1,12})\.([A-Za-z0-9_-]{43})$/.exec(input.token);
+  if (!m || input.nonce.length === 0 || input.nonce.length > 100) return false;
+  const expires = parseInt(m[1]!, 36);
+  if (!(expires > input.now) || expires > input.now + LOGIN_CSRF_MS) return false;
+  return constantTimeEqual(m[2]!, await hmac(secret, `login-csrf:${input.nonce}:${m[1]}`));
 }

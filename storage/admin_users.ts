@@ -2,7 +2,7 @@
  * Back-office users, sessions and failed sign-ins in KV. Users sit under their company; sessions and failure
  * counts sit at the top with `expireIn`, so they vanish by themselves.
  */
-import { type AdminSession, type AdminUser, auditedUser } from "../domain/admin_user.ts";
+import { type AdminSession, type AdminUser, auditedUser, randomToken } from "../domain/admin_user.ts";
 import { hashApiKey } from "../domain/api_key.ts";
 import type { Actor } from "../domain/audit.ts";
 import { ConflictError, NotFoundError } from "../domain/errors.ts";
@@ -110,4 +110,16 @@ export async function addFailure(
 /** Forgets the failures of a login from an address (after a successful sign-in). */
 export async function clearFailures(kv: Deno.Kv, login: string, address: string): Promise<void> {
   await kv.delete(adminKeys.failures(login, address));
+}
+
+/** A server secret of the store, made at first use (the first of two processes making it at once wins). */
+export async function serverSecret(kv: Deno.Kv, name: string): Promise<string> {
+  const key = adminKeys.secret(name);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const entry = await kv.get<string>(key);
+    if (entry.value !== null) return entry.value;
+    // Made here unless another process made it meanwhile: either way the next read returns the one kept.
+    await kv.atomic().check({ key, versionstamp: null }).set(key, randomToken(32)).commit();
+  }
+  throw new Error(`Cannot read or make the server secret "${name}"`);
 }

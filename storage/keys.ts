@@ -182,6 +182,8 @@ export const adminKeys = {
   failures: (login: string, address: string): Deno.KvKey => ["admin_sign_in_failures", login, address],
   /** Every ledger of a company (the dashboard's daily sums). */
   ledgers: (cid: string): Deno.KvKey => ["company", cid, "ledger"],
+  /** A server secret of the back office (the sign-in form's CSRF key), made once per store. */
+  secret: (name: string): Deno.KvKey => ["admin_secrets", name],
 };
 
 /** Key builders of the last-name index (non-unique: each key ends with the customer id and holds nothing). */

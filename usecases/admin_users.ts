@@ -10,8 +10,12 @@ import {
   checkLogin,
   checkPassword,
   hashPassword,
+  LOGIN_CSRF_MS,
   PBKDF2_ITERATIONS,
   randomToken,
+  sessionMatches,
+  signLoginCsrf,
+  verifyLoginCsrf,
   verifyPassword,
 } from "../domain/admin_user.ts";
 import type { Actor } from "../domain/audit.ts";
@@ -29,6 +33,7 @@ import {
   listAdminUsers as listStoredUsers,
   putSession,
   replaceAdminUser,
+  serverSecret,
 } from "../storage/admin_users.ts";
 import { type CompanyStats, companyStats } from "../storage/admin_stats.ts";
 import { TtlCache } from "../storage/store.ts";
@@ -77,6 +82,7 @@ export async function createAdminUser(
     password: await hashPassword(password, input.iterations ?? PBKDF2_ITERATIONS),
     created_date: now,
     password_date: now,
+    stamp: randomToken(16),
   };
   await insertAdminUser(store, actor, user);
   return { user, password };
@@ -98,12 +104,16 @@ export async function setAdminPassword(
   const now = store.clock();
   await replaceAdminUser(store, actor, {
     login: checkLogin(input.login),
-    apply: (user) => ({ ...user, password: hash, password_date: now }),
+    // A new stamp ends every session made with the old password.
+    apply: (user) => ({ ...user, password: hash, password_date: now, stamp: randomToken(16) }),
   });
   return password;
 }
 
-/** Deletes a user; their sessions end at their next request. */
+/**
+ * Deletes a user; their sessions end at their next request, and stay ended if the login is created again (the new
+ * user has another credential stamp).
+ */
 export async function removeAdminUser(store: Store, actor: Actor, login: string): Promise<AdminUser> {
   return await deleteAdminUser(store, actor, checkLogin(login));
 }
@@ -143,6 +153,7 @@ export async function signIn(
     login: user.login,
     role: user.role,
     csrf: randomToken(),
+    stamp: user.stamp,
     created_date: now,
     expires_date: now + SESSION_MS,
   };
@@ -157,15 +168,30 @@ function dummyHash(iterations = PBKDF2_ITERATIONS): string {
 
 /**
  * The session of a cookie token with its user's current role; null when the session ended or expired, or the
- * user was deleted since.
+ * user was deleted since (even if created again), or their password changed since.
  */
 export async function sessionOf(store: Store, token: string): Promise<AdminSession | null> {
   if (token.length === 0 || token.length > 100) return null;
   const session = await getSession(store.kv, token, store.clock());
   if (!session) return null;
   const user = await getAdminUser(store.kv, session.company_id, session.login);
-  if (!user) return null;
+  if (!user || !sessionMatches(session, user)) return null;
   return { ...session, role: user.role };
+}
+
+/** The name of the server secret that signs sign-in CSRF tokens. */
+const LOGIN_CSRF_SECRET = "login_csrf";
+
+/** The sign-in form's CSRF token for the pre-session nonce (its cookie); good for LOGIN_CSRF_MS. */
+export async function loginCsrfToken(store: Store, nonce: string): Promise<string> {
+  return await signLoginCsrf(await serverSecret(store.kv, LOGIN_CSRF_SECRET), nonce, store.clock() + LOGIN_CSRF_MS);
+}
+
+/** Whether a sign-in form's CSRF token was issued by this store for this nonce and is still good. */
+export async function checkLoginCsrf(store: Store, input: { nonce: string; token: string }): Promise<boolean> {
+  if (input.nonce === "" || input.token === "" || input.token.length > 100) return false;
+  const secret = await serverSecret(store.kv, LOGIN_CSRF_SECRET);
+  return await verifyLoginCsrf(secret, { ...input, now: store.clock() });
 }
 
 /** Ends a session. */

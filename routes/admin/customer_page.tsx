@@ -150,6 +150,8 @@ export function CustomerBody(props: {
   values: Record<string, string>;
   error?: PageError | null;
   ok?: string | null;
+  /** The points form's values typed before a refusal (bonus_id, amount, comment). */
+  points?: Record<string, string>;
   idempotencyKey: string;
 }) {
   const { tx, session, page, error } = props;
@@ -303,18 +305,38 @@ export function CustomerBody(props: {
                 <label for="adj-program">{t("program")}</label>
                 <select id="adj-program" name="bonus_id">
                   {page.programs.map(({ balance }) => (
-                    <option value={String(balance.program.id)}>{balance.program.name}</option>
+                    <option
+                      value={String(balance.program.id)}
+                      selected={props.points?.bonus_id === String(balance.program.id)}
+                    >
+                      {balance.program.name}
+                    </option>
                   ))}
                 </select>
               </div>
               <div>
                 <label for="adj-amount">{t("amount")}</label>
-                <input id="adj-amount" name="amount" inputmode="decimal" required aria-describedby="adj-hint" />
+                <input
+                  id="adj-amount"
+                  name="amount"
+                  inputmode="decimal"
+                  required
+                  aria-describedby="adj-hint"
+                  value={props.points?.amount ?? ""}
+                  aria-invalid={error?.section === "points" && error.field === "amount" ? "true" : undefined}
+                />
                 <small id="adj-hint">{t("adjustHint")}</small>
               </div>
               <div>
                 <label for="adj-comment">{t("comment")}</label>
-                <input id="adj-comment" name="comment" required maxlength={500} />
+                <input
+                  id="adj-comment"
+                  name="comment"
+                  required
+                  maxlength={500}
+                  value={props.points?.comment ?? ""}
+                  aria-invalid={error?.section === "points" && error.field === "comment" ? "true" : undefined}
+                />
               </div>
               <div>
                 <button type="submit" id="apply-points">{t("apply")}</button>

@@ -25,6 +25,7 @@ import type { DirectoryKind } from "../../storage/keys.ts";
 import {
   adminActor,
   changeBonus,
+  checkLoginCsrf,
   checkUpload,
   type ConnectionPatch,
   createAdminUser,
@@ -38,6 +39,7 @@ import {
   listDirectory,
   listImports,
   listKeys,
+  loginCsrfToken,
   MATCH_FIELDS,
   type MatchField,
   removeAdminUser,
@@ -74,6 +76,7 @@ import {
   FindBody,
   LoginBody,
 } from "./pages.tsx";
+import { parseMultipart } from "./multipart.ts";
 import { ADMIN_CSS, ADMIN_JS } from "./static.ts";
 
 /** Largest accepted form body: forms are small; uploads (import) get their own limit. */
@@ -89,8 +92,12 @@ export function isAdminPath(path: string): boolean {
 
 /** The session cookie. */
 const SESSION_COOKIE = "bo_session";
-/** The sign-in form's CSRF cookie (double submit: there is no session yet). */
+/**
+ * The sign-in form's pre-session cookie: a random nonce the form's CSRF token is bound to (by an HMAC under a
+ * server secret). Over https it is a `__Host-` cookie, so no other host or path (a subdomain) can plant one.
+ */
 const LOGIN_CSRF_COOKIE = "bo_login_csrf";
+const LOGIN_CSRF_HOST_COOKIE = "__Host-bo_login_csrf";
 /** The language cookie. */
 const LANG_COOKIE = "bo_lang";
 
@@ -122,13 +129,30 @@ function addressOf(c: C): string {
   }
 }
 
+const bodies = new WeakMap<Request, Promise<Record<string, string | File>>>();
+
+/**
+ * The posted form, read once per request: urlencoded by Hono, multipart by our own reader (the runtime's cuts a
+ * file name at "="); any other body is an empty form.
+ */
+function bodyOf(c: C): Promise<Record<string, string | File>> {
+  let body = bodies.get(c.req.raw);
+  if (!body) {
+    const type = c.req.header("content-type") ?? "";
+    body = type.startsWith("application/x-www-form-urlencoded")
+      ? c.req.parseBody() as Promise<Record<string, string | File>>
+      : type.startsWith("multipart/form-data")
+      ? c.req.arrayBuffer().then((buf) => parseMultipart(new Uint8Array(buf), type))
+      : Promise.resolve({});
+    bodies.set(c.req.raw, body);
+  }
+  return body;
+}
+
 /** A posted form as plain strings; files are refused. */
 async function form(c: C): Promise<Record<string, string>> {
-  const type = c.req.header("content-type") ?? "";
-  if (!type.startsWith("application/x-www-form-urlencoded") && !type.startsWith("multipart/form-data")) return {};
-  const body = await c.req.parseBody();
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(body)) {
+  for (const [name, value] of Object.entries(await bodyOf(c))) {
     if (typeof value !== "string") throw new ValidationError(name, `Parameter "${name}" must be text`);
     out[name] = value;
   }
@@ -137,11 +161,7 @@ async function form(c: C): Promise<Record<string, string>> {
 
 /** The CSRF field of a posted form (a form with a file included). */
 async function csrfOf(c: C): Promise<string | undefined> {
-  const type = c.req.header("content-type") ?? "";
-  if (!type.startsWith("application/x-www-form-urlencoded") && !type.startsWith("multipart/form-data")) {
-    return undefined;
-  }
-  const sent = (await c.req.parseBody())._csrf;
+  const sent = (await bodyOf(c))._csrf;
   return typeof sent === "string" ? sent : undefined;
 }
 
@@ -227,13 +247,25 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
     return c.body(ADMIN_JS, 200, { "Content-Type": "text/javascript; charset=utf-8" });
   });
 
-  const loginPage = (c: C, options: { error?: string | null; status?: number; company?: string; login?: string }) => {
-    const csrf = randomToken();
-    setCookie(c, LOGIN_CSRF_COOKIE, csrf, {
-      path: "/admin",
+  /** The pre-session cookie: `__Host-` (path /, Secure) over https, a plain one on /admin over http. */
+  const loginCookie = (c: C) =>
+    isHttps(c)
+      ? { name: LOGIN_CSRF_HOST_COOKIE, path: "/", secure: true }
+      : { name: LOGIN_CSRF_COOKIE, path: "/admin", secure: false };
+  const loginPage = async (
+    c: C,
+    options: { error?: string | null; status?: number; company?: string; login?: string },
+  ) => {
+    const cookie = loginCookie(c);
+    // The nonce is kept while it lasts, so two sign-in tabs both work.
+    const sent = getCookie(c, cookie.name) ?? "";
+    const nonce = /^[A-Za-z0-9_-]{32}$/.test(sent) ? sent : randomToken();
+    const csrf = await loginCsrfToken(store, nonce);
+    setCookie(c, cookie.name, nonce, {
+      path: cookie.path,
       httpOnly: true,
       sameSite: "Strict",
-      secure: isHttps(c),
+      secure: cookie.secure,
     });
     return html(
       c,
@@ -247,7 +279,10 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
   admin.get("/login", (c) => loginPage(c, {}));
   admin.post("/login", async (c) => {
     const body = await form(c);
-    checkCsrf(body._csrf, getCookie(c, LOGIN_CSRF_COOKIE));
+    const cookie = loginCookie(c);
+    if (!await checkLoginCsrf(store, { nonce: getCookie(c, cookie.name) ?? "", token: body._csrf ?? "" })) {
+      checkCsrf(undefined, undefined);
+    }
     const company = (body.company ?? "").trim().toLowerCase();
     const login = body.login ?? "";
     let signed;
@@ -263,7 +298,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
     // A new token at every sign-in: a session id planted before sign-in is never the one signed in.
     const old = getCookie(c, SESSION_COOKIE);
     if (old) await signOut(store, old);
-    deleteCookie(c, LOGIN_CSRF_COOKIE, { path: "/admin" });
+    deleteCookie(c, cookie.name, { path: cookie.path, secure: cookie.secure });
     setCookie(c, SESSION_COOKIE, signed.token, {
       path: "/admin",
       httpOnly: true,
@@ -355,13 +390,19 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
   // ---- the customer page -----------------------------------------------------------------------------------
 
   const customerId = (c: C): number => {
-    const raw = c.req.param("id") ?? "";
-    if (!/^\d{1,15}$/.test(raw) || Number(raw) < 1) throw new NotFoundError(`Customer "${raw}" not found`, "id");
+    const raw = idParam(c, "id", "Customer", /^\d{1,15}$/);
+    if (Number(raw) < 1) throw new NotFoundError(`Customer "${raw}" not found`, "id");
     return Number(raw);
   };
   const showCustomer = async (
     c: C,
-    options: { error?: PageError | null; values?: Record<string, string>; status?: number } = {},
+    options: {
+      error?: PageError | null;
+      values?: Record<string, string>;
+      /** What was typed in the points form, shown again with its refusal. */
+      points?: Record<string, string>;
+      status?: number;
+    } = {},
   ) => {
     const id = customerId(c);
     const data = await customerPage(store, c.var.actor, {
@@ -385,6 +426,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
         values={{ ...profileValues(data, tz), ...options.values }}
         error={options.error}
         ok={ok}
+        points={options.points}
         idempotencyKey={randomToken(16)}
       />,
       options.status,
@@ -404,6 +446,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
       return await showCustomer(c, {
         error: { section, message: error.message, field: error.field },
         values: section === "profile" ? body : undefined,
+        points: section === "points" ? body : undefined,
         status: error.status,
       });
     }
@@ -457,9 +500,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
       });
     }));
   const cardIdOf = (c: C): number => {
-    const raw = c.req.param("card") ?? "";
-    if (!/^\d{1,15}$/.test(raw)) throw new NotFoundError(`Card "${raw}" not found`, "card_id");
-    return Number(raw);
+    return Number(idParam(c, "card", "Card", /^\d{1,15}$/));
   };
   admin.post("/customers/:id/cards/:card/status", requireChange, (c) =>
     change(c, "cards", async (body) => {
@@ -500,12 +541,24 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
       const bonusId = parsers.group_id(body.bonus_id ?? "", "bonus_id");
       if (bonusId === null) throw new ValidationError("bonus_id", 'Parameter "bonus_id" is required');
       const amount = amountParser(body.amount ?? "", "amount");
+      // A zero adjustment changes nothing: refused rather than shown as saved.
+      if (amount === 0) throw invalid("amount", body.amount ?? "", "must not be 0");
       const comment = (body.comment ?? "").trim();
-      if (comment === "") throw new ValidationError("comment", "A comment is required to adjust points");
+      // Zero-width and other format characters (\p{Cf}) and white space alone are no comment.
+      if (comment.replace(/[\p{Cf}\s]/gu, "") === "") {
+        throw new ValidationError("comment", "A comment is required to adjust points");
+      }
       if (comment.length > MAX_COMMENT) {
         throw new ValidationError("comment", `Invalid comment: must be at most ${MAX_COMMENT} characters`);
       }
-      const key = body.idempotency_key ? checkIdempotencyKey(body.idempotency_key, "idempotency_key") : null;
+      // The form's key is required: without it every submit of the form would credit again.
+      if (!body.idempotency_key) {
+        throw new ValidationError(
+          "idempotency_key",
+          'Parameter "idempotency_key" is required: reload the page and try again',
+        );
+      }
+      const key = checkIdempotencyKey(body.idempotency_key, "idempotency_key");
       await changeBonus(store, c.var.actor, {
         customer: { id: customerId(c) },
         bonusId,
@@ -513,7 +566,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
         overwrite: false,
         comment,
         orderId: null,
-        idempotencyKey: key === null ? null : `admin:${c.var.session.login}:${key}`,
+        idempotencyKey: `admin:${c.var.session.login}:${key}`,
         timeZone: tz,
       });
     }));
@@ -543,7 +596,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
     const kind = c.req.param("kind") as DirectoryKind;
     const spec = DIRECTORY_KINDS.find((d) => d.kind === kind);
     if (!spec) throw new NotFoundError(`No such directory: ${kind}`);
-    const rawId = c.req.param("entry");
+    const rawId = c.req.param("entry") === undefined ? undefined : idParam(c, "entry", "Entry", /^\d{1,15}$/);
     const body = await form(c);
     try {
       const entryId = rawId === undefined ? undefined : parsers.group_id(rawId, "id") ?? undefined;
@@ -602,7 +655,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
   };
   admin.get("/import", (c) => showImport(c));
   admin.post("/import/check", requireChange, async (c) => {
-    const body = await c.req.parseBody();
+    const body = await bodyOf(c);
     const values: UploadValues = {};
     for (const [k, v] of Object.entries(body)) if (typeof v === "string" && k !== "_csrf") values[k] = v;
     try {
@@ -642,8 +695,8 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
     return c.redirect(`/admin/import/jobs/${job.id}`, 303);
   });
   const jobOf = async (c: C) => {
-    const id = c.req.param("job") ?? "";
-    const job = RUN_ID_SHAPE.test(id) ? await importJob(store, c.var.actor, id) : null;
+    const id = idParam(c, "job", "Import", RUN_ID_SHAPE);
+    const job = await importJob(store, c.var.actor, id);
     if (!job) throw new NotFoundError(`Import "${id}" not found`, "job");
     return job;
   };
@@ -692,7 +745,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
   };
   admin.get("/connections", (c) => showConnections(c));
   const saveConnectionForm = async (c: C) => {
-    const id = c.req.param("connection") ?? null;
+    const id = c.req.param("connection") === undefined ? null : idParam(c, "connection", "Connection");
     const body = await form(c);
     try {
       if (id !== null && !(await listConnections(store, c.var.actor)).some((x) => x.id === id)) {
@@ -711,7 +764,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
   };
   admin.post("/connections", requireChange, saveConnectionForm);
   admin.post("/connections/dead/:dead/retry", requireChange, async (c) => {
-    const id = c.req.param("dead");
+    const id = idParam(c, "dead", "Dead letter");
     if (!await retryDeadLetter(store, c.var.actor, id)) throw new NotFoundError(`Dead letter "${id}" not found`, "id");
     return c.redirect("/admin/connections?ok=retried", 303);
   });
@@ -762,7 +815,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
     }));
   admin.post("/access/users/:login/delete", requireOwner, (c) =>
     accessChange(c, async () => {
-      const login = c.req.param("login");
+      const login = idParam(c, "login", "User", LOGIN_SHAPE);
       if (login === c.var.session.login) throw new ValidationError("login", "You cannot delete yourself");
       await removeAdminUser(store, c.var.actor, login);
     }));
@@ -784,7 +837,7 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
     }));
   admin.post("/access/keys/:key/revoke", requireOwner, (c) =>
     accessChange(c, async () => {
-      const id = c.req.param("key");
+      const id = idParam(c, "key", "API key");
       const own = (await listKeys(store, c.var.session.company_id)).some((k) => k.id === id);
       if (!own || !await revokeKey(store, id, { actorName: c.var.actor.name })) {
         throw new NotFoundError(`API key "${id}" not found`, "key");
@@ -811,6 +864,25 @@ export function adminRoutes(deps: Deps, options: { log?: (line: string) => void 
     );
   });
   return admin;
+}
+
+/** The shape of opaque ids in URLs (dead letters, connections, API keys): bounded, so no key gets too large. */
+const OPAQUE_ID_SHAPE = /^[A-Za-z0-9._~-]{1,100}$/;
+
+/** The shape of a login in a URL (checkLogin's, any case). */
+const LOGIN_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$/;
+
+/**
+ * An id from the URL, checked for its shape before it goes near a use case or a key: anything else is a 404 page
+ * (naming at most the first 40 characters), never a 500 from a KV key over its size limit.
+ */
+function idParam(c: C, name: string, what: string, shape = OPAQUE_ID_SHAPE): string {
+  const raw = c.req.param(name) ?? "";
+  if (!shape.test(raw)) {
+    const shown = raw.length > 40 ? `${raw.slice(0, 40)}...` : raw;
+    throw new NotFoundError(`${what} "${shown}" not found`, name);
+  }
+  return raw;
 }
 
 /** How long a run's form waits for the run before showing its progress page. */
