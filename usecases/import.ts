@@ -49,6 +49,14 @@ import { saveCustomer } from "./customers.ts";
 export type { ImportRun };
 export { newRunId, RUN_ID };
 
+/** The card lookup parsers, built once (building one derives its JSON schema for the messages). */
+const LOOKUP = {
+  uid: parserOf(CARD_LOOKUP_PARSERS.uid) as FieldParser<unknown>,
+  card_barcode: parserOf(CARD_LOOKUP_PARSERS.card_barcode) as FieldParser<unknown>,
+  external_id: parserOf(CARD_LOOKUP_PARSERS.external_id) as FieldParser<unknown>,
+  card_id: parserOf(CARD_LOOKUP_PARSERS.card_id) as FieldParser<unknown>,
+};
+
 /** The unique customer fields a row can be matched by, in the default order. */
 export const MATCH_FIELDS = ["external_id", "phone", "email"] as const;
 /** A field a row can be matched by. */
@@ -202,8 +210,8 @@ export class RowChecker {
     for (const [field, raw] of Object.entries(row.values)) {
       // An empty cell leaves the stored value as it is: a spreadsheet's gap never clears what a till recorded.
       if (raw.trim() === "") continue;
-      if (field === "card_uid") cardUid = parserOf(CARD_LOOKUP_PARSERS.uid)(raw, field);
-      else if (field === "card_barcode") cardBarcode = parserOf(CARD_LOOKUP_PARSERS.card_barcode)(raw, field);
+      if (field === "card_uid") cardUid = LOOKUP.uid(raw, field) as string;
+      else if (field === "card_barcode") cardBarcode = LOOKUP.card_barcode(raw, field) as string;
       else if (field === "bonus") bonus = parseMoney(raw, field);
       else if (field === "group_name") groupName = this.customerParsers.group_name!(raw, field) as string;
       else if (field === "group_id") continue;
@@ -247,8 +255,8 @@ export class RowChecker {
   #parseCard(row: ImportRow): PlannedCard {
     const fields: Record<string, unknown> = {};
     const lookupParsers: Record<string, FieldParser<unknown>> = {
-      uid: parserOf(CARD_LOOKUP_PARSERS.uid),
-      external_id: parserOf(CARD_LOOKUP_PARSERS.external_id),
+      uid: LOOKUP.uid,
+      external_id: LOOKUP.external_id,
     };
     for (const [field, raw] of Object.entries(row.values)) {
       if (raw.trim() === "") continue;
@@ -284,7 +292,7 @@ export class RowChecker {
     let customer: PlannedBonus["customer"];
     if (text("customer_external_id") !== "") customer = { externalId: text("customer_external_id") };
     else if (text("customer_id") !== "") {
-      const id = parserOf(CARD_LOOKUP_PARSERS.card_id)(text("customer_id"), "customer_id");
+      const id = LOOKUP.card_id(text("customer_id"), "customer_id") as number;
       customer = { id };
     } else {
       throw new ValidationError(
@@ -292,9 +300,7 @@ export class RowChecker {
         `Parameter "customer_external_id" or "customer_id" is required`,
       );
     }
-    const bonusId = text("bonus_id") !== ""
-      ? parserOf(CARD_LOOKUP_PARSERS.card_id)(text("bonus_id"), "bonus_id")
-      : this.programId;
+    const bonusId = text("bonus_id") !== "" ? LOOKUP.card_id(text("bonus_id"), "bonus_id") as number : this.programId;
     if (bonusId === null) throw new ValidationError("bonus_id", `Parameter "bonus_id" is required`);
     if (text("amount") === "") throw new ValidationError("amount", `Parameter "amount" is required`);
     const overwrite = text("overwrite") === "" ? true : this.customerParsers.send_sms!(text("overwrite"), "overwrite");
