@@ -49,6 +49,14 @@ interface PlannedRow {
   checks: Deno.KvKey[];
 }
 
+/** The customer index collections a caller of createFresh may have read already (options.epoch). */
+const CUSTOMER_INDEXES = new Set(["customers_by_external_id", "customers_by_phone", "customers_by_email"]);
+
+/** The versionstamp of a company's claims epoch now: read it before the unique keys it is to guard. */
+export async function readClaimsEpoch(store: Store, cid: string): Promise<string | null> {
+  return (await store.kv.get(claimKeys.epoch(cid))).versionstamp;
+}
+
 /** Rounds of "read the epoch and the keys, commit under the epoch" before the rows left fall back to per-key checks. */
 const EPOCH_ATTEMPTS = 4;
 /** Rows per atomic operation under the epoch at most (the mutation and byte limits usually stop it first). */
@@ -63,7 +71,18 @@ const MAX_ROWS_PER_WRITE = 100;
  * operation. A concurrent claim anywhere in the company makes the operation fail whole; its rows and the later ones
  * are read again, a few times, and after that go in with each claimed key checked (a few rows per operation).
  */
-export async function createFresh(store: Store, actor: Actor, rows: FreshCustomer[]): Promise<boolean[]> {
+export async function createFresh(
+  store: Store,
+  actor: Actor,
+  rows: FreshCustomer[],
+  options: {
+    /**
+     * The claims epoch's versionstamp (readClaimsEpoch) as read before the caller found the rows' customer index
+     * entries (external id, phone, email) absent: the first round then reads only their cards' keys.
+     */
+    epoch?: string | null;
+  } = {},
+): Promise<boolean[]> {
   const cid = actor.companyId;
   const done = rows.map(() => false);
   if (rows.length === 0) return done;
@@ -82,7 +101,8 @@ export async function createFresh(store: Store, actor: Actor, rows: FreshCustome
   });
   for (let attempt = 1; attempt <= EPOCH_ATTEMPTS && pending.length > 0; attempt++) {
     if (attempt > 1) await backoff(attempt);
-    pending = await createUnderEpoch(store, actor, pending, done);
+    const known = attempt === 1 && options.epoch !== undefined ? { epoch: options.epoch } : null;
+    pending = await createUnderEpoch(store, actor, pending, done, known);
   }
   if (pending.length > 0) await createChecked(store, actor, pending, done);
   return done;
@@ -98,18 +118,22 @@ async function createUnderEpoch(
   actor: Actor,
   rows: PlannedRow[],
   done: boolean[],
+  known: { epoch: string | null } | null,
 ): Promise<PlannedRow[]> {
   const cid = actor.companyId;
   const epochKey = claimKeys.epoch(cid);
   // The epoch first: a claim committed after this read changes it; one committed before is seen by the reads below.
-  let stamp = (await store.kv.get(epochKey)).versionstamp;
-  const read = await getManyInBatches(store.kv, rows.flatMap((r) => r.checks));
+  let stamp = known !== null ? known.epoch : (await store.kv.get(epochKey)).versionstamp;
+  const toRead = (r: PlannedRow) =>
+    known === null ? r.checks : r.checks.filter((k) => !CUSTOMER_INDEXES.has(k[2] as string));
+  const read = await getManyInBatches(store.kv, rows.flatMap(toRead));
   const free: PlannedRow[] = [];
   let at = 0;
   for (const r of rows) {
+    const n = toRead(r).length;
     let taken = false;
-    for (let j = 0; j < r.checks.length; j++) if (read[at + j]!.versionstamp !== null) taken = true;
-    at += r.checks.length;
+    for (let j = 0; j < n; j++) if (read[at + j]!.versionstamp !== null) taken = true;
+    at += n;
     if (!taken) free.push(r);
   }
   let perRow = 40;

@@ -192,8 +192,35 @@ try {
 const needsProgram = (type === "customers" && opened.columns.includes("bonus")) ||
   (type === "bonuses" && (!opened.columns.includes("bonus_id") || bonusId !== null));
 
+// Ctrl-C (SIGINT), SIGTERM, or the parent (`deno task`) gone: stop before the next batch, nothing half-written; a
+// second signal stops at once (still nothing half-written: every batch is one or more whole atomic operations).
+const stop = new AbortController();
+let stopReason = "";
+function stopSoon(reason: string): void {
+  if (stop.signal.aborted) {
+    if (reason.startsWith("SIG")) Deno.exit(130);
+    return;
+  }
+  stopReason = reason;
+  stop.abort();
+  try {
+    console.error(`\nimport: ${reason}: stopping after the batch being written`);
+  } catch { /* stderr gone with the parent */ }
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stopSoon(sig));
+const parentPid = Deno.ppid;
+const watch = setInterval(() => {
+  if (Deno.ppid !== parentPid) stopSoon("the parent process is gone");
+}, 500);
+Deno.unrefTimer(watch);
+let lastLine = 0;
+
 async function* rowsOf(): AsyncGenerator<ReadRow[]> {
-  for await (const batch of opened.batches) yield batch;
+  for await (const batch of opened.batches) {
+    if (stop.signal.aborted) return;
+    yield batch;
+    lastLine = batch.at(-1)?.line ?? lastLine;
+  }
 }
 
 const report: ImportReport = args.url === undefined ? await local() : await remote(args.url, args.apikey!);
@@ -217,12 +244,14 @@ async function local(): Promise<ImportReport> {
         console.error(`import: resuming after line ${line}, where an interrupted run of this file stopped`);
       },
       needsProgram,
+      signal: stop.signal,
       batches: rowsOf(),
       onBatch: (results) => {
         rowsDone += results.length;
         progress();
       },
     });
+    if (stop.signal.aborted) return report;
     await recordImport(store, actor, {
       file: fileName,
       type,
@@ -312,6 +341,18 @@ async function fileKeyOf(path: string): Promise<string> {
   const data = new TextEncoder().encode(`${basename(path)}|${info.size}|${info.mtime?.getTime() ?? 0}`);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
   return [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+if (stop.signal.aborted) {
+  try {
+    console.error(
+      `import: stopped (${stopReason}) after line ${lastLine}; nothing is half-written. Run the same command ` +
+        (args.url === undefined
+          ? "again to finish: it resumes after that line."
+          : "again to finish: the rows already in are counted unchanged."),
+    );
+  } catch { /* stderr gone with the parent */ }
+  Deno.exit(stopReason === "SIGTERM" ? 143 : 130);
 }
 
 const total = report.created + report.updated + report.unchanged + report.rejected + report.skipped;

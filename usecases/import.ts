@@ -15,7 +15,7 @@ import {
 } from "../domain/card.ts";
 import { type PointsRules, summarize, walletOf } from "../domain/points.ts";
 import { rulesOf } from "../domain/program_settings.ts";
-import { createFresh, type FreshCustomer } from "../storage/import_batch.ts";
+import { createFresh, type FreshCustomer, readClaimsEpoch } from "../storage/import_batch.ts";
 import { applyCustomerPatch, type Customer, customerFieldParsers, type CustomerPatch } from "../domain/customer.ts";
 import { localDate } from "../domain/dates.ts";
 import { emailKey } from "../domain/email.ts";
@@ -340,12 +340,15 @@ export class ImportSession extends RowChecker {
     // Duplicates are decided in file order before any row of the batch is written.
     const planned = rows.map((row) => this.plan(row));
     const customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    const batched = !this.options.dryRun && this.options.batched !== false && customers.length > 0;
+    // Read before the rows' index entries, so the batched create need not read them again (storage/import_batch.ts).
+    const epoch = batched ? await readClaimsEpoch(this.store, this.actor.companyId) : undefined;
     const pre = await this.#prefetch(customers);
     const results: RowResult[] = new Array(rows.length);
     // New customers (nothing of theirs in the store yet) go in several per atomic operation.
-    const fresh = this.options.dryRun || this.options.batched === false ? [] : this.#freshOf(customers, pre);
+    const fresh = batched ? this.#freshOf(customers, pre) : [];
     if (fresh.length > 0) {
-      const written = await createFresh(this.store, this.actor, fresh.map((f) => f.row));
+      const written = await createFresh(this.store, this.actor, fresh.map((f) => f.row), { epoch });
       fresh.forEach((f, i) => {
         if (written[i]) {
           const at = planned.indexOf(f.plan);
@@ -435,59 +438,101 @@ export class ImportSession extends RowChecker {
   }
 
   /**
-   * Reads what the customer rows of a batch are matched against in a few getMany rounds for the whole batch (index
-   * entries, then the customers, cards and balances they point at), so rows already in cost no reads of their own.
+   * Reads what the customer rows of a batch are matched against in a few getMany rounds for the whole batch, so
+   * rows already in cost no reads of their own: first the index entry of each row's first match field and of its
+   * card; then the customer found with its balance and card, or else the row's other match fields; last only what
+   * is still unknown. A unique value the found customer's record already holds is not read from its index: the
+   * record and its index entries are written together, so the entry points at that customer.
    */
   async #prefetch(plans: PlannedCustomer[]): Promise<Map<PlannedCustomer, Prefetched>> {
     const out = new Map<PlannedCustomer, Prefetched>();
     if (plans.length === 0) return out;
     const cid = this.actor.companyId;
-    const first: Deno.KvKey[] = [];
-    const at: { fields: MatchField[]; start: number; card: number | null }[] = [];
-    for (const p of plans) {
-      const fields = MATCH_FIELDS.filter((f) => p.unique[f] !== null);
-      const start = first.length;
-      for (const f of fields) first.push(matchKey(cid, f, p.unique[f]!));
-      let card: number | null = null;
-      if (p.cardUid !== null) {
-        card = first.length;
-        first.push(cardKeys.byUid(cid, p.cardUid));
+    const { kv } = this.store;
+    const programId = this.programId;
+    type State = {
+      plan: PlannedCustomer;
+      fields: MatchField[];
+      holders: Map<MatchField, number>;
+      unread: MatchField[];
+      cardId: number | null;
+      pre: Prefetched;
+      recordRead: boolean;
+    };
+    const states: State[] = plans.map((plan) => {
+      const fields = this.match.filter((f) => plan.unique[f] !== null);
+      return {
+        plan,
+        fields,
+        holders: new Map(),
+        unread: [...fields],
+        cardId: null,
+        pre: { holders: new Map(), existing: null, card: null, balance: null },
+        recordRead: false,
+      };
+    });
+    /** One round: each state asks for keys and hears their entries. */
+    const round = async (ask: (s: State, want: (key: Deno.KvKey, heard: (v: unknown) => void) => void) => void) => {
+      const wanted: Deno.KvKey[] = [];
+      const heard: ((v: unknown) => void)[] = [];
+      for (const s of states) ask(s, (key, h) => (wanted.push(key), heard.push(h)));
+      if (wanted.length === 0) return;
+      const read = await getManyInBatches<unknown>(kv, wanted);
+      read.forEach((e, i) => heard[i]!(e.value));
+    };
+    const readIndex = (s: State, f: MatchField, want: (key: Deno.KvKey, h: (v: unknown) => void) => void) => {
+      s.unread = s.unread.filter((u) => u !== f);
+      want(matchKey(cid, f, s.plan.unique[f]!), (v) => {
+        if (v !== null) s.holders.set(f, v as number);
+      });
+    };
+    const readRecords = (s: State, id: number, want: (key: Deno.KvKey, h: (v: unknown) => void) => void) => {
+      s.recordRead = true;
+      want(keys.customer(cid, id), (v) => s.pre.existing = v as Customer | null);
+      if (s.plan.bonus !== null && programId !== null) {
+        want(bonusKeys.balance(cid, id, programId), (v) => s.pre.balance = v as BalanceRecord | null);
       }
-      at.push({ fields, start, card });
+    };
+    const matchedId = (s: State) => {
+      const f = this.match.find((m) => s.holders.has(m));
+      return f === undefined ? null : s.holders.get(f)!;
+    };
+    // 1: the first match field's index entry, and the card's.
+    await round((s, want) => {
+      if (s.fields.length > 0) readIndex(s, s.fields[0]!, want);
+      if (s.plan.cardUid !== null) want(cardKeys.byUid(cid, s.plan.cardUid), (v) => s.cardId = v as number | null);
+    });
+    // 2: the customer found, its balance and the card; or the other match fields.
+    await round((s, want) => {
+      const id = matchedId(s);
+      if (id !== null) readRecords(s, id, want);
+      else for (const f of [...s.unread]) readIndex(s, f, want);
+      if (s.cardId !== null) want(cardKeys.card(cid, s.cardId), (v) => s.pre.card = v as Card | null);
+    });
+    // 3: what is still unknown: the customer matched by another field, or a value its record does not hold.
+    await round((s, want) => {
+      const id = matchedId(s);
+      if (id !== null && !s.recordRead) readRecords(s, id, want);
+      const existing = s.pre.existing;
+      for (const f of [...s.unread]) {
+        if (existing !== null && existing.id === id && heldBy(existing, f, s.plan.unique[f]!)) {
+          s.unread = s.unread.filter((u) => u !== f);
+          s.holders.set(f, existing.id);
+        } else readIndex(s, f, want);
+      }
+    });
+    // 4: a customer matched only now (by a field read last) is read; its other values were all read.
+    await round((s, want) => {
+      const id = matchedId(s);
+      if (id !== null && !s.recordRead) readRecords(s, id, want);
+    });
+    for (const s of states) {
+      const id = matchedId(s);
+      // A record read for a match that a later round changed (another field ranks first) is not this row's.
+      if (s.pre.existing !== null && s.pre.existing.id !== id) s.pre.existing = null;
+      for (const f of s.fields) if (s.holders.has(f)) s.pre.holders.set(f, s.holders.get(f)!);
+      out.set(s.plan, s.pre);
     }
-    const read1 = await getManyInBatches<number>(this.store.kv, first);
-    const second: Deno.KvKey[] = [];
-    const refs: { holders: Map<MatchField, number>; existingId: number | null; c: number; k: number; b: number }[] = [];
-    plans.forEach((p, i) => {
-      const { fields, start, card } = at[i]!;
-      const holders = new Map<MatchField, number>();
-      fields.forEach((f, j) => {
-        const v = read1[start + j]!.value;
-        if (v !== null) holders.set(f, v);
-      });
-      const matchedBy = this.match.find((f) => holders.has(f));
-      const existingId = matchedBy === undefined ? null : holders.get(matchedBy)!;
-      const ref = { holders, existingId, c: -1, k: -1, b: -1 };
-      if (existingId !== null) {
-        ref.c = second.push(keys.customer(cid, existingId)) - 1;
-        if (p.bonus !== null && this.programId !== null) {
-          ref.b = second.push(bonusKeys.balance(cid, existingId, this.programId)) - 1;
-        }
-      }
-      const cardId = card === null ? null : read1[card]!.value;
-      if (cardId !== null) ref.k = second.push(cardKeys.card(cid, cardId)) - 1;
-      refs.push(ref);
-    });
-    const read2 = await getManyInBatches<unknown>(this.store.kv, second);
-    plans.forEach((p, i) => {
-      const r = refs[i]!;
-      out.set(p, {
-        holders: r.holders,
-        existing: r.c < 0 ? null : read2[r.c]!.value as Customer | null,
-        card: r.k < 0 ? null : read2[r.k]!.value as Card | null,
-        balance: r.b < 0 ? null : read2[r.b]!.value as BalanceRecord | null,
-      });
-    });
     return out;
   }
 
@@ -729,6 +774,12 @@ function matchKey(cid: string, field: MatchField, value: string): Deno.KvKey {
   return keys.customerByExternalId(cid, value);
 }
 
+/** Whether a stored customer holds a row's (normalised) unique value. */
+function heldBy(c: Customer, field: MatchField, value: string): boolean {
+  if (field === "email") return c.email !== null && emailKey(c.email) === value;
+  return c[field] === value;
+}
+
 function reject(line: number, field: string, info: string): RowResult {
   return { line, status: "rejected", field, info };
 }
@@ -791,6 +842,11 @@ export async function importRows(
     checkpoint?: string;
     /** Hears the line an interrupted earlier run is resumed after. */
     onResume?: (line: number) => void;
+    /**
+     * Stops the import before the next batch once aborted (Ctrl-C): every batch written is whole, and the
+     * checkpoint stays, so a re-run resumes after the last batch written.
+     */
+    signal?: AbortSignal;
   },
 ): Promise<ImportReport> {
   const session = new ImportSession(store, actor, options);
@@ -807,6 +863,7 @@ export async function importRows(
     options.onResume?.(saved.line);
   }
   for await (const rows of options.batches) {
+    if (options.signal?.aborted) break;
     // Rows an earlier run finished are only parsed, so duplicates of them later in the file are still found.
     const done = resumeAfter === 0 ? [] : rows.filter((r) => r.line <= resumeAfter);
     for (const row of done) session.plan(row);
@@ -819,7 +876,8 @@ export async function importRows(
     }
     await options.onBatch?.(results);
   }
-  if (key !== undefined) await clearCheckpoint(store.kv, cid, key);
+  // Stopped (the batches may have ended early because of it): the checkpoint stays for the re-run.
+  if (key !== undefined && !options.signal?.aborted) await clearCheckpoint(store.kv, cid, key);
   return report;
 }
 
