@@ -81,6 +81,8 @@ export async function createFresh(
      * entries (external id, phone, email) absent: the first round then reads only their cards' keys.
      */
     epoch?: string | null;
+    /** Hears each row written (its index in `rows`) with the ids it got. */
+    onWritten?: (index: number, ids: { customerId: number; cardId: number | null }) => void;
   } = {},
 ): Promise<boolean[]> {
   const cid = actor.companyId;
@@ -92,19 +94,25 @@ export async function createFresh(
   // This process's cached customer sequence is stale now: the next single create reads it again.
   store.sequences.delete(`${cid}/customers`);
   let cardIndex = 0;
-  let pending: PlannedRow[] = rows.map((r, i) => {
+  const planned: PlannedRow[] = rows.map((r, i) => {
     const id = firstCustomer + i;
     const customer = { ...r.customer, id };
     const card = r.card ? { ...r.card, id: firstCard + cardIndex++, customer_id: id } : null;
     const checks = uniqueKeys(cid, customer, card);
     return { i, customer, card, balance: r.balance, checks };
   });
+  let pending = planned;
   for (let attempt = 1; attempt <= EPOCH_ATTEMPTS && pending.length > 0; attempt++) {
     if (attempt > 1) await backoff(attempt);
     const known = attempt === 1 && options.epoch !== undefined ? { epoch: options.epoch } : null;
     pending = await createUnderEpoch(store, actor, pending, done, known);
   }
   if (pending.length > 0) await createChecked(store, actor, pending, done);
+  if (options.onWritten) {
+    for (const p of planned) {
+      if (done[p.i]) options.onWritten(p.i, { customerId: p.customer.id, cardId: p.card?.id ?? null });
+    }
+  }
   return done;
 }
 

@@ -21,7 +21,7 @@ import { localDate } from "../domain/dates.ts";
 import { emailKey } from "../domain/email.ts";
 import { AppError, ValidationError } from "../domain/errors.ts";
 import { type FieldParser, parserOf, parsersOf } from "../domain/fields.ts";
-import { duplicateMessage, DuplicateTracker } from "../domain/import/dupes.ts";
+import { ClaimedLines, type Duplicate, duplicateMessage, DuplicateTracker } from "../domain/import/dupes.ts";
 import type { ImportType } from "../domain/import/columns.ts";
 import { parseMoney } from "../domain/money.ts";
 import { type BalanceRecord, getBalanceRecord } from "../storage/bonuses.ts";
@@ -169,7 +169,8 @@ export async function importProgram(store: Store, actor: Actor, bonusId: number 
  * duplicates across its batches are found as a local import finds them.
  */
 export class RowChecker {
-  readonly dupes = new DuplicateTracker();
+  /** The unique values claimed so far (by this batch only, when the store finds the earlier ones). */
+  dupes = new DuplicateTracker();
   readonly customerParsers: Record<string, FieldParser<unknown>>;
   readonly cardParsers: Record<string, FieldParser<unknown>>;
   readonly match: readonly MatchField[];
@@ -184,21 +185,30 @@ export class RowChecker {
 
   /** Parses and checks a row against the file so far: a result when it is done with (rejected, skipped). */
   plan(row: ImportRow): RowResult | Planned {
+    const parsed = this.parse(row);
+    return "status" in parsed ? parsed : this.claim(parsed);
+  }
+
+  /** Parses a row (no duplicate check): a result when it is done with (rejected, skipped). */
+  parse(row: ImportRow): RowResult | Planned {
     const { line } = row;
     if (row.error) return { line, status: "rejected", field: row.error.field, info: row.error.info };
     if (Object.values(row.values).every((v) => v.trim() === "")) return { line, status: "skipped" };
     try {
-      const parsed = this.options.type === "customers"
+      return this.options.type === "customers"
         ? this.#parseCustomer(row)
         : this.options.type === "cards"
         ? this.#parseCard(row)
         : this.#parseBonus(row);
-      const dup = this.dupes.claim(line, parsed.unique);
-      if (dup) return { line, status: "rejected", field: dup.field, info: duplicateMessage(dup) };
-      return parsed;
     } catch (e) {
       return rejectOf(line, e);
     }
+  }
+
+  /** Claims a parsed row's unique values: the row, or its reject when an earlier line claimed one. */
+  claim(parsed: Planned): RowResult | Planned {
+    const dup = this.dupes.claim(parsed.line, parsed.unique);
+    return dup ? duplicateReject(parsed.line, dup) : parsed;
   }
 
   #parseCustomer(row: ImportRow): PlannedCustomer {
@@ -335,25 +345,53 @@ export class ImportSession extends RowChecker {
   /** The rules of the program of balances (for the batched create). */
   #rules: PointsRules | null = null;
 
+  /**
+   * Whether in-file duplicates of customer rows are found through the store (see ClaimedLines): a value an earlier
+   * batch claimed is in the store by now, held by the record that batch's line went into. Not in a dry run (nothing
+   * is written), nor for cards and balances files (their values are tracked as hashes).
+   */
+  get #storeDupes(): boolean {
+    return this.options.type === "customers" && !this.options.dryRun;
+  }
+  #customerLines = new ClaimedLines(["external_id", "phone", "email"]);
+  #cardLines = new ClaimedLines(["card_uid", "card_barcode"]);
+  /** The customer and card each row of the batch went into (or was found unchanged in), by line. */
+  #ids = new Map<number, { customer: number | null; card: number | null }>();
+
   /** Imports a batch of rows, several at once; results in row order. */
   async run(rows: ImportRow[]): Promise<RowResult[]> {
+    const storeDupes = this.#storeDupes;
     // Duplicates are decided in file order before any row of the batch is written.
-    const planned = rows.map((row) => this.plan(row));
-    const customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    const planned = storeDupes ? rows.map((row) => this.parse(row)) : rows.map((row) => this.plan(row));
+    let customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
     const batched = !this.options.dryRun && this.options.batched !== false && customers.length > 0;
     // Read before the rows' index entries, so the batched create need not read them again (storage/import_batch.ts).
     const epoch = batched ? await readClaimsEpoch(this.store, this.actor.companyId) : undefined;
     const pre = await this.#prefetch(customers);
+    if (storeDupes) {
+      // Earlier batches through the store, this batch in memory; a rejected row claims nothing.
+      this.dupes = new DuplicateTracker();
+      for (const [i, p] of planned.entries()) {
+        if ("status" in p) continue;
+        const earlier = this.#earlierLine(p as PlannedCustomer, pre.get(p as PlannedCustomer)!);
+        planned[i] = earlier ? duplicateReject(p.line, earlier) : this.claim(p);
+      }
+      customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    }
     const results: RowResult[] = new Array(rows.length);
+    const parsed = [...planned];
+    this.#ids.clear();
     // New customers (nothing of theirs in the store yet) go in several per atomic operation.
     const fresh = batched ? this.#freshOf(customers, pre) : [];
     if (fresh.length > 0) {
-      const written = await createFresh(this.store, this.actor, fresh.map((f) => f.row), { epoch });
-      fresh.forEach((f, i) => {
-        if (written[i]) {
-          const at = planned.indexOf(f.plan);
-          planned[at] = { line: f.plan.line, status: "created" };
-        }
+      const at = new Map(planned.map((p, i) => [p, i]));
+      await createFresh(this.store, this.actor, fresh.map((f) => f.row), {
+        epoch,
+        onWritten: (i, ids) => {
+          const { plan } = fresh[i]!;
+          planned[at.get(plan)!] = { line: plan.line, status: "created" };
+          this.#ids.set(plan.line, { customer: ids.customerId, card: ids.cardId });
+        },
       });
     }
     let next = 0;
@@ -366,7 +404,63 @@ export class ImportSession extends RowChecker {
     };
     const width = Math.max(1, this.options.concurrency ?? 16);
     await Promise.all(Array.from({ length: Math.min(width, rows.length) }, worker));
+    if (storeDupes) {
+      for (const [i, r] of results.entries()) {
+        const ids = this.#ids.get(r.line);
+        const p = parsed[i]!;
+        if (r.status === "rejected" || r.status === "skipped" || !ids || "status" in p) continue;
+        this.#remember(p as PlannedCustomer, ids);
+      }
+    }
     return results;
+  }
+
+  /**
+   * Reads what rows an interrupted earlier run finished (they are not written again) so that later duplicates of
+   * them are still found.
+   */
+  async seed(rows: ImportRow[]): Promise<void> {
+    if (!this.#storeDupes) {
+      for (const row of rows) this.plan(row);
+      return;
+    }
+    const customers = rows.map((row) => this.parse(row))
+      .filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    const pre = await this.#prefetch(customers);
+    for (const p of customers) {
+      const found = pre.get(p)!;
+      for (const f of MATCH_FIELDS) {
+        const id = found.holders.get(f);
+        if (p.unique[f] !== null && id !== undefined) this.#customerLines.set(id, f, p.line);
+      }
+      if (found.cardId !== null) this.#cardLines.set(found.cardId, "card_uid", p.line);
+      if (found.barcodeCardId !== null) this.#cardLines.set(found.barcodeCardId, "card_barcode", p.line);
+    }
+  }
+
+  /** The earlier line of this file that claimed one of a row's values, found through the record holding it. */
+  #earlierLine(p: PlannedCustomer, pre: Prefetched): Duplicate | null {
+    for (const f of MATCH_FIELDS) {
+      const id = pre.holders.get(f);
+      const line = p.unique[f] === null || id === undefined ? null : this.#customerLines.get(id, f);
+      if (line !== null) return { field: f, value: p.unique[f]!, line };
+    }
+    const uid = pre.cardId === null ? null : this.#cardLines.get(pre.cardId, "card_uid");
+    if (uid !== null) return { field: "card_uid", value: p.cardUid!, line: uid };
+    const barcode = pre.barcodeCardId === null ? null : this.#cardLines.get(pre.barcodeCardId, "card_barcode");
+    if (barcode !== null) return { field: "card_barcode", value: p.cardBarcode!, line: barcode };
+    return null;
+  }
+
+  /** Records the values a row that went in claimed, by the records holding them now. */
+  #remember(p: PlannedCustomer, ids: { customer: number | null; card: number | null }): void {
+    if (ids.customer !== null) {
+      for (const f of MATCH_FIELDS) if (p.unique[f] !== null) this.#customerLines.set(ids.customer, f, p.line);
+    }
+    if (ids.card !== null) {
+      if (p.cardUid !== null) this.#cardLines.set(ids.card, "card_uid", p.line);
+      if (p.cardBarcode !== null) this.#cardLines.set(ids.card, "card_barcode", p.line);
+    }
   }
 
   /**
@@ -467,7 +561,7 @@ export class ImportSession extends RowChecker {
         holders: new Map(),
         unread: [...fields],
         cardId: null,
-        pre: { holders: new Map(), existing: null, card: null, balance: null },
+        pre: { holders: new Map(), existing: null, card: null, cardId: null, barcodeCardId: null, balance: null },
         recordRead: false,
       };
     });
@@ -501,6 +595,9 @@ export class ImportSession extends RowChecker {
     await round((s, want) => {
       if (s.fields.length > 0) readIndex(s, s.fields[0]!, want);
       if (s.plan.cardUid !== null) want(cardKeys.byUid(cid, s.plan.cardUid), (v) => s.cardId = v as number | null);
+      if (s.plan.cardBarcode !== null) {
+        want(cardKeys.byBarcode(cid, s.plan.cardBarcode), (v) => s.pre.barcodeCardId = v as number | null);
+      }
     });
     // 2: the customer found, its balance and the card; or the other match fields.
     await round((s, want) => {
@@ -531,6 +628,7 @@ export class ImportSession extends RowChecker {
       // A record read for a match that a later round changed (another field ranks first) is not this row's.
       if (s.pre.existing !== null && s.pre.existing.id !== id) s.pre.existing = null;
       for (const f of s.fields) if (s.holders.has(f)) s.pre.holders.set(f, s.holders.get(f)!);
+      s.pre.cardId = s.cardId;
       out.set(s.plan, s.pre);
     }
     return out;
@@ -619,7 +717,10 @@ export class ImportSession extends RowChecker {
       const record = pre.balance;
       balanceChanged = summarize(walletOf(record), now, options.settings.timeZone).balance !== plan.bonus;
     } else if (plan.bonus !== null) balanceChanged = true;
-    if (!customerChanged && !cardChanged && !balanceChanged) return { line, status: "unchanged" };
+    if (!customerChanged && !cardChanged && !balanceChanged) {
+      this.#ids.set(line, { customer: existingId, card: card?.id ?? null });
+      return { line, status: "unchanged" };
+    }
     const status: RowStatus = existing === null ? "created" : "updated";
     if (options.dryRun) return { line, status };
     let customerId = existingId;
@@ -633,15 +734,17 @@ export class ImportSession extends RowChecker {
       });
       customerId = saved.customer.id;
     }
+    let cardId = card?.id ?? null;
     if (cardChanged) {
       try {
-        await saveCard(store, actor, {
+        const savedCard = await saveCard(store, actor, {
           mode: "update",
           lookup: { uid: plan.cardUid },
           create: true,
           change: plan.cardBarcode === null ? {} : { barcode: plan.cardBarcode },
           refs: { customerId },
         });
+        cardId = savedCard.card.id;
       } catch (e) {
         const r = rejectOf(line, e);
         return { ...r, field: `card_${r.field === "uid" ? "uid" : r.field === "barcode" ? "barcode" : r.field}` };
@@ -659,6 +762,7 @@ export class ImportSession extends RowChecker {
         timeZone: options.settings.timeZone,
       });
     }
+    this.#ids.set(line, { customer: customerId, card: cardId });
     return { line, status };
   }
 
@@ -762,8 +866,11 @@ interface Prefetched {
   /** The customer holding each of the row's unique values. */
   holders: Map<MatchField, number>;
   existing: Customer | null;
-  /** The card of the row's card_uid. */
+  /** The card of the row's card_uid, and its id as the uid's index entry holds it. */
   card: Card | null;
+  cardId: number | null;
+  /** The card holding the row's card_barcode. */
+  barcodeCardId: number | null;
   /** The matched customer's balance in the import's program. */
   balance: BalanceRecord | null;
 }
@@ -778,6 +885,10 @@ function matchKey(cid: string, field: MatchField, value: string): Deno.KvKey {
 function heldBy(c: Customer, field: MatchField, value: string): boolean {
   if (field === "email") return c.email !== null && emailKey(c.email) === value;
   return c[field] === value;
+}
+
+function duplicateReject(line: number, dup: Duplicate): RowResult {
+  return { line, status: "rejected", field: dup.field, info: duplicateMessage(dup) };
 }
 
 function reject(line: number, field: string, info: string): RowResult {
@@ -866,7 +977,7 @@ export async function importRows(
     if (options.signal?.aborted) break;
     // Rows an earlier run finished are only parsed, so duplicates of them later in the file are still found.
     const done = resumeAfter === 0 ? [] : rows.filter((r) => r.line <= resumeAfter);
-    for (const row of done) session.plan(row);
+    if (done.length > 0) await session.seed(done);
     const rest = done.length === 0 ? rows : rows.filter((r) => r.line > resumeAfter);
     if (rest.length === 0) continue;
     const results = await session.run(rest);
