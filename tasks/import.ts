@@ -41,7 +41,7 @@ const USAGE = `Usage: deno task import FILE [options]
   --report REPORT.json             also write the report as JSON
   --ignore-unknown                 skip columns that map to nothing instead of stopping
   --url URL --apikey KEY           import through the service's bulk endpoint instead of the store at KV_PATH
-  --batch-size N                   rows read, matched and sent together (default 500)
+  --batch-size N                   rows read, matched and sent together (default 2000)
   --no-resume                      start from the first row even if a run of this file was interrupted
 Exit 0 when every row went in, 1 when any row was rejected, 2 on a usage or file error.`;
 
@@ -114,7 +114,7 @@ if (args["bonus-id"] !== undefined) {
 }
 const companyId = args.company ?? "default";
 if (companyId.trim() === "") usage("--company needs a company id");
-const batchSize = args["batch-size"] === undefined ? 500 : Number(args["batch-size"]);
+const batchSize = args["batch-size"] === undefined ? 2000 : Number(args["batch-size"]);
 if (!Number.isSafeInteger(batchSize) || batchSize < 1) usage(`Invalid --batch-size "${args["batch-size"]}"`);
 if ((args.url === undefined) !== (args.apikey === undefined)) usage("--url and --apikey go together");
 
