@@ -49,8 +49,8 @@ interface PlannedRow {
   checks: Deno.KvKey[];
 }
 
-/** The customer index collections a caller of createFresh may have read already (options.epoch). */
-const CUSTOMER_INDEXES = new Set(["customers_by_external_id", "customers_by_phone", "customers_by_email"]);
+/** The index collections a caller of createFresh has read already (options.epoch). */
+const READ_BEFORE = new Set(["customers_by_external_id", "customers_by_phone", "customers_by_email", "cards_by_uid"]);
 
 /** The versionstamp of a company's claims epoch now: read it before the unique keys it is to guard. */
 export async function readClaimsEpoch(store: Store, cid: string): Promise<string | null> {
@@ -77,8 +77,8 @@ export async function createFresh(
   rows: FreshCustomer[],
   options: {
     /**
-     * The claims epoch's versionstamp (readClaimsEpoch) as read before the caller found the rows' customer index
-     * entries (external id, phone, email) absent: the first round then reads only their cards' keys.
+     * The claims epoch's versionstamp (readClaimsEpoch) as read before the caller found the rows' index entries of
+     * external id, phone, email and card uid absent: the first round then reads only the rest (card barcodes).
      */
     epoch?: string | null;
     /** Hears each row written (its index in `rows`) with the ids it got. */
@@ -133,7 +133,7 @@ async function createUnderEpoch(
   // The epoch first: a claim committed after this read changes it; one committed before is seen by the reads below.
   let stamp = known !== null ? known.epoch : (await store.kv.get(epochKey)).versionstamp;
   const toRead = (r: PlannedRow) =>
-    known === null ? r.checks : r.checks.filter((k) => !CUSTOMER_INDEXES.has(k[2] as string));
+    known === null ? r.checks : r.checks.filter((k) => !READ_BEFORE.has(k[2] as string));
   const read = await getManyInBatches(store.kv, rows.flatMap(toRead));
   const free: PlannedRow[] = [];
   let at = 0;

@@ -58,7 +58,11 @@ Deno.test("API creates racing an import on the same phones, emails and cards: no
     await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name: "Main" });
     const lines = ["external_id,fname,phone,email,card_uid,bonus"];
     for (let i = 1; i <= ROWS; i++) lines.push(`r${i},Row${i},${phone(i)},${email(i)},${uid(i)},${i % 50}`);
-    const opened = await openRows(streamOf(lines.join("\n") + "\n"), { format: "csv", type: "customers" });
+    const opened = await openRows(streamOf(lines.join("\n") + "\n"), {
+      format: "csv",
+      type: "customers",
+      batchSize: 300,
+    });
     // The till claims a value of the batch the import is about to commit, just before it commits (and keeps
     // creating its own customers from the last row backwards): the operation must lose, never overwrite.
     const tillStore = createStore(kv);

@@ -479,7 +479,7 @@ export class ImportSession extends RowChecker {
     const { userId } = this.actor;
     for (const plan of plans) {
       const p = pre.get(plan)!;
-      if (p.holders.size > 0 || p.card !== null || plan.groupName !== undefined) continue;
+      if (p.holders.size > 0 || p.card !== null || p.cardId !== null || plan.groupName !== undefined) continue;
       if (
         plan.cardUid === null && plan.unique.external_id === null && plan.unique.phone === null &&
         plan.unique.email === null
