@@ -26,7 +26,7 @@ export interface ReadOptions extends ColumnOptions {
   format: ImportFormat;
   encoding?: ImportEncoding;
   delimiter?: string;
-  /** Rows per batch (default 500). */
+  /** Rows per batch (default 2000). */
   batchSize?: number;
   /** Hears the bytes read so far (for progress). */
   onBytes?: (bytes: number) => void;
@@ -117,7 +117,7 @@ export async function openRows(stream: ReadableStream<Uint8Array>, options: Read
   if (hasBom(head) && encoding !== "utf-8") {
     throw new ValidationError("encoding", `Invalid encoding "${encoding}": the file starts with a UTF-8 BOM`);
   }
-  const size = options.batchSize ?? 500;
+  const size = options.batchSize ?? 2000;
   if (options.format === "csv") return await openCsv(source, { ...options, encoding, size });
   if (options.format === "ndjson") return await openNdjson(source, { ...options, encoding, size });
   const text = await source.all(encoding);
