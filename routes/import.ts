@@ -12,6 +12,7 @@ import { bool, field, id, issueToError, oneOf, paramSchema, text } from "../doma
 import {
   countResult,
   emptyReport,
+  IMPORT_MAX_ROWS_PER_REQUEST,
   type ImportRow,
   ImportSession,
   MATCH_FIELDS,
@@ -87,7 +88,8 @@ const DOC: RouteDoc = {
   summary: "Import rows in bulk (remote mode of deno task import)",
   description: 'The body is NDJSON (`application/x-ndjson`): one `{"line": N, "values": {field: text}}` per ' +
     "row, fields by their API names. Each row goes through the same rules as a single write; the reply has one " +
-    "result per row, in order. The body limit is IMPORT_MAX_BODY_BYTES.",
+    "result per row, in order. The body limit is IMPORT_MAX_BODY_BYTES, and at most 5,000 rows go in one request " +
+    "(413 above that): send larger files in batches, as `deno task import --url` does.",
   reply: importReply,
   required: ["type"],
   tags: ["import"],
@@ -168,6 +170,11 @@ function parseRows(body: string): ImportRow[] {
   for (const text of body.split("\n")) {
     n++;
     if (text.trim() === "") continue;
+    if (out.length === IMPORT_MAX_ROWS_PER_REQUEST) {
+      throw new PayloadTooLargeError(
+        `Request has too many rows: at most ${IMPORT_MAX_ROWS_PER_REQUEST} rows per request, send them in batches`,
+      );
+    }
     let item: unknown;
     try {
       item = JSON.parse(text);

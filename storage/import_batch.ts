@@ -10,7 +10,8 @@
 import type { Actor } from "../domain/audit.ts";
 import { applyAdjust } from "../domain/bonus.ts";
 import { type Card, cardUniqueKeys } from "../domain/card.ts";
-import { type Customer, customerLists, customerUniqueKeys } from "../domain/customer.ts";
+import { type Customer, customerLists } from "../domain/customer.ts";
+import { customerIndexKeys } from "./customers.ts";
 import { walletOf } from "../domain/points.ts";
 import type { PointsRules } from "../domain/points.ts";
 import { addWalletChange } from "./bonuses.ts";
@@ -201,11 +202,7 @@ async function createChecked(store: Store, actor: Actor, rows: PlannedRow[], don
 }
 
 function uniqueKeys(cid: string, customer: Customer, card: Card | null): Deno.KvKey[] {
-  const u = customerUniqueKeys(customer);
-  const out: Deno.KvKey[] = [];
-  if (u.external_id !== null) out.push(keys.customerByExternalId(cid, u.external_id));
-  if (u.phone !== null) out.push(keys.customerByPhone(cid, u.phone));
-  if (u.email !== null) out.push(keys.customerByEmail(cid, u.email));
+  const out = Object.values(customerIndexKeys(cid, customer).unique).filter((k): k is Deno.KvKey => k !== null);
   if (card) {
     const c = cardUniqueKeys(card);
     out.push(cardKeys.byUid(cid, c.uid));
@@ -221,13 +218,12 @@ function addRow(write: Write, cid: string, p: PlannedRow, options: { checkKeys: 
   // Each claimed unique key must still be absent (checked here, or through the claims epoch); it then points at
   // its record.
   if (options.checkKeys) { for (const key of p.checks) write.check({ key, versionstamp: null }); }
-  const u = customerUniqueKeys(customer);
-  if (u.external_id !== null) write.set(keys.customerByExternalId(cid, u.external_id), id);
-  if (u.phone !== null) write.set(keys.customerByPhone(cid, u.phone), id);
-  if (u.email !== null) write.set(keys.customerByEmail(cid, u.email), id);
+  // The same index keys as the one-at-a-time create (storage/customers.ts computes them for both).
+  const index = customerIndexKeys(cid, customer);
+  for (const key of Object.values(index.unique)) if (key !== null) write.set(key, id);
+  for (const key of index.lists) write.set(key, null);
   const bucket = Math.floor(id / BUCKET_SIZE);
   for (const list of customerLists(customer)) {
-    write.set(keys.customerListEntry(cid, list, id), null);
     write.sum(keys.customerBucket(cid, list, bucket, "in")).sum(keys.customerTotal(cid, list, "in"));
   }
   write.set(keys.customer(cid, id), customer);

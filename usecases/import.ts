@@ -100,6 +100,12 @@ export interface ImportReport {
   rejects: ImportReject[];
 }
 
+/**
+ * Rows one request to the bulk endpoint may carry (413 above it): a request is written whole before its reply, so
+ * a larger one would outlast the server's body timeout. `deno task import --url` sends batches under it.
+ */
+export const IMPORT_MAX_ROWS_PER_REQUEST = 5_000;
+
 /** Rejects kept in a report; the count goes on. */
 export const MAX_REJECTS_KEPT = 10_000;
 
@@ -241,9 +247,6 @@ export class RowChecker {
         "Cannot import customer: the row has no external_id, phone, email or card_uid to find it by on a re-run",
       );
     }
-    if (bonus !== null && this.programId === null) {
-      throw new ValidationError("bonus", "Invalid bonus: no bonus program chosen");
-    }
     return {
       kind: "customer",
       line: row.line,
@@ -275,6 +278,11 @@ export class RowChecker {
       fields[field] = parse(raw, field);
     }
     const { change, refs } = splitCardFields(fields);
+    // The owner by external id when the row has one, else by customer_id (a customer of this company).
+    if (fields.customer_external_id !== undefined && refs.customerId !== undefined) {
+      delete refs.customerId;
+      refs.customerExternalId = fields.customer_external_id as string;
+    }
     const lookup: CardLookup = {
       uid: (fields.uid as string | undefined) ?? null,
       external_id: (fields.external_id as string | undefined) ?? null,
@@ -360,6 +368,10 @@ export class ImportSession extends RowChecker {
 
   /** Imports a batch of rows, several at once; results in row order. */
   async run(rows: ImportRow[]): Promise<RowResult[]> {
+    // The program of balances is resolved when the first bonus value appears (ImportSetupError when ambiguous).
+    if (this.programId === null && this.options.type === "customers") {
+      if (rows.some((r) => !r.error && (r.values.bonus ?? "").trim() !== "")) await this.prepare(true);
+    }
     const storeDupes = this.#storeDupes;
     // Duplicates are decided in file order before any row of the batch is written.
     const planned = storeDupes ? rows.map((row) => this.parse(row)) : rows.map((row) => this.plan(row));
@@ -394,16 +406,34 @@ export class ImportSession extends RowChecker {
         },
       });
     }
-    let next = 0;
-    const worker = async () => {
-      while (next < planned.length) {
-        const i = next++;
-        const plan = planned[i]!;
-        results[i] = "status" in plan ? plan : await this.#write(plan, pre.get(plan as PlannedCustomer));
-      }
-    };
+    for (const [i, plan] of planned.entries()) if ("status" in plan) results[i] = plan;
+    // Rows go in file order: a row touching a record an earlier row of the batch touches waits for the next round,
+    // and is matched again then (as with a batch of one row).
+    let pending = [...planned.keys()].filter((i) => !("status" in planned[i]!));
     const width = Math.max(1, this.options.concurrency ?? 16);
-    await Promise.all(Array.from({ length: Math.min(width, rows.length) }, worker));
+    while (pending.length > 0) {
+      const touched = new Set<string>();
+      const now: number[] = [];
+      const later: number[] = [];
+      for (const i of pending) {
+        const plan = planned[i] as Planned;
+        const mine = touchKeys(plan, pre.get(plan as PlannedCustomer));
+        (mine.some((k) => touched.has(k)) ? later : now).push(i);
+        for (const k of mine) touched.add(k);
+      }
+      let next = 0;
+      const worker = async () => {
+        while (next < now.length) {
+          const i = now[next++]!;
+          const plan = planned[i] as Planned;
+          results[i] = await this.#write(plan, pre.get(plan as PlannedCustomer));
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(width, now.length) }, worker));
+      pending = later;
+      const again = later.map((i) => planned[i] as Planned).filter((p): p is PlannedCustomer => p.kind === "customer");
+      if (again.length > 0) { for (const [p, found] of await this.#prefetch(again)) pre.set(p, found); }
+    }
     if (storeDupes) {
       for (const [i, r] of results.entries()) {
         const ids = this.#ids.get(r.line);
@@ -747,7 +777,8 @@ export class ImportSession extends RowChecker {
         cardId = savedCard.card.id;
       } catch (e) {
         const r = rejectOf(line, e);
-        return { ...r, field: `card_${r.field === "uid" ? "uid" : r.field === "barcode" ? "barcode" : r.field}` };
+        // The card's own field (uid, barcode, ...) as the row names it; a reject without a field is the card's.
+        return { ...r, field: r.field ? `card_${r.field}` : "card_uid" };
       }
     }
     if (balanceChanged) {
@@ -769,18 +800,56 @@ export class ImportSession extends RowChecker {
   async #writeCard(plan: PlannedCard): Promise<RowResult> {
     const { store, actor, options } = this;
     const cid = actor.companyId;
-    const existing = await findCard(store.kv, cid, plan.lookup);
-    if (existing && await sameCard(store, cid, existing, plan)) return { line: plan.line, status: "unchanged" };
+    const { lookup, line } = plan;
+    // A card row is found by its uid only: a barcode or external id held by another card is that card's, not a way
+    // to find (and take over) it.
+    const existing = await findCard(store.kv, cid, { uid: lookup.uid });
+    const held = await getManyInBatches<number>(store.kv, [
+      lookup.card_barcode ? cardKeys.byBarcode(cid, lookup.card_barcode) : cardKeys.byUid(cid, lookup.uid!),
+      lookup.external_id ? cardKeys.byExternalId(cid, lookup.external_id) : cardKeys.byUid(cid, lookup.uid!),
+    ]);
+    for (const [i, field] of (["barcode", "external_id"] as const).entries()) {
+      const holder = held[i]!.value;
+      const value = field === "barcode" ? lookup.card_barcode : lookup.external_id;
+      if (!value || holder === null || holder === existing?.id) continue;
+      const other = await findCard(store.kv, cid, { card_id: holder });
+      return reject(
+        line,
+        field,
+        `Cannot import card "${lookup.uid}": ${field} "${value}" belongs to card "${other?.uid ?? holder}"`,
+      );
+    }
+    if (existing && await sameCard(store, cid, existing, plan)) return { line, status: "unchanged" };
     const status: RowStatus = existing ? "updated" : "created";
-    if (options.dryRun) return { line: plan.line, status };
+    // The owner is resolved in a dry run too, so it reports what the real run does.
+    const owner = await this.#ownerReject(plan);
+    if (owner) return owner;
+    if (options.dryRun) return { line, status };
     await saveCard(store, actor, {
       mode: "update",
-      lookup: plan.lookup,
+      lookup: existing ? { uid: lookup.uid } : { uid: lookup.uid, external_id: lookup.external_id },
       create: true,
       change: plan.change,
       refs: plan.refs,
     });
-    return { line: plan.line, status };
+    return { line, status };
+  }
+
+  /** The reject of a card row naming an owner that does not exist, in the words saveCard uses. */
+  async #ownerReject(plan: PlannedCard): Promise<RowResult | null> {
+    const { kv } = this.store;
+    const cid = this.actor.companyId;
+    const { refs, line } = plan;
+    if (refs.customerId != null && (await getCustomer(kv, cid, refs.customerId)) === null) {
+      return reject(line, "customer_id", `Customer "${refs.customerId}" not found`);
+    }
+    if (refs.customerExternalId != null) {
+      const ref = await kv.get<number>(keys.customerByExternalId(cid, refs.customerExternalId));
+      if (ref.value === null) {
+        return reject(line, "customer_external_id", `Customer with external_id "${refs.customerExternalId}" not found`);
+      }
+    }
+    return null;
   }
 
   async #writeBonus(plan: PlannedBonus): Promise<RowResult> {
@@ -873,6 +942,26 @@ interface Prefetched {
   barcodeCardId: number | null;
   /** The matched customer's balance in the import's program. */
   balance: BalanceRecord | null;
+}
+
+/** What a row touches (records and unique values): two rows of a batch touching one go in one after the other. */
+function touchKeys(plan: Planned, pre: Prefetched | undefined): string[] {
+  const out: string[] = [];
+  if (plan.kind === "customer") {
+    for (const [f, v] of Object.entries(plan.unique)) if (v !== null) out.push(`${f}:${v}`);
+    if (pre) {
+      for (const id of pre.holders.values()) out.push(`customer:${id}`);
+      if (pre.card?.customer_id != null) out.push(`customer:${pre.card.customer_id}`);
+      if (pre.cardId !== null) out.push(`card:${pre.cardId}`);
+      if (pre.barcodeCardId !== null) out.push(`card:${pre.barcodeCardId}`);
+    }
+  } else if (plan.kind === "card") {
+    for (const [f, v] of Object.entries(plan.unique)) if (v !== null) out.push(`card_${f}:${v}`);
+  } else {
+    // A customer named by id and by external id in one file is one customer: such rows are not told apart here.
+    out.push("id" in plan.customer ? `id:${plan.customer.id}` : `ext:${plan.customer.externalId}`);
+  }
+  return out;
 }
 
 function matchKey(cid: string, field: MatchField, value: string): Deno.KvKey {
@@ -973,19 +1062,41 @@ export async function importRows(
     delete (report as Partial<ImportCheckpoint>).updated_at;
     options.onResume?.(saved.line);
   }
-  for await (const rows of options.batches) {
-    if (options.signal?.aborted) break;
-    // Rows an earlier run finished are only parsed, so duplicates of them later in the file are still found.
-    const done = resumeAfter === 0 ? [] : rows.filter((r) => r.line <= resumeAfter);
-    if (done.length > 0) await session.seed(done);
-    const rest = done.length === 0 ? rows : rows.filter((r) => r.line > resumeAfter);
-    if (rest.length === 0) continue;
-    const results = await session.run(rest);
-    for (const r of results) countResult(report, r);
-    if (key !== undefined) {
-      await setCheckpoint(store.kv, cid, key, { ...report, line: rest.at(-1)!.line, updated_at: store.clock() });
+  let lastLine = resumeAfter;
+  let handedOn = false;
+  try {
+    for await (const rows of options.batches) {
+      if (options.signal?.aborted) break;
+      // Rows an earlier run finished are only parsed, so duplicates of them later in the file are still found.
+      const done = resumeAfter === 0 ? [] : rows.filter((r) => r.line <= resumeAfter);
+      if (done.length > 0) await session.seed(done);
+      const rest = done.length === 0 ? rows : rows.filter((r) => r.line > resumeAfter);
+      if (rest.length === 0) continue;
+      // Settled before anything of the batch is written (the program of a first bonus value): a setup error here
+      // leaves the batch untouched.
+      if (session.programId === null && options.type === "customers") {
+        if (rest.some((r) => !r.error && (r.values.bonus ?? "").trim() !== "")) await session.prepare(true);
+      }
+      handedOn = true;
+      const results = await session.run(rest);
+      lastLine = rest.at(-1)!.line;
+      for (const r of results) countResult(report, r);
+      if (key !== undefined) {
+        await setCheckpoint(store.kv, cid, key, { ...report, line: lastLine, updated_at: store.clock() });
+      }
+      await options.onBatch?.(results);
     }
-    await options.onBatch?.(results);
+  } catch (e) {
+    // A file or setup error before any row was handed on writes nothing: the caller's usage error (exit 2). After
+    // rows went in (or would have, in a dry run) it ends the import with them counted and one file-level reject.
+    if (!handedOn || !(e instanceof AppError) || e.status >= 500) throw e;
+    countResult(report, {
+      line: lastLine + 1,
+      status: "rejected",
+      field: e.field ?? "file",
+      info: `${e.message} (the import stopped here: the rows before line ${lastLine + 1} are in)`,
+    });
+    return report;
   }
   // Stopped (the batches may have ended early because of it): the checkpoint stays for the re-run.
   if (key !== undefined && !options.signal?.aborted) await clearCheckpoint(store.kv, cid, key);
