@@ -126,6 +126,19 @@ Deno.test("import task: files and options it refuses, and rows it rejects", asyn
     assert.equal(r.code, 1);
     assert.match(r.out, /line 1: fname: Invalid fname: an object or list, not a value/);
   });
+  await t.step("a second row finding the customer an earlier row re-keyed names that line", async () => {
+    assert.equal(
+      (await runTask("import", [await put("k1.csv", "phone,email\n79995550101,rk@x.com\n")], { kvPath })).code,
+      0,
+    );
+    const two = await put("k2.csv", "external_id,phone,email\nrk1,79995550101,\nrk2,,rk@x.com\n");
+    const r = await runTask("import", [two], { kvPath });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.out,
+      /line 3: email: Cannot import customer: email "rk@x.com" belongs to the customer with external_id "rk1" \(set by line 2 of this file\)/,
+    );
+  });
   await t.step("an unknown --company is refused unless --create-company", async () => {
     const f = await put("c.csv", "external_id\nt1\n");
     const typo = await runTask("import", [f, "--company", "acmee"], { kvPath });

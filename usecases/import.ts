@@ -407,6 +407,17 @@ export class ImportSession extends RowChecker {
       });
     }
     for (const [i, plan] of planned.entries()) if ("status" in plan) results[i] = plan;
+    // The values a row that went in claimed, by the records holding them now (for later rounds and batches).
+    const remember = (indices: number[]) => {
+      for (const i of indices) {
+        const r = results[i]!;
+        const ids = this.#ids.get(r.line);
+        const p = parsed[i]!;
+        if (r.status === "rejected" || r.status === "skipped" || !ids || "status" in p) continue;
+        this.#remember(p as PlannedCustomer, ids);
+      }
+    };
+    if (storeDupes) remember([...planned.keys()].filter((i) => "status" in planned[i]!));
     // Rows go in file order: a row touching a record an earlier row of the batch touches waits for the next round,
     // and is matched again then (as with a batch of one row).
     let pending = [...planned.keys()].filter((i) => !("status" in planned[i]!));
@@ -430,17 +441,10 @@ export class ImportSession extends RowChecker {
         }
       };
       await Promise.all(Array.from({ length: Math.min(width, now.length) }, worker));
+      if (storeDupes) remember(now);
       pending = later;
       const again = later.map((i) => planned[i] as Planned).filter((p): p is PlannedCustomer => p.kind === "customer");
       if (again.length > 0) { for (const [p, found] of await this.#prefetch(again)) pre.set(p, found); }
-    }
-    if (storeDupes) {
-      for (const [i, r] of results.entries()) {
-        const ids = this.#ids.get(r.line);
-        const p = parsed[i]!;
-        if (r.status === "rejected" || r.status === "skipped" || !ids || "status" in p) continue;
-        this.#remember(p as PlannedCustomer, ids);
-      }
     }
     return results;
   }
@@ -480,6 +484,15 @@ export class ImportSession extends RowChecker {
     const barcode = pre.barcodeCardId === null ? null : this.#cardLines.get(pre.barcodeCardId, "card_barcode");
     if (barcode !== null) return { field: "card_barcode", value: p.cardBarcode!, line: barcode };
     return null;
+  }
+
+  /** " (set by line N of this file)" when a row of this file went into the customer, else "". */
+  #fromLine(id: number): string {
+    for (const f of MATCH_FIELDS) {
+      const line = this.#customerLines.get(id, f);
+      if (line !== null) return ` (set by line ${line} of this file)`;
+    }
+    return "";
   }
 
   /** Records the values a row that went in claimed, by the records holding them now. */
@@ -707,7 +720,8 @@ export class ImportSession extends RowChecker {
       return reject(
         line,
         matchedBy!,
-        `Cannot import customer: ${matchedBy} "${value}" belongs to the customer with external_id "${existing.external_id}"`,
+        `Cannot import customer: ${matchedBy} "${value}" belongs to the customer with external_id "${existing.external_id}"` +
+          this.#fromLine(existing.id),
       );
     }
     const now = store.clock();
