@@ -3,9 +3,10 @@
  * `deno task bench:import [--rows N] [--quick] [--large]`: imports generated customers (phone, email, external id,
  * a card and a balance each) from a CSV file into an empty store and prints rows/s beside a baseline measured in
  * the same run: raw batched `kv.atomic().set()` of the same records and index keys, without checks. A second run
- * of the same file (every row unchanged) is timed too. `--quick` (CI) imports 3,000 rows; `--large` also imports
- * 1,000,000 rows with the task in a process of its own and reports its peak RSS. Results go to bench/results.md
- * (its own section) unless --quick.
+ * of the same file (every row unchanged) is timed too. `--quick` (CI) imports 10,000 rows and exits 1 when the ratio
+ * falls below half its target; `--large` also imports 1,000,000 rows (`--large-rows N`) with the task in a process
+ * of its own and reports its peak RSS in each third of the run. Results go to bench/results.md (its own section)
+ * unless --quick.
  */
 import { parseArgs } from "node:util";
 import { blankCustomer, customerLists } from "../domain/customer.ts";
@@ -21,19 +22,21 @@ const { values } = parseArgs({
     rows: { type: "string" },
     quick: { type: "boolean", default: false },
     large: { type: "boolean", default: false },
+    "large-rows": { type: "string" },
     out: { type: "string" },
   },
 });
 const quick = values.quick!;
-const N = Number(values.rows ?? (quick ? 3_000 : 100_000));
+const N = Number(values.rows ?? (quick ? 10_000 : 100_000));
 const OUT = values.out ?? (quick ? null : new URL("./results.md", import.meta.url).pathname);
 const ROOT = new URL("..", import.meta.url).pathname;
 const COMPANY = "bench";
 const actor = { companyId: COMPANY, name: "import:bench.csv", userId: 0 };
 const SETTINGS = { defaultCountryCode: "7", timeZone: "UTC" };
-/** Written under the table: why the targets are not met. */
+const LARGE = Number(values["large-rows"] ?? 1_000_000);
+/** Written under the table. */
 const NOTE =
-  "Why the targets are missed: each new customer with a card claims up to five unique keys (external id, phone, email, card uid, card barcode), each checked absent at commit so that no concurrent writer is overwritten; with MAX_CHECKS = 10 that is two rows per atomic operation, and a commit costs about 2 ms on this machine's disk whatever its size, so the batched create tops out near 1,000 rows/s while the unchecked baseline packs 90 rows into each commit. The second run reads every row's index entries, customer, card and balance (about 0.7 getMany per row); the checkpoint resumes interrupted runs only.";
+  "The ratio is gated in CI (`--quick`, at half its target); the absolute rows/s depend on the machine and are reported, not gated. The first run writes every row's records, indexes, counters, card, ledger entry and three audit entries in operations of up to 1000 mutations, each checking only the company's claims epoch (docs/import.md). The second run reads five keys a row (its external id's and card's index entries, then the customer, card and balance) in getMany calls of 10 and writes nothing; its ceiling is the store's getMany rate on this machine.";
 
 function rowOf(i: number): string {
   return `e${i},Имя${i},Фамилия${i},79${String(i).padStart(9, "0")},u${i}@example.com,${String(i).padStart(10, "0")},${
@@ -114,28 +117,38 @@ async function importOnce(kvPath: string, file: string): Promise<{ rate: number;
   return { rate: total / secs, report: { ...report, rejects: undefined } };
 }
 
-/** Imports a file with the task in its own process; the process's peak RSS, MB, from /proc. */
-async function taskPeakRss(kvPath: string, file: string): Promise<{ mb: number; secs: number }> {
+/** Imports a file with the task in its own process; its peak RSS, MB, from /proc, overall and in each third. */
+async function taskPeakRss(kvPath: string, file: string): Promise<{ mb: number; thirds: number[]; secs: number }> {
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tasks/import.ts", file],
+    // As `deno task import` runs it (deno.json): the JS heap capped, so memory stays flat whatever the size.
+    args: ["run", "-A", "--v8-flags=--max-old-space-size=96", "tasks/import.ts", file, "--company", COMPANY],
     cwd: ROOT,
     env: { KV_PATH: kvPath },
     stdout: "null",
     stderr: "null",
   }).spawn();
   let peak = 0;
+  const samples: [number, number][] = [];
   const timer = setInterval(() => {
     try {
       const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
       const m = /VmHWM:\s+(\d+) kB/.exec(status);
       if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+      const r = /VmRSS:\s+(\d+) kB/.exec(status);
+      if (r) samples.push([performance.now(), Number(r[1]) / 1024]);
     } catch { /* gone */ }
   }, 100);
   const status = await child.status;
   clearInterval(timer);
   if (status.code !== 0) throw new Error(`the large import exited ${status.code}`);
-  return { mb: peak, secs: (performance.now() - started) / 1000 };
+  const ended = performance.now();
+  const thirds = [0, 0, 0];
+  for (const [t, mb] of samples) {
+    const k = Math.min(2, Math.floor(((t - started) / (ended - started)) * 3));
+    thirds[k] = Math.max(thirds[k]!, mb);
+  }
+  return { mb: peak, thirds, secs: (ended - started) / 1000 };
 }
 
 const dir = await Deno.makeTempDir({ prefix: "import_bench_" });
@@ -151,10 +164,10 @@ try {
   }
   const first = await importOnce(kvPath, file);
   const second = await importOnce(kvPath, file);
-  let large: { mb: number; secs: number } | null = null;
+  let large: { mb: number; thirds: number[]; secs: number } | null = null;
   if (values.large) {
     const big = `${dir}/large.csv`;
-    await writeFile(big, 1_000_000);
+    await writeFile(big, LARGE);
     const bigKv = `${dir}/large.kv`;
     const kv = await Deno.openKv(bigKv);
     await saveDirectoryEntry(createStore(kv), actor, { kind: "bonus_programs", name: "Main" });
@@ -167,7 +180,14 @@ try {
     ["import, empty store", `${first.rate.toFixed(0)} rows/s`, "≥ 15000 rows/s", first.rate >= 15_000],
     ["second run (all unchanged)", `${second.rate.toFixed(0)} rows/s`, "≥ 50000 rows/s", second.rate >= 50_000],
   ];
-  if (large) rows.push(["1,000,000 rows: peak RSS", `${large.mb.toFixed(0)} MB`, "≤ 200 MB", large.mb <= 200]);
+  if (large) {
+    rows.push([
+      `${LARGE.toLocaleString("en")} rows: peak RSS`,
+      `${large.mb.toFixed(0)} MB`,
+      "≤ 200 MB",
+      large.mb <= 200,
+    ]);
+  }
   const lines = [
     `${N} customers with a card and a balance each; baseline ${base.toFixed(0)} rows/s (raw batched set, ` +
     `${MAX_MUTATIONS} mutations per atomic op, no checks).`,
@@ -176,10 +196,25 @@ try {
     "|---|---:|---:|:---:|",
     ...rows.map(([name, m, goal, ok]) => `| ${name} | ${m} | ${goal} | ${ok ? "yes" : "**no**"} |`),
   ];
-  if (large) lines.push("", `The 1,000,000-row import took ${large.secs.toFixed(0)} s in its own process.`);
+  if (large) {
+    lines.push(
+      "",
+      `The ${LARGE.toLocaleString("en")}-row import took ${
+        large.secs.toFixed(0)
+      } s in its own process; its RSS peaked ` +
+        `at ${large.thirds.map((mb) => mb.toFixed(0)).join(", ")} MB in the first, second and last third of the run.`,
+    );
+  }
   lines.push("", NOTE);
   console.log(lines.join("\n"));
   console.log(`first run: ${JSON.stringify(first.report)}; second run: ${JSON.stringify(second.report)}`);
+  if (quick) {
+    // CI gate: the ratio (measured against the baseline of the same run) below half its target fails.
+    if (ratio < 0.4 / 2) {
+      console.log(`Quick import bench FAILED: import / raw batched set ${ratio.toFixed(3)} x is below half of 0.4 x`);
+      Deno.exitCode = 1;
+    } else console.log("Quick import bench passed: the ratio is at least half its target.");
+  }
   if (OUT) {
     const start = "<!-- import-bench -->";
     const end = "<!-- /import-bench -->";

@@ -8,10 +8,11 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import { PayloadTooLargeError, ValidationError } from "../domain/errors.ts";
-import { bool, field, id, issueToError, oneOf, paramSchema, text } from "../domain/fields.ts";
+import { bool, field, id, issueToError, paramSchema, text } from "../domain/fields.ts";
 import {
   countResult,
   emptyReport,
+  IMPORT_MAX_ROWS_PER_REQUEST,
   type ImportRow,
   ImportSession,
   MATCH_FIELDS,
@@ -45,7 +46,18 @@ const matchField = field((raw, name) => {
 });
 
 const QUERY = {
-  type: oneOf(["CUSTOMERS", "CARDS", "BONUSES"] as const).describe("What the rows are (any case)."),
+  type: field((raw, name) => {
+    const value = raw.trim().toLowerCase();
+    if (value === "") return null;
+    if (value !== "customers" && value !== "cards" && value !== "bonuses") {
+      throw new ValidationError(name, `Invalid ${name} "${raw}": must be one of customers, cards, bonuses`);
+    }
+    return value as "customers" | "cards" | "bonuses";
+  }, {
+    wire: z.enum(["customers", "cards", "bonuses"]),
+    description: "What the rows are (any case).",
+    example: "customers",
+  }),
   bonus_id: id.describe("The program of balances; default: the company's only program."),
   dry_run: bool.describe("1: validate and match every row, write nothing."),
   match: matchField,
@@ -87,10 +99,25 @@ const DOC: RouteDoc = {
   summary: "Import rows in bulk (remote mode of deno task import)",
   description: 'The body is NDJSON (`application/x-ndjson`): one `{"line": N, "values": {field: text}}` per ' +
     "row, fields by their API names. Each row goes through the same rules as a single write; the reply has one " +
-    "result per row, in order. The body limit is IMPORT_MAX_BODY_BYTES.",
+    "result per row, in order. The body limit is IMPORT_MAX_BODY_BYTES, and at most 5,000 rows go in one request " +
+    "(413 above that): send larger files in batches, as `deno task import --url` does.",
   reply: importReply,
   required: ["type"],
   tags: ["import"],
+  body: {
+    description: 'NDJSON: one `{"line": N, "values": {field: text}}` per row (at most 5,000 rows); a row the ' +
+      'client refused may carry `"error": {"field": ..., "info": ...}` and is counted rejected.',
+    media: ["application/x-ndjson"],
+    schema: {
+      type: "object",
+      required: ["line", "values"],
+      properties: {
+        line: { type: "integer", minimum: 0 },
+        values: { type: "object", additionalProperties: { type: "string" } },
+        error: { type: "object", properties: { field: { type: "string" }, info: { type: "string" } } },
+      },
+    },
+  },
 };
 
 const querySchema = paramSchema(QUERY);
@@ -130,7 +157,7 @@ export function importRoutes(deps: Deps) {
     if (q.type == null) throw new ValidationError("type", `Parameter "type" is required`);
     const actor = actorOf(c.var.caller);
     const session = new ImportSession(store, actor, {
-      type: q.type.toLowerCase() as "customers" | "cards" | "bonuses",
+      type: q.type,
       bonusId: q.bonus_id,
       match: q.match ?? undefined,
       dryRun: q.dry_run === true,
@@ -138,7 +165,7 @@ export function importRoutes(deps: Deps) {
       fileKey: q.file_key ?? undefined,
     });
     const rows = ndjson ? parseRows(await c.req.text()) : [];
-    await session.prepare(q.needs_program === true || (q.type === "BONUSES" && q.bonus_id != null));
+    await session.prepare(q.needs_program === true || (q.type === "bonuses" && q.bonus_id != null));
     const started = store.clock();
     const results: RowResult[] = rows.length === 0 ? [] : await session.run(rows);
     const report = emptyReport();
@@ -146,7 +173,7 @@ export function importRoutes(deps: Deps) {
     if (rows.length > 0 && q.dry_run !== true) {
       await recordImport(store, actor, {
         file: q.file ?? "(bulk request)",
-        type: q.type.toLowerCase(),
+        type: q.type,
         actor: actor.name,
         dry_run: false,
         started,
@@ -168,6 +195,11 @@ function parseRows(body: string): ImportRow[] {
   for (const text of body.split("\n")) {
     n++;
     if (text.trim() === "") continue;
+    if (out.length === IMPORT_MAX_ROWS_PER_REQUEST) {
+      throw new PayloadTooLargeError(
+        `Request has too many rows: at most ${IMPORT_MAX_ROWS_PER_REQUEST} rows per request, send them in batches`,
+      );
+    }
     let item: unknown;
     try {
       item = JSON.parse(text);

@@ -161,7 +161,7 @@ export function openApiDocument(routes: readonly RouteEntry[], options: { versio
       schema: { type: "string" },
     }));
     for (const [name, rule] of Object.entries(input.query)) {
-      const p = parameter(name, rule, { getOnly: true, required: required.has(name) });
+      const p = parameter(name, rule, { getOnly: doc.body === undefined, required: required.has(name) });
       if (p) parameters.push(p);
     }
     const bodyTaken = method === "POST" || method === "PUT" || method === "PATCH";
@@ -222,6 +222,14 @@ export function openApiDocument(routes: readonly RouteEntry[], options: { versio
       operation.requestBody = {
         description: "Parameters in a body; each may instead be sent in the query string (never in both).",
         content: Object.fromEntries(BODY_TYPES.map((t) => [t, { schema }])),
+      };
+    }
+    if (doc.body) {
+      const { description: bodyText, media: bodyMedia, schema: bodySchema } = doc.body;
+      operation.requestBody = {
+        description: bodyText,
+        required: true,
+        content: Object.fromEntries(bodyMedia.map((m) => [m, { schema: bodySchema }])),
       };
     }
     (paths[oaPath] ??= {})[verb] = operation;

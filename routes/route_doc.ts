@@ -26,6 +26,11 @@ export interface RouteDoc {
   public?: boolean;
   /** Groups in the reference UI; the path's resource when absent. */
   tags?: string[];
+  /**
+   * A body that is not parameters (the bulk import's NDJSON rows): documented as the requestBody, and the query
+   * parameters then are plain query parameters (not "get only").
+   */
+  body?: { description: string; media: string[]; schema: Record<string, unknown> };
   /** Not an endpoint of its own (e.g. a 405 answer for methods a path does not take): left out of the document. */
   hidden?: boolean;
 }

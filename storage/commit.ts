@@ -5,7 +5,7 @@
  */
 import { type Actor, type AuditEntity, type AuditEntry, auditEntry } from "../domain/audit.ts";
 import { AppError, ConflictError } from "../domain/errors.ts";
-import { auditKeys } from "./keys.ts";
+import { auditKeys, claimKeys, UNIQUE_INDEXES } from "./keys.ts";
 import { MAX_ATOMIC_BYTES, MAX_CHECKS, MAX_KEY_BYTES, MAX_MUTATIONS, MAX_RETRIES, MAX_VALUE_BYTES } from "./limits.ts";
 import type { Store } from "./store.ts";
 
@@ -100,6 +100,7 @@ export class Write {
   #checks: Deno.AtomicCheck[] = [];
   #mutations: Mutation[] = [];
   #sums = new Map<string, Mutation & { type: "sum" }>();
+  #epochsSet = new Set<string>();
 
   constructor(readonly store: Store, readonly actor: Actor | null = null) {}
 
@@ -159,6 +160,31 @@ export class Write {
     return entry;
   }
 
+  /** How many checks and mutations this write holds so far (no encoding: for packing batches). */
+  counts(): { checks: number; mutations: number } {
+    return { checks: this.#checks.length, mutations: this.#mutations.length };
+  }
+
+  /**
+   * Sets the claims epoch of each company a unique key of which this write sets (one blind mutation, no read, no
+   * check): a batch that read many unique keys absent then checks that one key instead of each (import_batch.ts).
+   */
+  #bumpClaimsEpochs(): void {
+    let cids: Set<string> | null = null;
+    for (const m of this.#mutations) {
+      const k = m.key;
+      if (m.type === "set" && k.length === 4 && k[0] === "company" && UNIQUE_INDEXES.has(k[2] as string)) {
+        (cids ??= new Set()).add(k[1] as string);
+      }
+    }
+    if (cids === null) return;
+    for (const cid of cids) {
+      if (this.#epochsSet.has(cid)) continue;
+      this.#epochsSet.add(cid);
+      this.set(claimKeys.epoch(cid), null);
+    }
+  }
+
   /** What this write uses of the limits (exact byte counts: for reports and tests, not the hot path). */
   size(): WriteSize {
     let bytes = 0;
@@ -204,6 +230,7 @@ export class Write {
 
   /** Commits after checking the limits; the versionstamp, or null when a check failed (a lost race). */
   async commit(what = "save"): Promise<string | null> {
+    this.#bumpClaimsEpochs();
     this.assertWithinLimits(what);
     const op = this.store.kv.atomic().check(...this.#checks);
     for (const m of this.#mutations) {

@@ -28,8 +28,11 @@ const UNIQUE = {
 
 type UniqueField = keyof typeof UNIQUE;
 
-/** The index keys of one version of a customer: its unique values and the lists it is in. */
-function customerIndexKeys(cid: string, c: Customer): IndexKeys {
+/**
+ * The index keys of one version of a customer: its unique values and the lists it is in (the one list of them, so
+ * every writer, the importer's batched create too, writes the same ones).
+ */
+export function customerIndexKeys(cid: string, c: Customer): IndexKeys {
   const unique = customerUniqueKeys(c);
   return {
     unique: {

@@ -287,3 +287,24 @@ export const statKeys = {
   pendings: (cid: string): Deno.KvKey => ["company", cid, "points_pending"],
   cardTotal: (cid: string, side: "in" | "out"): Deno.KvKey => ["company", cid, "card_totals", side],
 };
+/**
+ * The claims epoch of a company: set (blindly, with no read) by every write that claims a unique key, so a batch
+ * that read many unique keys absent can check this one key's versionstamp instead of each key (storage/commit.ts,
+ * storage/import_batch.ts).
+ */
+export const claimKeys = {
+  epoch: (cid: string): Deno.KvKey => ["company", cid, "claims_epoch"],
+};
+
+/** Collections of unique indexes under a company's prefix (one key per value, holding its record's id). */
+export const UNIQUE_INDEXES: ReadonlySet<string> = new Set([
+  "customers_by_phone",
+  "customers_by_email",
+  "customers_by_external_id",
+  "cards_by_uid",
+  "cards_by_barcode",
+  "cards_by_external_id",
+  "groups_by_name",
+  "card_types_by_name",
+  "bonus_programs_by_name",
+]);

@@ -11,12 +11,14 @@ import { loadConfig } from "../config.ts";
 import type { ImportPreset, ImportType } from "../domain/import/columns.ts";
 import type { ImportEncoding } from "../domain/import/csv.ts";
 import { formatOfName, type ImportFormat, type OpenedFile, openRows, type ReadRow } from "../domain/import/read.ts";
-import { AppError } from "../domain/errors.ts";
+import { AppError, ValidationError } from "../domain/errors.ts";
+import { companyExists } from "../storage/export.ts";
 import { openKv } from "../storage/open.ts";
 import { createStore } from "../storage/store.ts";
 import {
   countResult,
   emptyReport,
+  IMPORT_MAX_ROWS_PER_REQUEST,
   type ImportReport,
   importRows,
   MATCH_FIELDS,
@@ -36,12 +38,13 @@ const USAGE = `Usage: deno task import FILE [options]
   --preset shopify|woocommerce     read a shop's customer export
   --match external_id,phone,email  order of the fields a customer row is matched by
   --bonus-id N                     program of balances (default: the company's only program)
-  --company ID                     default: default
+  --company ID                     default: default; another company must be known to the store (an API key
+                                   or data) unless --create-company
   --dry-run                        validate and match everything, write nothing
   --report REPORT.json             also write the report as JSON
   --ignore-unknown                 skip columns that map to nothing instead of stopping
   --url URL --apikey KEY           import through the service's bulk endpoint instead of the store at KV_PATH
-  --batch-size N                   rows read, matched and sent together (default 500)
+  --batch-size N                   rows read, matched and sent together (default 2000)
   --no-resume                      start from the first row even if a run of this file was interrupted
 Exit 0 when every row went in, 1 when any row was rejected, 2 on a usage or file error.`;
 
@@ -68,6 +71,7 @@ try {
       report: { type: "string" },
       "ignore-unknown": { type: "boolean" },
       "no-resume": { type: "boolean" },
+      "create-company": { type: "boolean" },
       url: { type: "string" },
       apikey: { type: "string" },
       "batch-size": { type: "string" },
@@ -114,7 +118,7 @@ if (args["bonus-id"] !== undefined) {
 }
 const companyId = args.company ?? "default";
 if (companyId.trim() === "") usage("--company needs a company id");
-const batchSize = args["batch-size"] === undefined ? 500 : Number(args["batch-size"]);
+const batchSize = args["batch-size"] === undefined ? 2000 : Number(args["batch-size"]);
 if (!Number.isSafeInteger(batchSize) || batchSize < 1) usage(`Invalid --batch-size "${args["batch-size"]}"`);
 if ((args.url === undefined) !== (args.apikey === undefined)) usage("--url and --apikey go together");
 
@@ -189,11 +193,59 @@ try {
   if (e instanceof AppError) usage(e.message);
   throw e;
 }
+// NDJSON records may bring new keys anywhere: the whole file's keys (and its encoding) are checked before the
+// first row is written, so an unknown key is a usage error with nothing written (JSON and XML are checked whole
+// when opened; CSV has its header).
+if (format === "ndjson") {
+  try {
+    const check = await openRows((await Deno.open(file)).readable, {
+      format,
+      encoding: opened.encoding,
+      delimiter,
+      type,
+      preset,
+      map,
+      ignoreUnknown: args["ignore-unknown"] === true,
+      batchSize,
+    });
+    for await (const _ of check.batches) { /* each record's keys resolved */ }
+  } catch (e) {
+    if (e instanceof AppError) usage(e.message);
+    throw e;
+  }
+}
 const needsProgram = (type === "customers" && opened.columns.includes("bonus")) ||
   (type === "bonuses" && (!opened.columns.includes("bonus_id") || bonusId !== null));
 
+// Ctrl-C (SIGINT), SIGTERM, or the parent (`deno task`) gone: stop before the next batch, nothing half-written; a
+// second signal stops at once (still nothing half-written: every batch is one or more whole atomic operations).
+const stop = new AbortController();
+let stopReason = "";
+function stopSoon(reason: string): void {
+  if (stop.signal.aborted) {
+    if (reason.startsWith("SIG")) Deno.exit(130);
+    return;
+  }
+  stopReason = reason;
+  stop.abort();
+  try {
+    console.error(`\nimport: ${reason}: stopping after the batch being written`);
+  } catch { /* stderr gone with the parent */ }
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stopSoon(sig));
+const parentPid = Deno.ppid;
+const watch = setInterval(() => {
+  if (Deno.ppid !== parentPid) stopSoon("the parent process is gone");
+}, 500);
+Deno.unrefTimer(watch);
+let lastLine = 0;
+
 async function* rowsOf(): AsyncGenerator<ReadRow[]> {
-  for await (const batch of opened.batches) yield batch;
+  for await (const batch of opened.batches) {
+    if (stop.signal.aborted) return;
+    yield batch;
+    lastLine = batch.at(-1)?.line ?? lastLine;
+  }
 }
 
 const report: ImportReport = args.url === undefined ? await local() : await remote(args.url, args.apikey!);
@@ -203,6 +255,12 @@ async function local(): Promise<ImportReport> {
   const kv = await openKv(config.kvPath);
   const store = createStore(kv, { auditRetentionDays: config.auditRetentionDays });
   const actor = { companyId, name: `import:${fileName}`, userId: 0 };
+  // A typo in --company would start a new company silently: only "default" (the service's own) or a company the
+  // store knows, unless asked for.
+  if (companyId !== "default" && args["create-company"] !== true && !await companyExists(kv, companyId)) {
+    kv.close();
+    usage(`Company "${companyId}" not found in the store (no API key, no data): pass --create-company to start it`);
+  }
   const runStarted = Date.now();
   try {
     const report = await importRows(store, actor, {
@@ -217,12 +275,14 @@ async function local(): Promise<ImportReport> {
         console.error(`import: resuming after line ${line}, where an interrupted run of this file stopped`);
       },
       needsProgram,
+      signal: stop.signal,
       batches: rowsOf(),
       onBatch: (results) => {
         rowsDone += results.length;
         progress();
       },
     });
+    if (stop.signal.aborted) return report;
     await recordImport(store, actor, {
       file: fileName,
       type,
@@ -259,8 +319,31 @@ async function remote(url: string, apikey: string): Promise<ImportReport> {
   // refused here is sent with its reason, so the service's reply and its run record count every row.
   const checker = new RowChecker({ type, bonusId, match, settings: config });
   if (needsProgram) checker.programId = bonusId ?? 0;
-  for await (const all of rowsOf()) {
-    const batch: ReadRow[] = all.map((row) => {
+  // A file error after rows were sent ends the import with them counted and one file-level reject (exit 1).
+  const fileError = (e: unknown, line: number) => {
+    if (!(e instanceof AppError) || rowsDone === 0) return false;
+    countResult(report, {
+      line,
+      status: "rejected",
+      field: e.field ?? "file",
+      info: `${e.message} (the import stopped here: the rows before line ${line} are in)`,
+    });
+    return true;
+  };
+  try {
+    for await (const all of rowsOf()) {
+      // Under the endpoint's cap of rows per request, whatever --batch-size says.
+      for (let at = 0; at < all.length; at += IMPORT_MAX_ROWS_PER_REQUEST) {
+        if (!await send(all.slice(at, at + IMPORT_MAX_ROWS_PER_REQUEST))) return report;
+      }
+    }
+  } catch (e) {
+    if (!fileError(e, lastLine + 1)) throw e;
+  }
+  return report;
+
+  async function send(part: ReadRow[]): Promise<boolean> {
+    const batch: ReadRow[] = part.map((row) => {
       const checked = checker.plan(row);
       if (!("status" in checked)) return row;
       if (checked.status === "skipped") return { line: row.line, values: {} };
@@ -288,14 +371,16 @@ async function remote(url: string, apikey: string): Promise<ImportReport> {
       try {
         info = JSON.parse(text).info ?? text;
       } catch { /* the text as it came */ }
-      usage(`The service refused the import (${res?.status}): ${info}`);
+      const error = new ValidationError("file", `The service refused the import (${res?.status}): ${info}`);
+      if (fileError(error, batch[0]!.line)) return false;
+      usage(error.message);
     }
-    const reply = await res.json() as { results: RowResult[] };
+    const reply = await res!.json() as { results: RowResult[] };
     for (const r of reply.results) countResult(report, r);
     rowsDone += batch.length;
     progress();
+    return true;
   }
-  return report;
 }
 
 /** The SHA-256 of the file's content, read as a stream: the key of its checkpoint. */
@@ -312,6 +397,18 @@ async function fileKeyOf(path: string): Promise<string> {
   const data = new TextEncoder().encode(`${basename(path)}|${info.size}|${info.mtime?.getTime() ?? 0}`);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
   return [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+if (stop.signal.aborted) {
+  try {
+    console.error(
+      `import: stopped (${stopReason}) after line ${lastLine}; nothing is half-written. Run the same command ` +
+        (args.url === undefined
+          ? "again to finish: it resumes after that line."
+          : "again to finish: the rows already in are counted unchanged."),
+    );
+  } catch { /* stderr gone with the parent */ }
+  Deno.exit(stopReason === "SIGTERM" ? 143 : 130);
 }
 
 const total = report.created + report.updated + report.unchanged + report.rejected + report.skipped;

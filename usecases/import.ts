@@ -15,13 +15,13 @@ import {
 } from "../domain/card.ts";
 import { type PointsRules, summarize, walletOf } from "../domain/points.ts";
 import { rulesOf } from "../domain/program_settings.ts";
-import { createFresh, type FreshCustomer } from "../storage/import_batch.ts";
+import { createFresh, type FreshCustomer, readClaimsEpoch } from "../storage/import_batch.ts";
 import { applyCustomerPatch, type Customer, customerFieldParsers, type CustomerPatch } from "../domain/customer.ts";
 import { localDate } from "../domain/dates.ts";
 import { emailKey } from "../domain/email.ts";
 import { AppError, ValidationError } from "../domain/errors.ts";
 import { type FieldParser, parserOf, parsersOf } from "../domain/fields.ts";
-import { duplicateMessage, DuplicateTracker } from "../domain/import/dupes.ts";
+import { ClaimedLines, type Duplicate, duplicateMessage, DuplicateTracker } from "../domain/import/dupes.ts";
 import type { ImportType } from "../domain/import/columns.ts";
 import { parseMoney } from "../domain/money.ts";
 import { type BalanceRecord, getBalanceRecord } from "../storage/bonuses.ts";
@@ -48,6 +48,14 @@ import { saveCustomer } from "./customers.ts";
 
 export type { ImportRun };
 export { newRunId, RUN_ID };
+
+/** The card lookup parsers, built once (building one derives its JSON schema for the messages). */
+const LOOKUP = {
+  uid: parserOf(CARD_LOOKUP_PARSERS.uid) as FieldParser<unknown>,
+  card_barcode: parserOf(CARD_LOOKUP_PARSERS.card_barcode) as FieldParser<unknown>,
+  external_id: parserOf(CARD_LOOKUP_PARSERS.external_id) as FieldParser<unknown>,
+  card_id: parserOf(CARD_LOOKUP_PARSERS.card_id) as FieldParser<unknown>,
+};
 
 /** The unique customer fields a row can be matched by, in the default order. */
 export const MATCH_FIELDS = ["external_id", "phone", "email"] as const;
@@ -91,6 +99,12 @@ export interface ImportReport {
   skipped: number;
   rejects: ImportReject[];
 }
+
+/**
+ * Rows one request to the bulk endpoint may carry (413 above it): a request is written whole before its reply, so
+ * a larger one would outlast the server's body timeout. `deno task import --url` sends batches under it.
+ */
+export const IMPORT_MAX_ROWS_PER_REQUEST = 5_000;
 
 /** Rejects kept in a report; the count goes on. */
 export const MAX_REJECTS_KEPT = 10_000;
@@ -161,7 +175,8 @@ export async function importProgram(store: Store, actor: Actor, bonusId: number 
  * duplicates across its batches are found as a local import finds them.
  */
 export class RowChecker {
-  readonly dupes = new DuplicateTracker();
+  /** The unique values claimed so far (by this batch only, when the store finds the earlier ones). */
+  dupes = new DuplicateTracker();
   readonly customerParsers: Record<string, FieldParser<unknown>>;
   readonly cardParsers: Record<string, FieldParser<unknown>>;
   readonly match: readonly MatchField[];
@@ -176,21 +191,30 @@ export class RowChecker {
 
   /** Parses and checks a row against the file so far: a result when it is done with (rejected, skipped). */
   plan(row: ImportRow): RowResult | Planned {
+    const parsed = this.parse(row);
+    return "status" in parsed ? parsed : this.claim(parsed);
+  }
+
+  /** Parses a row (no duplicate check): a result when it is done with (rejected, skipped). */
+  parse(row: ImportRow): RowResult | Planned {
     const { line } = row;
     if (row.error) return { line, status: "rejected", field: row.error.field, info: row.error.info };
     if (Object.values(row.values).every((v) => v.trim() === "")) return { line, status: "skipped" };
     try {
-      const parsed = this.options.type === "customers"
+      return this.options.type === "customers"
         ? this.#parseCustomer(row)
         : this.options.type === "cards"
         ? this.#parseCard(row)
         : this.#parseBonus(row);
-      const dup = this.dupes.claim(line, parsed.unique);
-      if (dup) return { line, status: "rejected", field: dup.field, info: duplicateMessage(dup) };
-      return parsed;
     } catch (e) {
       return rejectOf(line, e);
     }
+  }
+
+  /** Claims a parsed row's unique values: the row, or its reject when an earlier line claimed one. */
+  claim(parsed: Planned): RowResult | Planned {
+    const dup = this.dupes.claim(parsed.line, parsed.unique);
+    return dup ? duplicateReject(parsed.line, dup) : parsed;
   }
 
   #parseCustomer(row: ImportRow): PlannedCustomer {
@@ -202,8 +226,8 @@ export class RowChecker {
     for (const [field, raw] of Object.entries(row.values)) {
       // An empty cell leaves the stored value as it is: a spreadsheet's gap never clears what a till recorded.
       if (raw.trim() === "") continue;
-      if (field === "card_uid") cardUid = parserOf(CARD_LOOKUP_PARSERS.uid)(raw, field);
-      else if (field === "card_barcode") cardBarcode = parserOf(CARD_LOOKUP_PARSERS.card_barcode)(raw, field);
+      if (field === "card_uid") cardUid = LOOKUP.uid(raw, field) as string;
+      else if (field === "card_barcode") cardBarcode = LOOKUP.card_barcode(raw, field) as string;
       else if (field === "bonus") bonus = parseMoney(raw, field);
       else if (field === "group_name") groupName = this.customerParsers.group_name!(raw, field) as string;
       else if (field === "group_id") continue;
@@ -222,9 +246,6 @@ export class RowChecker {
         this.match[0]!,
         "Cannot import customer: the row has no external_id, phone, email or card_uid to find it by on a re-run",
       );
-    }
-    if (bonus !== null && this.programId === null) {
-      throw new ValidationError("bonus", "Invalid bonus: no bonus program chosen");
     }
     return {
       kind: "customer",
@@ -247,8 +268,8 @@ export class RowChecker {
   #parseCard(row: ImportRow): PlannedCard {
     const fields: Record<string, unknown> = {};
     const lookupParsers: Record<string, FieldParser<unknown>> = {
-      uid: parserOf(CARD_LOOKUP_PARSERS.uid),
-      external_id: parserOf(CARD_LOOKUP_PARSERS.external_id),
+      uid: LOOKUP.uid,
+      external_id: LOOKUP.external_id,
     };
     for (const [field, raw] of Object.entries(row.values)) {
       if (raw.trim() === "") continue;
@@ -257,6 +278,11 @@ export class RowChecker {
       fields[field] = parse(raw, field);
     }
     const { change, refs } = splitCardFields(fields);
+    // The owner by external id when the row has one, else by customer_id (a customer of this company).
+    if (fields.customer_external_id !== undefined && refs.customerId !== undefined) {
+      delete refs.customerId;
+      refs.customerExternalId = fields.customer_external_id as string;
+    }
     const lookup: CardLookup = {
       uid: (fields.uid as string | undefined) ?? null,
       external_id: (fields.external_id as string | undefined) ?? null,
@@ -284,7 +310,7 @@ export class RowChecker {
     let customer: PlannedBonus["customer"];
     if (text("customer_external_id") !== "") customer = { externalId: text("customer_external_id") };
     else if (text("customer_id") !== "") {
-      const id = parserOf(CARD_LOOKUP_PARSERS.card_id)(text("customer_id"), "customer_id");
+      const id = LOOKUP.card_id(text("customer_id"), "customer_id") as number;
       customer = { id };
     } else {
       throw new ValidationError(
@@ -292,9 +318,7 @@ export class RowChecker {
         `Parameter "customer_external_id" or "customer_id" is required`,
       );
     }
-    const bonusId = text("bonus_id") !== ""
-      ? parserOf(CARD_LOOKUP_PARSERS.card_id)(text("bonus_id"), "bonus_id")
-      : this.programId;
+    const bonusId = text("bonus_id") !== "" ? LOOKUP.card_id(text("bonus_id"), "bonus_id") as number : this.programId;
     if (bonusId === null) throw new ValidationError("bonus_id", `Parameter "bonus_id" is required`);
     if (text("amount") === "") throw new ValidationError("amount", `Parameter "amount" is required`);
     const overwrite = text("overwrite") === "" ? true : this.customerParsers.send_sms!(text("overwrite"), "overwrite");
@@ -329,35 +353,157 @@ export class ImportSession extends RowChecker {
   /** The rules of the program of balances (for the batched create). */
   #rules: PointsRules | null = null;
 
+  /**
+   * Whether in-file duplicates of customer rows are found through the store (see ClaimedLines): a value an earlier
+   * batch claimed is in the store by now, held by the record that batch's line went into. Not in a dry run (nothing
+   * is written), nor for cards and balances files (their values are tracked as hashes).
+   */
+  get #storeDupes(): boolean {
+    return this.options.type === "customers" && !this.options.dryRun;
+  }
+  #customerLines = new ClaimedLines(["external_id", "phone", "email"]);
+  #cardLines = new ClaimedLines(["card_uid", "card_barcode"]);
+  /** The customer and card each row of the batch went into (or was found unchanged in), by line. */
+  #ids = new Map<number, { customer: number | null; card: number | null }>();
+
   /** Imports a batch of rows, several at once; results in row order. */
   async run(rows: ImportRow[]): Promise<RowResult[]> {
+    // The program of balances is resolved when the first bonus value appears (ImportSetupError when ambiguous).
+    if (this.programId === null && this.options.type === "customers") {
+      if (rows.some((r) => !r.error && (r.values.bonus ?? "").trim() !== "")) await this.prepare(true);
+    }
+    const storeDupes = this.#storeDupes;
     // Duplicates are decided in file order before any row of the batch is written.
-    const planned = rows.map((row) => this.plan(row));
-    const customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    const planned = storeDupes ? rows.map((row) => this.parse(row)) : rows.map((row) => this.plan(row));
+    let customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    const batched = !this.options.dryRun && this.options.batched !== false && customers.length > 0;
+    // Read before the rows' index entries, so the batched create need not read them again (storage/import_batch.ts).
+    const epoch = batched ? await readClaimsEpoch(this.store, this.actor.companyId) : undefined;
     const pre = await this.#prefetch(customers);
+    if (storeDupes) {
+      // Earlier batches through the store, this batch in memory; a rejected row claims nothing.
+      this.dupes = new DuplicateTracker();
+      for (const [i, p] of planned.entries()) {
+        if ("status" in p) continue;
+        const earlier = this.#earlierLine(p as PlannedCustomer, pre.get(p as PlannedCustomer)!);
+        planned[i] = earlier ? duplicateReject(p.line, earlier) : this.claim(p);
+      }
+      customers = planned.filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    }
     const results: RowResult[] = new Array(rows.length);
+    const parsed = [...planned];
+    this.#ids.clear();
     // New customers (nothing of theirs in the store yet) go in several per atomic operation.
-    const fresh = this.options.dryRun || this.options.batched === false ? [] : this.#freshOf(customers, pre);
+    const fresh = batched ? this.#freshOf(customers, pre) : [];
     if (fresh.length > 0) {
-      const written = await createFresh(this.store, this.actor, fresh.map((f) => f.row));
-      fresh.forEach((f, i) => {
-        if (written[i]) {
-          const at = planned.indexOf(f.plan);
-          planned[at] = { line: f.plan.line, status: "created" };
-        }
+      const at = new Map(planned.map((p, i) => [p, i]));
+      await createFresh(this.store, this.actor, fresh.map((f) => f.row), {
+        epoch,
+        onWritten: (i, ids) => {
+          const { plan } = fresh[i]!;
+          planned[at.get(plan)!] = { line: plan.line, status: "created" };
+          this.#ids.set(plan.line, { customer: ids.customerId, card: ids.cardId });
+        },
       });
     }
-    let next = 0;
-    const worker = async () => {
-      while (next < planned.length) {
-        const i = next++;
-        const plan = planned[i]!;
-        results[i] = "status" in plan ? plan : await this.#write(plan, pre.get(plan as PlannedCustomer));
+    for (const [i, plan] of planned.entries()) if ("status" in plan) results[i] = plan;
+    // The values a row that went in claimed, by the records holding them now (for later rounds and batches).
+    const remember = (indices: number[]) => {
+      for (const i of indices) {
+        const r = results[i]!;
+        const ids = this.#ids.get(r.line);
+        const p = parsed[i]!;
+        if (r.status === "rejected" || r.status === "skipped" || !ids || "status" in p) continue;
+        this.#remember(p as PlannedCustomer, ids);
       }
     };
+    if (storeDupes) remember([...planned.keys()].filter((i) => "status" in planned[i]!));
+    // Rows go in file order: a row touching a record an earlier row of the batch touches waits for the next round,
+    // and is matched again then (as with a batch of one row).
+    let pending = [...planned.keys()].filter((i) => !("status" in planned[i]!));
     const width = Math.max(1, this.options.concurrency ?? 16);
-    await Promise.all(Array.from({ length: Math.min(width, rows.length) }, worker));
+    while (pending.length > 0) {
+      const touched = new Set<string>();
+      const now: number[] = [];
+      const later: number[] = [];
+      for (const i of pending) {
+        const plan = planned[i] as Planned;
+        const mine = touchKeys(plan, pre.get(plan as PlannedCustomer));
+        (mine.some((k) => touched.has(k)) ? later : now).push(i);
+        for (const k of mine) touched.add(k);
+      }
+      let next = 0;
+      const worker = async () => {
+        while (next < now.length) {
+          const i = now[next++]!;
+          const plan = planned[i] as Planned;
+          results[i] = await this.#write(plan, pre.get(plan as PlannedCustomer));
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(width, now.length) }, worker));
+      if (storeDupes) remember(now);
+      pending = later;
+      const again = later.map((i) => planned[i] as Planned).filter((p): p is PlannedCustomer => p.kind === "customer");
+      if (again.length > 0) { for (const [p, found] of await this.#prefetch(again)) pre.set(p, found); }
+    }
     return results;
+  }
+
+  /**
+   * Reads what rows an interrupted earlier run finished (they are not written again) so that later duplicates of
+   * them are still found.
+   */
+  async seed(rows: ImportRow[]): Promise<void> {
+    if (!this.#storeDupes) {
+      for (const row of rows) this.plan(row);
+      return;
+    }
+    const customers = rows.map((row) => this.parse(row))
+      .filter((p): p is PlannedCustomer => !("status" in p) && p.kind === "customer");
+    const pre = await this.#prefetch(customers);
+    for (const p of customers) {
+      const found = pre.get(p)!;
+      for (const f of MATCH_FIELDS) {
+        const id = found.holders.get(f);
+        if (p.unique[f] !== null && id !== undefined) this.#customerLines.set(id, f, p.line);
+      }
+      if (found.cardId !== null) this.#cardLines.set(found.cardId, "card_uid", p.line);
+      if (found.barcodeCardId !== null) this.#cardLines.set(found.barcodeCardId, "card_barcode", p.line);
+    }
+  }
+
+  /** The earlier line of this file that claimed one of a row's values, found through the record holding it. */
+  #earlierLine(p: PlannedCustomer, pre: Prefetched): Duplicate | null {
+    for (const f of MATCH_FIELDS) {
+      const id = pre.holders.get(f);
+      const line = p.unique[f] === null || id === undefined ? null : this.#customerLines.get(id, f);
+      if (line !== null) return { field: f, value: p.unique[f]!, line };
+    }
+    const uid = pre.cardId === null ? null : this.#cardLines.get(pre.cardId, "card_uid");
+    if (uid !== null) return { field: "card_uid", value: p.cardUid!, line: uid };
+    const barcode = pre.barcodeCardId === null ? null : this.#cardLines.get(pre.barcodeCardId, "card_barcode");
+    if (barcode !== null) return { field: "card_barcode", value: p.cardBarcode!, line: barcode };
+    return null;
+  }
+
+  /** " (set by line N of this file)" when a row of this file went into the customer, else "". */
+  #fromLine(id: number): string {
+    for (const f of MATCH_FIELDS) {
+      const line = this.#customerLines.get(id, f);
+      if (line !== null) return ` (set by line ${line} of this file)`;
+    }
+    return "";
+  }
+
+  /** Records the values a row that went in claimed, by the records holding them now. */
+  #remember(p: PlannedCustomer, ids: { customer: number | null; card: number | null }): void {
+    if (ids.customer !== null) {
+      for (const f of MATCH_FIELDS) if (p.unique[f] !== null) this.#customerLines.set(ids.customer, f, p.line);
+    }
+    if (ids.card !== null) {
+      if (p.cardUid !== null) this.#cardLines.set(ids.card, "card_uid", p.line);
+      if (p.cardBarcode !== null) this.#cardLines.set(ids.card, "card_barcode", p.line);
+    }
   }
 
   /**
@@ -376,7 +522,7 @@ export class ImportSession extends RowChecker {
     const { userId } = this.actor;
     for (const plan of plans) {
       const p = pre.get(plan)!;
-      if (p.holders.size > 0 || p.card !== null || plan.groupName !== undefined) continue;
+      if (p.holders.size > 0 || p.card !== null || p.cardId !== null || plan.groupName !== undefined) continue;
       if (
         plan.cardUid === null && plan.unique.external_id === null && plan.unique.phone === null &&
         plan.unique.email === null
@@ -429,59 +575,105 @@ export class ImportSession extends RowChecker {
   }
 
   /**
-   * Reads what the customer rows of a batch are matched against in a few getMany rounds for the whole batch (index
-   * entries, then the customers, cards and balances they point at), so rows already in cost no reads of their own.
+   * Reads what the customer rows of a batch are matched against in a few getMany rounds for the whole batch, so
+   * rows already in cost no reads of their own: first the index entry of each row's first match field and of its
+   * card; then the customer found with its balance and card, or else the row's other match fields; last only what
+   * is still unknown. A unique value the found customer's record already holds is not read from its index: the
+   * record and its index entries are written together, so the entry points at that customer.
    */
   async #prefetch(plans: PlannedCustomer[]): Promise<Map<PlannedCustomer, Prefetched>> {
     const out = new Map<PlannedCustomer, Prefetched>();
     if (plans.length === 0) return out;
     const cid = this.actor.companyId;
-    const first: Deno.KvKey[] = [];
-    const at: { fields: MatchField[]; start: number; card: number | null }[] = [];
-    for (const p of plans) {
-      const fields = MATCH_FIELDS.filter((f) => p.unique[f] !== null);
-      const start = first.length;
-      for (const f of fields) first.push(matchKey(cid, f, p.unique[f]!));
-      let card: number | null = null;
-      if (p.cardUid !== null) {
-        card = first.length;
-        first.push(cardKeys.byUid(cid, p.cardUid));
+    const { kv } = this.store;
+    const programId = this.programId;
+    type State = {
+      plan: PlannedCustomer;
+      fields: MatchField[];
+      holders: Map<MatchField, number>;
+      unread: MatchField[];
+      cardId: number | null;
+      pre: Prefetched;
+      recordRead: boolean;
+    };
+    const states: State[] = plans.map((plan) => {
+      const fields = this.match.filter((f) => plan.unique[f] !== null);
+      return {
+        plan,
+        fields,
+        holders: new Map(),
+        unread: [...fields],
+        cardId: null,
+        pre: { holders: new Map(), existing: null, card: null, cardId: null, barcodeCardId: null, balance: null },
+        recordRead: false,
+      };
+    });
+    /** One round: each state asks for keys and hears their entries. */
+    const round = async (ask: (s: State, want: (key: Deno.KvKey, heard: (v: unknown) => void) => void) => void) => {
+      const wanted: Deno.KvKey[] = [];
+      const heard: ((v: unknown) => void)[] = [];
+      for (const s of states) ask(s, (key, h) => (wanted.push(key), heard.push(h)));
+      if (wanted.length === 0) return;
+      const read = await getManyInBatches<unknown>(kv, wanted);
+      read.forEach((e, i) => heard[i]!(e.value));
+    };
+    const readIndex = (s: State, f: MatchField, want: (key: Deno.KvKey, h: (v: unknown) => void) => void) => {
+      s.unread = s.unread.filter((u) => u !== f);
+      want(matchKey(cid, f, s.plan.unique[f]!), (v) => {
+        if (v !== null) s.holders.set(f, v as number);
+      });
+    };
+    const readRecords = (s: State, id: number, want: (key: Deno.KvKey, h: (v: unknown) => void) => void) => {
+      s.recordRead = true;
+      want(keys.customer(cid, id), (v) => s.pre.existing = v as Customer | null);
+      if (s.plan.bonus !== null && programId !== null) {
+        want(bonusKeys.balance(cid, id, programId), (v) => s.pre.balance = v as BalanceRecord | null);
       }
-      at.push({ fields, start, card });
+    };
+    const matchedId = (s: State) => {
+      const f = this.match.find((m) => s.holders.has(m));
+      return f === undefined ? null : s.holders.get(f)!;
+    };
+    // 1: the first match field's index entry, and the card's.
+    await round((s, want) => {
+      if (s.fields.length > 0) readIndex(s, s.fields[0]!, want);
+      if (s.plan.cardUid !== null) want(cardKeys.byUid(cid, s.plan.cardUid), (v) => s.cardId = v as number | null);
+      if (s.plan.cardBarcode !== null) {
+        want(cardKeys.byBarcode(cid, s.plan.cardBarcode), (v) => s.pre.barcodeCardId = v as number | null);
+      }
+    });
+    // 2: the customer found, its balance and the card; or the other match fields.
+    await round((s, want) => {
+      const id = matchedId(s);
+      if (id !== null) readRecords(s, id, want);
+      else for (const f of [...s.unread]) readIndex(s, f, want);
+      if (s.cardId !== null) want(cardKeys.card(cid, s.cardId), (v) => s.pre.card = v as Card | null);
+    });
+    // 3: what is still unknown: the customer matched by another field, or a value its record does not hold.
+    await round((s, want) => {
+      const id = matchedId(s);
+      if (id !== null && !s.recordRead) readRecords(s, id, want);
+      const existing = s.pre.existing;
+      for (const f of [...s.unread]) {
+        if (existing !== null && existing.id === id && heldBy(existing, f, s.plan.unique[f]!)) {
+          s.unread = s.unread.filter((u) => u !== f);
+          s.holders.set(f, existing.id);
+        } else readIndex(s, f, want);
+      }
+    });
+    // 4: a customer matched only now (by a field read last) is read; its other values were all read.
+    await round((s, want) => {
+      const id = matchedId(s);
+      if (id !== null && !s.recordRead) readRecords(s, id, want);
+    });
+    for (const s of states) {
+      const id = matchedId(s);
+      // A record read for a match that a later round changed (another field ranks first) is not this row's.
+      if (s.pre.existing !== null && s.pre.existing.id !== id) s.pre.existing = null;
+      for (const f of s.fields) if (s.holders.has(f)) s.pre.holders.set(f, s.holders.get(f)!);
+      s.pre.cardId = s.cardId;
+      out.set(s.plan, s.pre);
     }
-    const read1 = await getManyInBatches<number>(this.store.kv, first);
-    const second: Deno.KvKey[] = [];
-    const refs: { holders: Map<MatchField, number>; existingId: number | null; c: number; k: number; b: number }[] = [];
-    plans.forEach((p, i) => {
-      const { fields, start, card } = at[i]!;
-      const holders = new Map<MatchField, number>();
-      fields.forEach((f, j) => {
-        const v = read1[start + j]!.value;
-        if (v !== null) holders.set(f, v);
-      });
-      const matchedBy = this.match.find((f) => holders.has(f));
-      const existingId = matchedBy === undefined ? null : holders.get(matchedBy)!;
-      const ref = { holders, existingId, c: -1, k: -1, b: -1 };
-      if (existingId !== null) {
-        ref.c = second.push(keys.customer(cid, existingId)) - 1;
-        if (p.bonus !== null && this.programId !== null) {
-          ref.b = second.push(bonusKeys.balance(cid, existingId, this.programId)) - 1;
-        }
-      }
-      const cardId = card === null ? null : read1[card]!.value;
-      if (cardId !== null) ref.k = second.push(cardKeys.card(cid, cardId)) - 1;
-      refs.push(ref);
-    });
-    const read2 = await getManyInBatches<unknown>(this.store.kv, second);
-    plans.forEach((p, i) => {
-      const r = refs[i]!;
-      out.set(p, {
-        holders: r.holders,
-        existing: r.c < 0 ? null : read2[r.c]!.value as Customer | null,
-        card: r.k < 0 ? null : read2[r.k]!.value as Card | null,
-        balance: r.b < 0 ? null : read2[r.b]!.value as BalanceRecord | null,
-      });
-    });
     return out;
   }
 
@@ -528,7 +720,8 @@ export class ImportSession extends RowChecker {
       return reject(
         line,
         matchedBy!,
-        `Cannot import customer: ${matchedBy} "${value}" belongs to the customer with external_id "${existing.external_id}"`,
+        `Cannot import customer: ${matchedBy} "${value}" belongs to the customer with external_id "${existing.external_id}"` +
+          this.#fromLine(existing.id),
       );
     }
     const now = store.clock();
@@ -568,7 +761,10 @@ export class ImportSession extends RowChecker {
       const record = pre.balance;
       balanceChanged = summarize(walletOf(record), now, options.settings.timeZone).balance !== plan.bonus;
     } else if (plan.bonus !== null) balanceChanged = true;
-    if (!customerChanged && !cardChanged && !balanceChanged) return { line, status: "unchanged" };
+    if (!customerChanged && !cardChanged && !balanceChanged) {
+      this.#ids.set(line, { customer: existingId, card: card?.id ?? null });
+      return { line, status: "unchanged" };
+    }
     const status: RowStatus = existing === null ? "created" : "updated";
     if (options.dryRun) return { line, status };
     let customerId = existingId;
@@ -582,18 +778,21 @@ export class ImportSession extends RowChecker {
       });
       customerId = saved.customer.id;
     }
+    let cardId = card?.id ?? null;
     if (cardChanged) {
       try {
-        await saveCard(store, actor, {
+        const savedCard = await saveCard(store, actor, {
           mode: "update",
           lookup: { uid: plan.cardUid },
           create: true,
           change: plan.cardBarcode === null ? {} : { barcode: plan.cardBarcode },
           refs: { customerId },
         });
+        cardId = savedCard.card.id;
       } catch (e) {
         const r = rejectOf(line, e);
-        return { ...r, field: `card_${r.field === "uid" ? "uid" : r.field === "barcode" ? "barcode" : r.field}` };
+        // The card's own field (uid, barcode, ...) as the row names it; a reject without a field is the card's.
+        return { ...r, field: r.field ? `card_${r.field}` : "card_uid" };
       }
     }
     if (balanceChanged) {
@@ -608,24 +807,63 @@ export class ImportSession extends RowChecker {
         timeZone: options.settings.timeZone,
       });
     }
+    this.#ids.set(line, { customer: customerId, card: cardId });
     return { line, status };
   }
 
   async #writeCard(plan: PlannedCard): Promise<RowResult> {
     const { store, actor, options } = this;
     const cid = actor.companyId;
-    const existing = await findCard(store.kv, cid, plan.lookup);
-    if (existing && await sameCard(store, cid, existing, plan)) return { line: plan.line, status: "unchanged" };
+    const { lookup, line } = plan;
+    // A card row is found by its uid only: a barcode or external id held by another card is that card's, not a way
+    // to find (and take over) it.
+    const existing = await findCard(store.kv, cid, { uid: lookup.uid });
+    const held = await getManyInBatches<number>(store.kv, [
+      lookup.card_barcode ? cardKeys.byBarcode(cid, lookup.card_barcode) : cardKeys.byUid(cid, lookup.uid!),
+      lookup.external_id ? cardKeys.byExternalId(cid, lookup.external_id) : cardKeys.byUid(cid, lookup.uid!),
+    ]);
+    for (const [i, field] of (["barcode", "external_id"] as const).entries()) {
+      const holder = held[i]!.value;
+      const value = field === "barcode" ? lookup.card_barcode : lookup.external_id;
+      if (!value || holder === null || holder === existing?.id) continue;
+      const other = await findCard(store.kv, cid, { card_id: holder });
+      return reject(
+        line,
+        field,
+        `Cannot import card "${lookup.uid}": ${field} "${value}" belongs to card "${other?.uid ?? holder}"`,
+      );
+    }
+    if (existing && await sameCard(store, cid, existing, plan)) return { line, status: "unchanged" };
     const status: RowStatus = existing ? "updated" : "created";
-    if (options.dryRun) return { line: plan.line, status };
+    // The owner is resolved in a dry run too, so it reports what the real run does.
+    const owner = await this.#ownerReject(plan);
+    if (owner) return owner;
+    if (options.dryRun) return { line, status };
     await saveCard(store, actor, {
       mode: "update",
-      lookup: plan.lookup,
+      lookup: existing ? { uid: lookup.uid } : { uid: lookup.uid, external_id: lookup.external_id },
       create: true,
       change: plan.change,
       refs: plan.refs,
     });
-    return { line: plan.line, status };
+    return { line, status };
+  }
+
+  /** The reject of a card row naming an owner that does not exist, in the words saveCard uses. */
+  async #ownerReject(plan: PlannedCard): Promise<RowResult | null> {
+    const { kv } = this.store;
+    const cid = this.actor.companyId;
+    const { refs, line } = plan;
+    if (refs.customerId != null && (await getCustomer(kv, cid, refs.customerId)) === null) {
+      return reject(line, "customer_id", `Customer "${refs.customerId}" not found`);
+    }
+    if (refs.customerExternalId != null) {
+      const ref = await kv.get<number>(keys.customerByExternalId(cid, refs.customerExternalId));
+      if (ref.value === null) {
+        return reject(line, "customer_external_id", `Customer with external_id "${refs.customerExternalId}" not found`);
+      }
+    }
+    return null;
   }
 
   async #writeBonus(plan: PlannedBonus): Promise<RowResult> {
@@ -711,16 +949,49 @@ interface Prefetched {
   /** The customer holding each of the row's unique values. */
   holders: Map<MatchField, number>;
   existing: Customer | null;
-  /** The card of the row's card_uid. */
+  /** The card of the row's card_uid, and its id as the uid's index entry holds it. */
   card: Card | null;
+  cardId: number | null;
+  /** The card holding the row's card_barcode. */
+  barcodeCardId: number | null;
   /** The matched customer's balance in the import's program. */
   balance: BalanceRecord | null;
+}
+
+/** What a row touches (records and unique values): two rows of a batch touching one go in one after the other. */
+function touchKeys(plan: Planned, pre: Prefetched | undefined): string[] {
+  const out: string[] = [];
+  if (plan.kind === "customer") {
+    for (const [f, v] of Object.entries(plan.unique)) if (v !== null) out.push(`${f}:${v}`);
+    if (pre) {
+      for (const id of pre.holders.values()) out.push(`customer:${id}`);
+      if (pre.card?.customer_id != null) out.push(`customer:${pre.card.customer_id}`);
+      if (pre.cardId !== null) out.push(`card:${pre.cardId}`);
+      if (pre.barcodeCardId !== null) out.push(`card:${pre.barcodeCardId}`);
+    }
+  } else if (plan.kind === "card") {
+    for (const [f, v] of Object.entries(plan.unique)) if (v !== null) out.push(`card_${f}:${v}`);
+  } else {
+    // A customer named by id and by external id in one file is one customer: such rows are not told apart here.
+    out.push("id" in plan.customer ? `id:${plan.customer.id}` : `ext:${plan.customer.externalId}`);
+  }
+  return out;
 }
 
 function matchKey(cid: string, field: MatchField, value: string): Deno.KvKey {
   if (field === "phone") return keys.customerByPhone(cid, value);
   if (field === "email") return keys.customerByEmail(cid, value);
   return keys.customerByExternalId(cid, value);
+}
+
+/** Whether a stored customer holds a row's (normalised) unique value. */
+function heldBy(c: Customer, field: MatchField, value: string): boolean {
+  if (field === "email") return c.email !== null && emailKey(c.email) === value;
+  return c[field] === value;
+}
+
+function duplicateReject(line: number, dup: Duplicate): RowResult {
+  return { line, status: "rejected", field: dup.field, info: duplicateMessage(dup) };
 }
 
 function reject(line: number, field: string, info: string): RowResult {
@@ -785,6 +1056,11 @@ export async function importRows(
     checkpoint?: string;
     /** Hears the line an interrupted earlier run is resumed after. */
     onResume?: (line: number) => void;
+    /**
+     * Stops the import before the next batch once aborted (Ctrl-C): every batch written is whole, and the
+     * checkpoint stays, so a re-run resumes after the last batch written.
+     */
+    signal?: AbortSignal;
   },
 ): Promise<ImportReport> {
   const session = new ImportSession(store, actor, options);
@@ -800,20 +1076,44 @@ export async function importRows(
     delete (report as Partial<ImportCheckpoint>).updated_at;
     options.onResume?.(saved.line);
   }
-  for await (const rows of options.batches) {
-    // Rows an earlier run finished are only parsed, so duplicates of them later in the file are still found.
-    const done = resumeAfter === 0 ? [] : rows.filter((r) => r.line <= resumeAfter);
-    for (const row of done) session.plan(row);
-    const rest = done.length === 0 ? rows : rows.filter((r) => r.line > resumeAfter);
-    if (rest.length === 0) continue;
-    const results = await session.run(rest);
-    for (const r of results) countResult(report, r);
-    if (key !== undefined) {
-      await setCheckpoint(store.kv, cid, key, { ...report, line: rest.at(-1)!.line, updated_at: store.clock() });
+  let lastLine = resumeAfter;
+  let handedOn = false;
+  try {
+    for await (const rows of options.batches) {
+      if (options.signal?.aborted) break;
+      // Rows an earlier run finished are only parsed, so duplicates of them later in the file are still found.
+      const done = resumeAfter === 0 ? [] : rows.filter((r) => r.line <= resumeAfter);
+      if (done.length > 0) await session.seed(done);
+      const rest = done.length === 0 ? rows : rows.filter((r) => r.line > resumeAfter);
+      if (rest.length === 0) continue;
+      // Settled before anything of the batch is written (the program of a first bonus value): a setup error here
+      // leaves the batch untouched.
+      if (session.programId === null && options.type === "customers") {
+        if (rest.some((r) => !r.error && (r.values.bonus ?? "").trim() !== "")) await session.prepare(true);
+      }
+      handedOn = true;
+      const results = await session.run(rest);
+      lastLine = rest.at(-1)!.line;
+      for (const r of results) countResult(report, r);
+      if (key !== undefined) {
+        await setCheckpoint(store.kv, cid, key, { ...report, line: lastLine, updated_at: store.clock() });
+      }
+      await options.onBatch?.(results);
     }
-    await options.onBatch?.(results);
+  } catch (e) {
+    // A file or setup error before any row was handed on writes nothing: the caller's usage error (exit 2). After
+    // rows went in (or would have, in a dry run) it ends the import with them counted and one file-level reject.
+    if (!handedOn || !(e instanceof AppError) || e.status >= 500) throw e;
+    countResult(report, {
+      line: lastLine + 1,
+      status: "rejected",
+      field: e.field ?? "file",
+      info: `${e.message} (the import stopped here: the rows before line ${lastLine + 1} are in)`,
+    });
+    return report;
   }
-  if (key !== undefined) await clearCheckpoint(store.kv, cid, key);
+  // Stopped (the batches may have ended early because of it): the checkpoint stays for the re-run.
+  if (key !== undefined && !options.signal?.aborted) await clearCheckpoint(store.kv, cid, key);
   return report;
 }
 

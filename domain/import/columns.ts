@@ -40,6 +40,8 @@ export const CUSTOMER_COLUMNS = [
   "birth_date",
   /** A whole name in one column: first word the first name, the rest the last name. */
   "full_name",
+  /** A whole name in Russian order (ФИО): last name, first name, middle name. */
+  "fio",
 ] as const;
 
 /** Writable fields of a cards file (type and owner by name / external id, or by id). */
@@ -96,8 +98,9 @@ const READ_ONLY: Record<ImportType, string[]> = {
 /** An id column dropped when the name column beside it is in the file too (names travel between stores, ids not). */
 export const IDS_BY_NAME: Record<ImportType, Record<string, string>> = {
   customers: {},
-  cards: { type_id: "type_name", customer_id: "customer_external_id" },
-  bonuses: { customer_id: "customer_external_id" },
+  // customer_id stays: a row whose customer_external_id is empty names its owner by it (a customer of this company).
+  cards: { type_id: "type_name" },
+  bonuses: {},
 };
 
 /** Header names understood without a map, lower-cased, by the field they fill. */
@@ -118,7 +121,8 @@ const SYNONYMS: Record<ImportType, Record<string, string[]>> = {
     custom_information: ["комментарий", "примечание", "note", "notes", "comment"],
     register_date: ["дата регистрации", "registered", "sign up", "signup date"],
     accumulated_sales: ["сумма покупок", "total spent", "total spend"],
-    full_name: ["фио", "клиент", "name", "full name"],
+    full_name: ["name", "full name"],
+    fio: ["фио", "клиент", "ф.и.о.", "ф. и. о."],
   },
   cards: {
     uid: ["номер карты", "card number"],
@@ -237,6 +241,12 @@ export function resolveColumns(headers: string[], options: ColumnOptions): strin
   out.forEach((f, i) => {
     if (f === IGNORE) return;
     const earlier = seen.get(f);
+    if (earlier !== undefined && norm(headers[earlier]!) === f && norm(headers[i]!) === f) {
+      throw new ValidationError(
+        headers[i]!,
+        `Columns ${earlier + 1} and ${i + 1} are both "${headers[i]!.trim()}": only one column may fill ${f}`,
+      );
+    }
     // A column named as the field wins over another that fills it by a synonym (`amount` beside `balance`).
     if (earlier !== undefined && norm(headers[earlier]!) === f) {
       out[i] = IGNORE;

@@ -2,6 +2,7 @@
  * Reading text files of rows, pure: the encoding and delimiter a file most likely uses, and a CSV parser fed in
  * chunks so a file of any size is read with flat memory (quoted fields, doubled quotes, CRLF, newlines in quotes).
  */
+import { ValidationError } from "../errors.ts";
 
 /** Text encodings an import understands. */
 export type ImportEncoding = "utf-8" | "windows-1251";
@@ -49,6 +50,11 @@ export function detectDelimiter(headerLine: string): string {
   return best;
 }
 
+/** The longest field a file may have (1 MiB of characters): a longer one is a file error, not memory spent. */
+export const MAX_FIELD_CHARS = 1024 * 1024;
+/** The longest record a file may have (4 MiB of characters). */
+export const MAX_RECORD_CHARS = 4 * 1024 * 1024;
+
 /** One record of a file: its fields and the (1-based) line it starts on. */
 export interface CsvRecord {
   line: number;
@@ -70,12 +76,14 @@ export class CsvParser {
   #recordLine = 1;
   #started = false;
   #first = true;
+  /** Characters of the current record so far. */
+  #recordChars = 0;
 
   constructor(delimiter: string) {
     this.#delimiter = delimiter;
   }
 
-  /** Parses a chunk; returns the records it completed. */
+  /** Parses a chunk; returns the records it completed. Fields are built from slices of the chunk. */
   push(chunk: string): CsvRecord[] {
     const out: CsvRecord[] = [];
     let text = chunk;
@@ -84,46 +92,81 @@ export class CsvParser {
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     }
     const d = this.#delimiter;
-    for (let i = 0; i < text.length; i++) {
-      const ch = text[i]!;
+    const n = text.length;
+    let i = 0;
+    while (i < n) {
       if (this.#quoted) {
         if (this.#quoteSeen) {
           this.#quoteSeen = false;
-          if (ch === '"') {
-            this.#field += '"';
+          if (text[i] === '"') {
+            this.#append('"');
+            i++;
             continue;
           }
-          this.#quoted = false; // the quote closed the field; fall through to read ch unquoted
-        } else if (ch === '"') {
-          this.#quoteSeen = true;
-          continue;
+          this.#quoted = false; // the quote closed the field; read text[i] unquoted below
         } else {
-          if (ch === "\n") this.#line++;
-          this.#field += ch;
+          const q = text.indexOf('"', i);
+          const stop = q < 0 ? n : q;
+          for (let nl = text.indexOf("\n", i); nl >= 0 && nl < stop; nl = text.indexOf("\n", nl + 1)) this.#line++;
+          this.#append(text.slice(i, stop));
+          if (q < 0) break;
+          this.#quoteSeen = true;
+          i = q + 1;
           continue;
         }
       }
+      const ch = text[i]!;
       if (ch === '"' && this.#field === "" && !this.#started) {
         this.#quoted = true;
         this.#started = true;
+        i++;
       } else if (ch === d) {
         this.#fields.push(this.#field);
         this.#field = "";
         this.#started = false;
+        i++;
       } else if (ch === "\n") {
         this.#fields.push(this.#field.endsWith("\r") ? this.#field.slice(0, -1) : this.#field);
         out.push({ line: this.#recordLine, fields: this.#fields });
         this.#fields = [];
         this.#field = "";
         this.#started = false;
+        this.#recordChars = 0;
         this.#line++;
         this.#recordLine = this.#line;
+        i++;
       } else {
-        this.#field += ch;
-        if (ch !== "\r") this.#started = true;
+        // A run of plain characters (a quote inside it is kept as it is), up to the next delimiter or line end.
+        let j = i;
+        while (j < n) {
+          const c = text[j]!;
+          if (c === d || c === "\n") break;
+          if (c !== "\r") this.#started = true;
+          j++;
+        }
+        this.#append(text.slice(i, j));
+        i = j;
       }
     }
     return out;
+  }
+
+  /** Adds text to the current field, within the field and record caps (a file error naming the line). */
+  #append(part: string): void {
+    this.#recordChars += part.length;
+    if (this.#field.length + part.length > MAX_FIELD_CHARS) {
+      throw new ValidationError(
+        "file",
+        `Invalid file: line ${this.#recordLine} has a field longer than ${MAX_FIELD_CHARS} characters (an unclosed quote?)`,
+      );
+    }
+    if (this.#recordChars > MAX_RECORD_CHARS) {
+      throw new ValidationError(
+        "file",
+        `Invalid file: the record of line ${this.#recordLine} is longer than ${MAX_RECORD_CHARS} characters`,
+      );
+    }
+    this.#field += part;
   }
 
   /** Completes the parse: the last record when the text did not end with a newline. */
@@ -137,6 +180,7 @@ export class CsvParser {
     const record = { line: this.#recordLine, fields: this.#fields };
     this.#fields = [];
     this.#field = "";
+    this.#recordChars = 0;
     return [record];
   }
 

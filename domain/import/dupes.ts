@@ -53,3 +53,40 @@ export class DuplicateTracker {
 export function duplicateMessage(d: Duplicate): string {
   return `${d.field} "${d.value}" is already in line ${d.line} of this file`;
 }
+
+/** Record ids per page of ClaimedLines. */
+const PAGE = 1024;
+
+/**
+ * The lines of a file that claimed the unique values of stored records, by record id and field: a later line
+ * whose value the store finds held by such a record repeats that line. Kept in pages of typed arrays, so a
+ * record touched costs 4 bytes per field, not a map entry per value; the values themselves stay in the store.
+ */
+export class ClaimedLines {
+  #pages = new Map<number, Int32Array>();
+  #fields: Map<string, number>;
+
+  constructor(fields: readonly string[]) {
+    this.#fields = new Map(fields.map((f, i) => [f, i]));
+  }
+
+  /** The first line that claimed `field` of record `id`, or null. */
+  get(id: number, field: string): number | null {
+    const f = this.#fields.get(field);
+    const page = this.#pages.get(Math.floor(id / PAGE));
+    if (f === undefined || !page) return null;
+    const line = page[(id % PAGE) * this.#fields.size + f]!;
+    return line === 0 ? null : line;
+  }
+
+  /** Records that `line` claimed `field` of record `id`, unless an earlier line did. */
+  set(id: number, field: string, line: number): void {
+    const f = this.#fields.get(field);
+    if (f === undefined) return;
+    const n = Math.floor(id / PAGE);
+    let page = this.#pages.get(n);
+    if (!page) this.#pages.set(n, page = new Int32Array(PAGE * this.#fields.size));
+    const at = (id % PAGE) * this.#fields.size + f;
+    if (page[at] === 0) page[at] = line;
+  }
+}

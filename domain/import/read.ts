@@ -7,7 +7,15 @@
 import { XMLParser } from "fast-xml-parser";
 import { ValidationError } from "../errors.ts";
 import { type ColumnOptions, IGNORE, recordValues, resolveColumns } from "./columns.ts";
-import { CsvParser, detectDelimiter, detectEncoding, hasBom, type ImportEncoding, isEmptyRecord } from "./csv.ts";
+import {
+  CsvParser,
+  detectDelimiter,
+  detectEncoding,
+  hasBom,
+  type ImportEncoding,
+  isEmptyRecord,
+  MAX_RECORD_CHARS,
+} from "./csv.ts";
 import { normaliseValues } from "./values.ts";
 
 /** File formats an import reads. */
@@ -26,7 +34,7 @@ export interface ReadOptions extends ColumnOptions {
   format: ImportFormat;
   encoding?: ImportEncoding;
   delimiter?: string;
-  /** Rows per batch (default 500). */
+  /** Rows per batch (default 2000). */
   batchSize?: number;
   /** Hears the bytes read so far (for progress). */
   onBytes?: (bytes: number) => void;
@@ -90,15 +98,53 @@ class Source {
       yield value;
     }
   }
-  async *text(encoding: ImportEncoding): AsyncGenerator<string> {
-    const decoder = new TextDecoder(encoding);
-    for await (const c of this.chunks()) yield decoder.decode(c, { stream: true });
-    const tail = decoder.decode();
+  /**
+   * The text, decoded in fatal mode over the whole stream: an undecodable byte is a file error naming its offset.
+   * With `undecided` (the encoding was detected from an all-ASCII start), the encoding is told again from the
+   * first chunk that has a non-ASCII byte (the ASCII before it reads the same in both).
+   */
+  async *text(encoding: ImportEncoding, options: { undecided?: boolean } = {}): AsyncGenerator<string> {
+    let enc = encoding;
+    let decoder = options.undecided ? null : new TextDecoder(enc, { fatal: true });
+    const ascii = new TextDecoder("utf-8");
+    let offset = 0;
+    const fail = (): never => {
+      throw new ValidationError(
+        "encoding",
+        `Invalid file: a byte at or after offset ${offset} is not ${enc} text; pass the file's --encoding`,
+      );
+    };
+    for await (const c of this.chunks()) {
+      if (decoder === null) {
+        const i = c.findIndex((b) => b >= 0x80);
+        if (i < 0) {
+          offset += c.length;
+          yield ascii.decode(c);
+          continue;
+        }
+        enc = detectEncoding(c.subarray(i));
+        decoder = new TextDecoder(enc, { fatal: true });
+      }
+      let t: string;
+      try {
+        t = decoder.decode(c, { stream: true });
+      } catch {
+        fail();
+      }
+      offset += c.length;
+      yield t!;
+    }
+    let tail = "";
+    try {
+      tail = decoder?.decode() ?? "";
+    } catch {
+      fail();
+    }
     if (tail) yield tail;
   }
-  async all(encoding: ImportEncoding): Promise<string> {
+  async all(encoding: ImportEncoding, options: { undecided?: boolean } = {}): Promise<string> {
     let out = "";
-    for await (const t of this.text(encoding)) out += t;
+    for await (const t of this.text(encoding, options)) out += t;
     return out.replace(/^\uFEFF/, "");
   }
 }
@@ -113,19 +159,28 @@ const SNIFF_BYTES = 64 * 1024;
 export async function openRows(stream: ReadableStream<Uint8Array>, options: ReadOptions): Promise<OpenedFile> {
   const source = new Source(stream, options.onBytes);
   const head = await source.peek(SNIFF_BYTES);
+  // A spreadsheet's binary (.xlsx is a zip, .xls a compound file) or any file with NUL bytes is not text.
+  if ((head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) || head.includes(0)) {
+    throw new ValidationError(
+      "file",
+      "Invalid file: it is binary (an Excel workbook?), not text: save it as CSV (UTF-8) and import that",
+    );
+  }
   const encoding = options.encoding ?? detectEncoding(head);
   if (hasBom(head) && encoding !== "utf-8") {
     throw new ValidationError("encoding", `Invalid encoding "${encoding}": the file starts with a UTF-8 BOM`);
   }
-  const size = options.batchSize ?? 500;
-  if (options.format === "csv") return await openCsv(source, { ...options, encoding, size });
-  if (options.format === "ndjson") return await openNdjson(source, { ...options, encoding, size });
-  const text = await source.all(encoding);
+  const size = options.batchSize ?? 2000;
+  // Detected from a start with no byte above 0x7F: told again where the first one comes.
+  const undecided = options.encoding === undefined && head.every((b) => b < 0x80);
+  if (options.format === "csv") return await openCsv(source, { ...options, encoding, size, undecided });
+  if (options.format === "ndjson") return await openNdjson(source, { ...options, encoding, size, undecided });
+  const text = await source.all(encoding, { undecided });
   const items = options.format === "json" ? jsonItems(text) : xmlItems(text);
   return openObjects(items, { ...options, encoding, size });
 }
 
-type Opened = ReadOptions & { encoding: ImportEncoding; size: number };
+type Opened = ReadOptions & { encoding: ImportEncoding; size: number; undecided?: boolean };
 
 function row(line: number, columns: string[], fields: string[], options: ColumnOptions): ReadRow {
   const raw = recordValues(columns, fields);
@@ -138,7 +193,7 @@ function row(line: number, columns: string[], fields: string[], options: ColumnO
 }
 
 async function openCsv(source: Source, options: Opened): Promise<OpenedFile> {
-  const texts = source.text(options.encoding);
+  const texts = source.text(options.encoding, { undecided: options.undecided });
   let parser: CsvParser | null = null;
   let pending: { line: number; fields: string[] }[] = [];
   let delimiter = options.delimiter ?? null;
@@ -156,7 +211,12 @@ async function openCsv(source: Source, options: Opened): Promise<OpenedFile> {
       pending.push(...parser.end());
     } else if (parser === null) {
       buffered += next.value;
-      if (!buffered.includes("\n")) continue;
+      if (!buffered.includes("\n")) {
+        if (buffered.length > MAX_RECORD_CHARS) {
+          throw new ValidationError("file", `Invalid file: line 1 is longer than ${MAX_RECORD_CHARS} characters`);
+        }
+        continue;
+      }
       delimiter ??= detectDelimiter(buffered.replace(/^\uFEFF/, "").split(/\r?\n/)[0]!);
       parser = new CsvParser(delimiter);
       pending.push(...parser.push(buffered));
@@ -174,7 +234,12 @@ async function openCsv(source: Source, options: Opened): Promise<OpenedFile> {
     const take = (recs: { line: number; fields: string[] }[]) => {
       // An empty line is handed on with empty values and counted as skipped.
       for (const r of recs) {
-        batch.push(isEmptyRecord(r.fields) ? { line: r.line, values: {} } : row(r.line, columns, r.fields, options));
+        if (isEmptyRecord(r.fields)) batch.push({ line: r.line, values: {} });
+        else if (r.fields.slice(columns.length).some((f) => f.trim() !== "")) {
+          // A cell beyond the header's columns would be dropped: the row is rejected instead.
+          const info = `Invalid row: ${r.fields.length} cells, but the header has ${columns.length} columns`;
+          batch.push({ line: r.line, values: {}, error: { field: "", info } });
+        } else batch.push(row(r.line, columns, r.fields, options));
       }
     };
     take(pending);
@@ -231,12 +296,19 @@ class ObjectRows {
     this.headers.forEach((h, i) => {
       if (!(h in values) && this.columns[i] !== IGNORE) delete out.values[this.columns[i]!];
     });
+    // An object or list where a field's value goes is refused (nested lists of ignored keys are left out).
+    for (const [k, v] of Object.entries(item as Record<string, unknown>)) {
+      const f = this.columns[this.#index.get(k)!];
+      if (v !== null && typeof v === "object" && f !== undefined && f !== IGNORE) {
+        return { line, values: out.values, error: { field: f, info: `Invalid ${f}: an object or list, not a value` } };
+      }
+    }
     return out;
   }
 }
 
 async function openNdjson(source: Source, options: Opened): Promise<OpenedFile> {
-  const texts = source.text(options.encoding);
+  const texts = source.text(options.encoding, { undecided: options.undecided });
   const rows = new ObjectRows(options);
   let rest = "";
   let lineNo = 0;
@@ -293,8 +365,12 @@ async function openNdjson(source: Source, options: Opened): Promise<OpenedFile> 
 
 function openObjects(items: unknown[], options: Opened): OpenedFile {
   const rows = new ObjectRows(options);
-  const firstObject = items.find((i) => flatten(i) !== null);
-  if (firstObject) rows.add(Object.keys(flatten(firstObject)!));
+  // Every record's keys are resolved before any row is handed out (the whole file is in memory): an unknown key
+  // anywhere stops the import before its first row.
+  for (const item of items) {
+    const values = flatten(item);
+    if (values !== null && Object.values(values).some((v) => v.trim() !== "")) rows.add(Object.keys(values));
+  }
   const size = options.size;
   const batches = async function* (): AsyncGenerator<ReadRow[]> {
     let batch: ReadRow[] = [];

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { IGNORE, resolveColumns } from "./columns.ts";
 import { CsvParser, detectDelimiter, detectEncoding } from "./csv.ts";
-import { duplicateMessage, DuplicateTracker } from "./dupes.ts";
+import { ClaimedLines, duplicateMessage, DuplicateTracker } from "./dupes.ts";
 import { jsonItems, openRows, type ReadRow, xmlItems } from "./read.ts";
 import { isoDate, plainNumber, splitBirthDate } from "./values.ts";
 
@@ -149,4 +149,18 @@ Deno.test("openRows(): batches hold at most batchSize rows, however large the ch
   const sizes: number[] = [];
   for await (const b of opened.batches) sizes.push(b.length);
   assert.deepEqual(sizes, [10, 10, 5]);
+});
+
+Deno.test("ClaimedLines: the first line per record and field, in pages; unknown fields and ids are null", () => {
+  const t = new ClaimedLines(["phone", "email"]);
+  assert.equal(t.get(5, "phone"), null);
+  t.set(5, "phone", 12);
+  t.set(5, "phone", 40);
+  t.set(5000, "email", 7);
+  t.set(5, "other", 3);
+  assert.equal(t.get(5, "phone"), 12, "the first line wins");
+  assert.equal(t.get(5, "email"), null);
+  assert.equal(t.get(5000, "email"), 7);
+  assert.equal(t.get(5, "other"), null);
+  assert.equal(t.get(4096, "phone"), null);
 });

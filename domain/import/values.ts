@@ -67,10 +67,16 @@ export function plainGender(raw: string): string {
   return raw;
 }
 
-/** A whole name split in two: the first word is the first name, the rest the last name. */
+/** A whole name in English order split in two: the first word is the first name, the rest the last name. */
 export function splitFullName(raw: string): { fname: string; lname: string } {
   const words = raw.trim().split(/\s+/).filter(Boolean);
   return { fname: words[0] ?? "", lname: words.slice(1).join(" ") };
+}
+
+/** A whole name in Russian order (ФИО): last name, first name, then the middle name (the rest). */
+export function splitFio(raw: string): { lname: string; fname: string; mname: string } {
+  const words = raw.trim().split(/\s+/).filter(Boolean);
+  return { lname: words[0] ?? "", fname: words[1] ?? "", mname: words.slice(2).join(" ") };
 }
 
 /** Drops the apostrophe Shopify (and Excel users) put before numbers to keep them as text. */
@@ -95,6 +101,9 @@ export function normaliseValues(values: Record<string, string>, options: { apost
       const { fname, lname } = splitFullName(raw);
       if (values.fname === undefined) out.fname = fname;
       if (values.lname === undefined) out.lname = lname;
+    } else if (field === "fio") {
+      const name = splitFio(raw);
+      for (const f of ["lname", "fname", "mname"] as const) if (values[f] === undefined) out[f] = name[f];
     } else if (NUMBER_FIELDS.has(field)) out[field] = plainNumber(raw);
     else if (FLAG_FIELDS.has(field)) out[field] = plainFlag(raw);
     else if (field === "gender") out[field] = plainGender(raw);
