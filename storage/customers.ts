@@ -44,6 +44,22 @@ export function customerIndexKeys(cid: string, c: Customer): IndexKeys {
   };
 }
 
+/** Counts a customer entering or leaving the last-name index (a rename moves the entry and keeps the count). */
+export function countNameEntry(write: Write, cid: string, before: Customer | null, after: Customer): void {
+  const had = before !== null && lastNameKey(before.lname) !== null;
+  const has = lastNameKey(after.lname) !== null;
+  if (had !== has) write.sum(nameKeys.total(cid, has ? "in" : "out"));
+}
+
+/** Number of customers in the last-name index, from its two grow-only counters: no scan. */
+export async function countNamed(kv: Deno.Kv, cid: string): Promise<number> {
+  const [inc, out] = await kv.getMany<[Deno.KvU64, Deno.KvU64]>([
+    nameKeys.total(cid, "in"),
+    nameKeys.total(cid, "out"),
+  ]);
+  return Number((inc.value?.value ?? 0n) - (out.value?.value ?? 0n));
+}
+
 /** The customer's entry in the last-name index, when it has a last name. */
 function nameEntry(cid: string, c: Customer): Deno.KvKey[] {
   const name = lastNameKey(c.lname);
@@ -241,6 +257,7 @@ async function commit(write: Write, plan: Plan): Promise<(UpsertResult & { versi
     if (oldLists.includes(list)) continue;
     write.sum(keys.customerBucket(cid, list, bucket, "in")).sum(keys.customerTotal(cid, list, "in"));
   }
+  countNameEntry(write, cid, existing, next);
   if (plan.group?.pending) addPendingEntry(write, cid, "groups", plan.group.pending);
   write.set(recordKey, next);
   write.audit({ entity: "customer", entityId: id, before: existing, after: next });

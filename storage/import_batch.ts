@@ -11,7 +11,7 @@ import type { Actor } from "../domain/audit.ts";
 import { applyAdjust } from "../domain/bonus.ts";
 import { type Card, cardUniqueKeys } from "../domain/card.ts";
 import { type Customer, customerLists } from "../domain/customer.ts";
-import { customerIndexKeys } from "./customers.ts";
+import { countNameEntry, customerIndexKeys } from "./customers.ts";
 import { walletOf } from "../domain/points.ts";
 import type { PointsRules } from "../domain/points.ts";
 import { addWalletChange } from "./bonuses.ts";
@@ -226,6 +226,7 @@ function addRow(write: Write, cid: string, p: PlannedRow, options: { checkKeys: 
   for (const list of customerLists(customer)) {
     write.sum(keys.customerBucket(cid, list, bucket, "in")).sum(keys.customerTotal(cid, list, "in"));
   }
+  countNameEntry(write, cid, null, customer);
   write.set(keys.customer(cid, id), customer);
   write.audit({ entity: "customer", entityId: id, before: null, after: customer });
   if (card) {

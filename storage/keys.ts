@@ -190,6 +190,8 @@ export const adminKeys = {
 export const nameKeys = {
   entry: (cid: string, nameKey: string, id: number): Deno.KvKey => ["company", cid, "customers_by_lname", nameKey, id],
   all: (cid: string): Deno.KvKey => ["company", cid, "customers_by_lname"],
+  /** Count of customers that entered ("in") or left ("out") the last-name index; both only grow. */
+  total: (cid: string, dir: "in" | "out"): Deno.KvKey => ["company", cid, "customers_by_lname_totals", dir],
 };
 
 /** Key builders of import runs: one record per finished run, newest last by its id (start time, then a random tail). */

@@ -50,7 +50,10 @@ export function addCustomerWrites(
     bump(keys.customerTotal(cid, list, "in"));
   }
   const name = lastNameKey(c.lname);
-  if (name !== null) op.set(nameKeys.entry(cid, name, c.id), null);
+  if (name !== null) {
+    op.set(nameKeys.entry(cid, name, c.id), null);
+    bump(nameKeys.total(cid, "in"));
+  }
   op.set(keys.customer(cid, c.id), c);
 }
 

@@ -87,6 +87,7 @@ const KNOWN = new Set([
   "customers_by_external_id",
   "customer_lists",
   "customers_by_lname",
+  "customers_by_lname_totals",
   "customer_totals",
   "customer_buckets",
   "cards",
@@ -309,6 +310,7 @@ class CompanyCheck {
     await this.#totals();
     await this.#sequence(customers);
     await this.#nameEntries();
+    await this.#nameTotal();
 
     const cards = this.#cardEntity();
     await this.#records(cards, (chunk) => this.#cardExtras(chunk));
@@ -652,6 +654,30 @@ class CompanyCheck {
           c === null ? "the customer does not exist" : `customer "${c.id}" has last name ${JSON.stringify(c.lname)}`
         }`,
     });
+  }
+
+  /** Compares the last-name index's count (in - out) with its entries, counted between two reads of the count. */
+  async #nameTotal(): Promise<void> {
+    const cid = this.#cid;
+    const totalKeys: [Deno.KvKey, Deno.KvKey] = [nameKeys.total(cid, "in"), nameKeys.total(cid, "out")];
+    this.#progress(show(nameKeys.total(cid, "in").slice(0, -1)), 1);
+    for (let attempt = 0; attempt < STABLE_ATTEMPTS; attempt++) {
+      await pause(attempt);
+      const [inc, out] = await this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>(totalKeys);
+      let entries = 0n;
+      for await (const _ of this.#kv.list({ prefix: nameKeys.all(cid) }, { batchSize: 1000 })) entries++;
+      const [inc2, out2] = await this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>(totalKeys);
+      if (inc.versionstamp !== inc2.versionstamp || out.versionstamp !== out2.versionstamp) continue;
+      const total = u64(inc) - u64(out);
+      if (total === entries) return;
+      await this.#defect(
+        "name_count",
+        `Last-name index: its count says ${total}, it holds ${entries} entries`,
+        (op) => this.#grow(op, { in: inc, out, by: entries - total }),
+      );
+      return;
+    }
+    this.#busy("Last-name index count: changed on every read, not checked");
   }
 
   /** Checks owner entries ["cards_by_customer", customer, card]: the card exists and belongs to that customer. */
