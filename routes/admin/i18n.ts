@@ -232,6 +232,19 @@ export function pickLang(query: string | undefined, cookie: string | undefined, 
 
 /** Messages and Intl formats of a language. */
 export function textsOf(lang: Lang, timeZone: string): Texts {
+  // Intl formatters cost far more to build than to use: one set per language and time zone, made once.
+  const cacheKey = `${lang}/${timeZone}`;
+  const cached = TEXTS.get(cacheKey);
+  if (cached) return cached;
+  const texts = buildTexts(lang, timeZone);
+  TEXTS.set(cacheKey, texts);
+  return texts;
+}
+
+/** The texts and formatters made so far, by language and time zone (a handful at most). */
+const TEXTS = new Map<string, Texts>();
+
+function buildTexts(lang: Lang, timeZone: string): Texts {
   const locale = lang === "ru" ? "ru-RU" : "en-GB";
   const whole = new Intl.NumberFormat(locale);
   const minor = new Intl.NumberFormat(locale, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
