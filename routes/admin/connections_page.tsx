@@ -9,7 +9,7 @@ import { moneyToNumber } from "../../domain/money.ts";
 import { PLATFORMS } from "../../domain/webhooks.ts";
 import type { DeadLetter, PublicConnection } from "../../usecases/mod.ts";
 import type { MessageId, Texts } from "./i18n.ts";
-import { Csrf, Notice } from "./layout.tsx";
+import { Csrf, Notice, Table } from "./layout.tsx";
 
 /** One connection as the page shows it. */
 export interface ConnectionView {
@@ -114,25 +114,18 @@ function Stats(props: { tx: Texts; stats: Record<string, Record<string, number>>
   const topics = Object.keys(stats).sort();
   if (topics.length === 0) return <p>{`${t("counts")}: ${t("none")}`}</p>;
   return (
-    <div class="table">
-      <table id={props.id}>
-        <caption>{t("counts")}</caption>
-        <thead>
-          <tr>
-            <th scope="col">{t("topic")}</th>
-            {STAT_KINDS.map((k) => <th key={k.kind} scope="col" class="num">{t(k.label)}</th>)}
-          </tr>
-        </thead>
-        <tbody>
-          {topics.map((topic) => (
-            <tr>
-              <td>{topic}</td>
-              {STAT_KINDS.map((k) => <td key={k.kind} class="num">{tx.num(stats[topic]?.[k.kind] ?? 0)}</td>)}
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <Table
+      id={props.id}
+      caption={t("counts")}
+      heads={[t("topic"), ...STAT_KINDS.map((k) => ({ text: t(k.label), num: true as const }))]}
+    >
+      {topics.map((topic) => (
+        <tr>
+          <td>{topic}</td>
+          {STAT_KINDS.map((k) => <td key={k.kind} class="num">{tx.num(stats[topic]?.[k.kind] ?? 0)}</td>)}
+        </tr>
+      ))}
+    </Table>
   );
 }
 
@@ -185,41 +178,37 @@ export function ConnectionsBody(props: {
       <section class="panel" aria-labelledby="h-dead">
         <h2 id="h-dead">{t("deadLetters")}</h2>
         {props.deadLetters.length === 0 ? <p>{t("noDeadLetters")}</p> : (
-          <div class="table">
-            <table id="dead-letters">
-              <thead>
-                <tr>
-                  <th scope="col">{t("when")}</th>
-                  <th scope="col">{t("shop")}</th>
-                  <th scope="col">{t("topic")}</th>
-                  <th scope="col" class="num">{t("attempts")}</th>
-                  <th scope="col">{t("reason")}</th>
-                  {writable && <th scope="col">{t("actions")}</th>}
-                </tr>
-              </thead>
-              <tbody>
-                {props.deadLetters.map((d) => (
-                  <tr data-dead={d.id}>
-                    <td>{tx.dateTime(d.date)}</td>
-                    <td>{shopOf.get(d.connection_id) ?? d.connection_id}</td>
-                    <td>{d.topic}</td>
-                    <td class="num">{tx.num(d.attempts)}</td>
-                    <td>{d.error}</td>
-                    {writable && (
-                      <td>
-                        <form method="post" action={`/admin/connections/dead/${d.id}/retry`} class="inline">
-                          <Csrf session={session} />
-                          <button type="submit">
-                            {t("retry")} <span class="skip">{d.id}</span>
-                          </button>
-                        </form>
-                      </td>
-                    )}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <Table
+            id="dead-letters"
+            heads={[
+              t("when"),
+              t("shop"),
+              t("topic"),
+              { text: t("attempts"), num: true },
+              t("reason"),
+              writable && t("actions"),
+            ]}
+          >
+            {props.deadLetters.map((d) => (
+              <tr data-dead={d.id}>
+                <td>{tx.dateTime(d.date)}</td>
+                <td>{shopOf.get(d.connection_id) ?? d.connection_id}</td>
+                <td>{d.topic}</td>
+                <td class="num">{tx.num(d.attempts)}</td>
+                <td>{d.error}</td>
+                {writable && (
+                  <td>
+                    <form method="post" action={`/admin/connections/dead/${d.id}/retry`} class="inline">
+                      <Csrf session={session} />
+                      <button type="submit">
+                        {t("retry")} <span class="skip">{d.id}</span>
+                      </button>
+                    </form>
+                  </td>
+                )}
+              </tr>
+            ))}
+          </Table>
         )}
       </section>
       {writable && (

@@ -5,7 +5,7 @@ import { auditValue } from "../../domain/audit.ts";
 import { formatDateTime } from "../../domain/dates.ts";
 import type { CustomerPage } from "../../usecases/back_office.ts";
 import type { Texts } from "./i18n.ts";
-import { Csrf, Notice } from "./layout.tsx";
+import { Csrf, Notice, Table } from "./layout.tsx";
 
 /** The profile fields in form order: the parameter names of the API. */
 export const PROFILE_FIELDS = [
@@ -186,58 +186,45 @@ export function CustomerBody(props: {
       <section class="panel" aria-labelledby="h-cards">
         <h2 id="h-cards">{t("cards")}</h2>
         {error?.section === "cards" && <Notice kind="error" text={error.message} />}
-        <div class="table">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">{t("uid")}</th>
-                <th scope="col">{t("barcode")}</th>
-                <th scope="col">{t("type")}</th>
-                <th scope="col">{t("status")}</th>
-                {writable && <th scope="col">{t("actions")}</th>}
-              </tr>
-            </thead>
-            <tbody>
-              {page.cards.map(({ card, typeName }) => (
-                <tr id={`card-${card.id}`}>
-                  <td>{card.uid}</td>
-                  <td>{card.barcode ?? t("none")}</td>
-                  <td>{typeName ?? t("none")}</td>
-                  <td class="card-status">{card.status}</td>
-                  {writable && (
-                    <td>
-                      <form method="post" action={`${base}/cards/${card.id}/status`} class="inline">
-                        <Csrf session={session} />
-                        {card.status === "BLOCKED"
-                          ? (
-                            <button type="submit" name="status" value="ACTIVE">
-                              {t("activate")} <span class="skip">{card.uid}</span>
-                            </button>
-                          )
-                          : (
-                            <button type="submit" name="status" value="BLOCKED" class="danger">
-                              {t("block")} <span class="skip">{card.uid}</span>
-                            </button>
-                          )}
-                        {card.status === "NEW" && (
-                          <button type="submit" name="status" value="ACTIVE">
-                            {t("activate")} <span class="skip">{card.uid}</span>
-                          </button>
-                        )}
-                      </form>{" "}
-                      <form method="post" action={`${base}/cards/${card.id}/move`} class="inline">
-                        <Csrf session={session} />
-                        <label for={`move-${card.id}`}>{t("move")}</label>{" "}
-                        <input id={`move-${card.id}`} name="customer_id" inputmode="numeric" size={6} required />{" "}
-                        <button type="submit">{t("moveButton")}</button>
-                      </form>
-                    </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table heads={[t("uid"), t("barcode"), t("type"), t("status"), writable && t("actions")]}>
+          {page.cards.map(({ card, typeName }) => (
+            <tr id={`card-${card.id}`}>
+              <td>{card.uid}</td>
+              <td>{card.barcode ?? t("none")}</td>
+              <td>{typeName ?? t("none")}</td>
+              <td class="card-status">{card.status}</td>
+              {writable && (
+                <td>
+                  <form method="post" action={`${base}/cards/${card.id}/status`} class="inline">
+                    <Csrf session={session} />
+                    {card.status === "BLOCKED"
+                      ? (
+                        <button type="submit" name="status" value="ACTIVE">
+                          {t("activate")} <span class="skip">{card.uid}</span>
+                        </button>
+                      )
+                      : (
+                        <button type="submit" name="status" value="BLOCKED" class="danger">
+                          {t("block")} <span class="skip">{card.uid}</span>
+                        </button>
+                      )}
+                    {card.status === "NEW" && (
+                      <button type="submit" name="status" value="ACTIVE">
+                        {t("activate")} <span class="skip">{card.uid}</span>
+                      </button>
+                    )}
+                  </form>{" "}
+                  <form method="post" action={`${base}/cards/${card.id}/move`} class="inline">
+                    <Csrf session={session} />
+                    <label for={`move-${card.id}`}>{t("move")}</label>{" "}
+                    <input id={`move-${card.id}`} name="customer_id" inputmode="numeric" size={6} required />{" "}
+                    <button type="submit">{t("moveButton")}</button>
+                  </form>
+                </td>
+              )}
+            </tr>
+          ))}
+        </Table>
         {writable && (
           <form method="post" action={`${base}/cards`}>
             <Csrf session={session} />
@@ -266,34 +253,29 @@ export function CustomerBody(props: {
         <h2 id="h-balances">{t("balances")}</h2>
         {error?.section === "points" && <Notice kind="error" text={error.message} id="points-error" />}
         {page.programs.length === 0 ? <p>{t("noPrograms")}</p> : (
-          <div class="table">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">{t("program")}</th>
-                  <th scope="col" class="num">{t("balance")}</th>
-                  <th scope="col" class="num">{t("pending")}</th>
-                  <th scope="col">{t("nextExpiry")}</th>
-                </tr>
-              </thead>
-              <tbody>
-                {page.programs.map(({ balance }) => (
-                  <tr>
-                    <td>{balance.program.name}</td>
-                    <td class="num">{tx.num(balance.balance.balance, { minor: true })}</td>
-                    <td class="num">{tx.num(balance.balance.pending, { minor: true })}</td>
-                    <td>
-                      {balance.balance.nextExpireDate === null
-                        ? t("none")
-                        : `${tx.day(balance.balance.nextExpireDate)}: ${
-                          tx.num(balance.balance.nextExpireAmount, { minor: true })
-                        }`}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <Table
+            heads={[
+              t("program"),
+              { text: t("balance"), num: true },
+              { text: t("pending"), num: true },
+              t("nextExpiry"),
+            ]}
+          >
+            {page.programs.map(({ balance }) => (
+              <tr>
+                <td>{balance.program.name}</td>
+                <td class="num">{tx.num(balance.balance.balance, { minor: true })}</td>
+                <td class="num">{tx.num(balance.balance.pending, { minor: true })}</td>
+                <td>
+                  {balance.balance.nextExpireDate === null
+                    ? t("none")
+                    : `${tx.day(balance.balance.nextExpireDate)}: ${
+                      tx.num(balance.balance.nextExpireAmount, { minor: true })
+                    }`}
+                </td>
+              </tr>
+            ))}
+          </Table>
         )}
         {writable && page.programs.length > 0 && (
           <form method="post" action={`${base}/points`}>
@@ -347,71 +329,53 @@ export function CustomerBody(props: {
         {page.programs.map(({ balance, entries }) => (
           <div>
             <h3>{t("ledger")}: {balance.program.name}</h3>
-            <div class="table">
-              <table class="ledger">
-                <thead>
-                  <tr>
-                    <th scope="col">#</th>
-                    <th scope="col">{t("when")}</th>
-                    <th scope="col" class="num">{t("amount")}</th>
-                    <th scope="col" class="num">{t("balance")}</th>
-                    <th scope="col">{t("order")}</th>
-                    <th scope="col">{t("comment")}</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {entries.map((e) => (
-                    <tr>
-                      <td>{e.transaction_id}</td>
-                      <td>{tx.dateTime(e.created_date)}</td>
-                      <td class="num">{tx.num(e.amount, { minor: true })}</td>
-                      <td class="num">{tx.num(e.balance, { minor: true })}</td>
-                      <td>{e.order_id ?? ""}{e.return_id ? ` / ${e.return_id}` : ""}</td>
-                      <td>{e.comment ?? (e.kind ?? "")}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <Table
+              class="ledger"
+              heads={[
+                "#",
+                t("when"),
+                { text: t("amount"), num: true },
+                { text: t("balance"), num: true },
+                t("order"),
+                t("comment"),
+              ]}
+            >
+              {entries.map((e) => (
+                <tr>
+                  <td>{e.transaction_id}</td>
+                  <td>{tx.dateTime(e.created_date)}</td>
+                  <td class="num">{tx.num(e.amount, { minor: true })}</td>
+                  <td class="num">{tx.num(e.balance, { minor: true })}</td>
+                  <td>{e.order_id ?? ""}{e.return_id ? ` / ${e.return_id}` : ""}</td>
+                  <td>{e.comment ?? (e.kind ?? "")}</td>
+                </tr>
+              ))}
+            </Table>
           </div>
         ))}
       </section>
 
       <section class="panel" aria-labelledby="h-history">
         <h2 id="h-history">{t("history")}</h2>
-        <div class="table">
-          <table id="history">
-            <thead>
+        <Table id="history" heads={[t("when"), t("who"), t("what"), t("field"), t("oldValue"), t("newValue")]}>
+          {page.history.flatMap(({ entry }) => {
+            const show = (field: string, v: unknown) => {
+              const out = auditValue(field, v, (ms) => tx.dateTime(ms));
+              return out === null ? "" : String(out);
+            };
+            const rows = entry.changes.length > 0 ? entry.changes : [{ field: "", old: null, new: null }];
+            return rows.map((ch) => (
               <tr>
-                <th scope="col">{t("when")}</th>
-                <th scope="col">{t("who")}</th>
-                <th scope="col">{t("what")}</th>
-                <th scope="col">{t("field")}</th>
-                <th scope="col">{t("oldValue")}</th>
-                <th scope="col">{t("newValue")}</th>
+                <td>{tx.dateTime(entry.at)}</td>
+                <td>{entry.actor}</td>
+                <td>{entry.entity} {entry.action}</td>
+                <td>{ch.field}</td>
+                <td>{show(ch.field, ch.old)}</td>
+                <td>{show(ch.field, ch.new)}</td>
               </tr>
-            </thead>
-            <tbody>
-              {page.history.flatMap(({ entry }) => {
-                const show = (field: string, v: unknown) => {
-                  const out = auditValue(field, v, (ms) => tx.dateTime(ms));
-                  return out === null ? "" : String(out);
-                };
-                const rows = entry.changes.length > 0 ? entry.changes : [{ field: "", old: null, new: null }];
-                return rows.map((ch) => (
-                  <tr>
-                    <td>{tx.dateTime(entry.at)}</td>
-                    <td>{entry.actor}</td>
-                    <td>{entry.entity} {entry.action}</td>
-                    <td>{ch.field}</td>
-                    <td>{show(ch.field, ch.old)}</td>
-                    <td>{show(ch.field, ch.new)}</td>
-                  </tr>
-                ));
-              })}
-            </tbody>
-          </table>
-        </div>
+            ));
+          })}
+        </Table>
       </section>
     </div>
   );

@@ -6,6 +6,7 @@ import type { Child } from "hono/jsx";
 import type { CompanyStats } from "../../storage/admin_stats.ts";
 import type { ImportRun } from "../../usecases/mod.ts";
 import type { Texts } from "./i18n.ts";
+import { Table } from "./layout.tsx";
 
 /** Webhook deliveries of a company, over every connection. */
 export interface DeliveryTotals {
@@ -95,26 +96,15 @@ export function DailyChart(props: { tx: Texts; days: CompanyStats["days"] }) {
       </svg>
       <details>
         <summary>{tx.t("chartTitle")}</summary>
-        <div class="table">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">{tx.t("when")}</th>
-                <th scope="col" class="num">{tx.t("accrued")}</th>
-                <th scope="col" class="num">{tx.t("spent")}</th>
-              </tr>
-            </thead>
-            <tbody>
-              {days.map((d) => (
-                <tr>
-                  <td>{tx.day(d.day)}</td>
-                  <td class="num">{tx.num(d.accrued, { minor: true })}</td>
-                  <td class="num">{tx.num(d.spent, { minor: true })}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table heads={[tx.t("when"), { text: tx.t("accrued"), num: true }, { text: tx.t("spent"), num: true }]}>
+          {days.map((d) => (
+            <tr>
+              <td>{tx.day(d.day)}</td>
+              <td class="num">{tx.num(d.accrued, { minor: true })}</td>
+              <td class="num">{tx.num(d.spent, { minor: true })}</td>
+            </tr>
+          ))}
+        </Table>
       </details>
     </figure>
   );
@@ -165,32 +155,24 @@ export const WIDGETS: Widget[] = [
           <a href="/admin/import">{tx.t("latestImports")}</a>
         </h2>
         {imports.length === 0 ? <p>{tx.t("noImports")}</p> : (
-          <div class="table">
-            <table id="latest-imports">
-              <thead>
-                <tr>
-                  <th scope="col">{tx.t("when")}</th>
-                  <th scope="col">{tx.t("file")}</th>
-                  <th scope="col">{tx.t("kind")}</th>
-                  <th scope="col" class="num">{tx.t("created_")}</th>
-                  <th scope="col" class="num">{tx.t("updated_")}</th>
-                  <th scope="col" class="num">{tx.t("rejected")}</th>
-                </tr>
-              </thead>
-              <tbody>
-                {imports.map((r) => (
-                  <tr>
-                    <td>{tx.dateTime(r.started)}</td>
-                    <td>{`${r.file} (${r.type})`}</td>
-                    <td>{r.dry_run ? tx.t("check") : tx.t("run")}</td>
-                    <td class="num">{tx.num(r.created)}</td>
-                    <td class="num">{tx.num(r.updated)}</td>
-                    <td class="num">{tx.num(r.rejected)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <Table
+            id="latest-imports"
+            heads={[tx.t("when"), tx.t("file"), tx.t("kind"), { text: tx.t("created_"), num: true }, {
+              text: tx.t("updated_"),
+              num: true,
+            }, { text: tx.t("rejected"), num: true }]}
+          >
+            {imports.map((r) => (
+              <tr>
+                <td>{tx.dateTime(r.started)}</td>
+                <td>{`${r.file} (${r.type})`}</td>
+                <td>{r.dry_run ? tx.t("check") : tx.t("run")}</td>
+                <td class="num">{tx.num(r.created)}</td>
+                <td class="num">{tx.num(r.updated)}</td>
+                <td class="num">{tx.num(r.rejected)}</td>
+              </tr>
+            ))}
+          </Table>
         )}
       </section>
     ),

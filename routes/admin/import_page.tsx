@@ -7,7 +7,7 @@ import type { DirectoryEntry } from "../../domain/directory.ts";
 import { IGNORE } from "../../domain/import/columns.ts";
 import type { ImportJob, ImportReport, ImportRun, UploadCheck } from "../../usecases/mod.ts";
 import type { MessageId, Texts } from "./i18n.ts";
-import { Csrf, Notice } from "./layout.tsx";
+import { Csrf, Notice, Table } from "./layout.tsx";
 
 /** Rejected rows shown on a page (the run record keeps up to 100). */
 export const REJECTS_SHOWN = 20;
@@ -147,16 +147,9 @@ export function Counts(props: { tx: Texts; report: Omit<ImportReport, "rejects">
     skipped: "skipped",
   };
   return (
-    <div class="table">
-      <table id={props.id}>
-        <thead>
-          <tr>{names.map((n) => <th key={n} scope="col" class="num">{t(labels[n])}</th>)}</tr>
-        </thead>
-        <tbody>
-          <tr>{names.map((n) => <td key={n} class="num" data-count={n}>{tx.num(report[n])}</td>)}</tr>
-        </tbody>
-      </table>
-    </div>
+    <Table id={props.id} heads={names.map((n) => ({ text: t(labels[n]), num: true as const }))}>
+      <tr>{names.map((n) => <td key={n} class="num" data-count={n}>{tx.num(report[n])}</td>)}</tr>
+    </Table>
   );
 }
 
@@ -166,29 +159,19 @@ export function Rejects(props: { tx: Texts; rejects: ImportReport["rejects"]; to
   const t = tx.t;
   if (rejects.length === 0) return null;
   return (
-    <div class="table">
-      <table class="rejects">
-        <caption>
-          {`${t("firstRejects")} (${tx.num(Math.min(rejects.length, REJECTS_SHOWN))} / ${tx.num(props.total)})`}
-        </caption>
-        <thead>
-          <tr>
-            <th scope="col" class="num">{t("line")}</th>
-            <th scope="col">{t("field")}</th>
-            <th scope="col">{t("reason")}</th>
-          </tr>
-        </thead>
-        <tbody>
-          {rejects.slice(0, REJECTS_SHOWN).map((r) => (
-            <tr data-line={r.line}>
-              <td class="num">{r.line}</td>
-              <td>{r.field}</td>
-              <td>{r.info}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <Table
+      class="rejects"
+      caption={`${t("firstRejects")} (${tx.num(Math.min(rejects.length, REJECTS_SHOWN))} / ${tx.num(props.total)})`}
+      heads={[{ text: t("line"), num: true }, t("field"), t("reason")]}
+    >
+      {rejects.slice(0, REJECTS_SHOWN).map((r) => (
+        <tr data-line={r.line}>
+          <td class="num">{r.line}</td>
+          <td>{r.field}</td>
+          <td>{r.info}</td>
+        </tr>
+      ))}
+    </Table>
   );
 }
 
@@ -197,52 +180,48 @@ function PastImports(props: { tx: Texts; runs: ImportRun[] }) {
   const t = tx.t;
   if (runs.length === 0) return <p>{t("noImports")}</p>;
   return (
-    <div class="table">
-      <table id="past-imports">
-        <thead>
-          <tr>
-            <th scope="col">{t("when")}</th>
-            <th scope="col">{t("file")}</th>
-            <th scope="col">{t("type")}</th>
-            <th scope="col">{t("kind")}</th>
-            <th scope="col">{t("who")}</th>
-            <th scope="col" class="num">{t("created_")}</th>
-            <th scope="col" class="num">{t("updated_")}</th>
-            <th scope="col" class="num">{t("unchanged")}</th>
-            <th scope="col" class="num">{t("rejected")}</th>
-            <th scope="col" class="num">{t("skipped")}</th>
-          </tr>
-        </thead>
-        <tbody>
-          {runs.map((r) => (
-            <tr>
-              <td>{tx.dateTime(r.started)}</td>
-              <td>
-                {r.file}
-                {r.rejects.length > 0 && (
-                  <details>
-                    <summary>{t("details")}</summary>
-                    <ul>
-                      {r.rejects.slice(0, REJECTS_SHOWN).map((x) => (
-                        <li>{`${t("line")} ${x.line}: ${x.field}: ${x.info}`}</li>
-                      ))}
-                    </ul>
-                  </details>
-                )}
-              </td>
-              <td>{r.type}</td>
-              <td>{r.dry_run ? t("check") : t("run")}</td>
-              <td>{r.actor}</td>
-              <td class="num">{tx.num(r.created)}</td>
-              <td class="num">{tx.num(r.updated)}</td>
-              <td class="num">{tx.num(r.unchanged)}</td>
-              <td class="num">{tx.num(r.rejected)}</td>
-              <td class="num">{tx.num(r.skipped)}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <Table
+      id="past-imports"
+      heads={[
+        t("when"),
+        t("file"),
+        t("type"),
+        t("kind"),
+        t("who"),
+        { text: t("created_"), num: true },
+        { text: t("updated_"), num: true },
+        { text: t("unchanged"), num: true },
+        { text: t("rejected"), num: true },
+        { text: t("skipped"), num: true },
+      ]}
+    >
+      {runs.map((r) => (
+        <tr>
+          <td>{tx.dateTime(r.started)}</td>
+          <td>
+            {r.file}
+            {r.rejects.length > 0 && (
+              <details>
+                <summary>{t("details")}</summary>
+                <ul>
+                  {r.rejects.slice(0, REJECTS_SHOWN).map((x) => (
+                    <li>{`${t("line")} ${x.line}: ${x.field}: ${x.info}`}</li>
+                  ))}
+                </ul>
+              </details>
+            )}
+          </td>
+          <td>{r.type}</td>
+          <td>{r.dry_run ? t("check") : t("run")}</td>
+          <td>{r.actor}</td>
+          <td class="num">{tx.num(r.created)}</td>
+          <td class="num">{tx.num(r.updated)}</td>
+          <td class="num">{tx.num(r.unchanged)}</td>
+          <td class="num">{tx.num(r.rejected)}</td>
+          <td class="num">{tx.num(r.skipped)}</td>
+        </tr>
+      ))}
+    </Table>
   );
 }
 

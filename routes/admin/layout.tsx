@@ -38,6 +38,37 @@ export function Csrf(props: { session: AdminSession }) {
   return <input type="hidden" name="_csrf" value={props.session.csrf} />;
 }
 
+/** A column heading of a Table: its text, right-aligned when `num`; false leaves the column out. */
+export type Head = string | { text: string; num: true } | false;
+
+/**
+ * A data table as every back-office page shows one: scrollable on a narrow screen, an optional caption, one row of
+ * column headings (scope col), and the rows given as children.
+ */
+export function Table(
+  props: { heads: Head[]; id?: string; class?: string; caption?: string; children?: unknown },
+) {
+  return (
+    <div class="table">
+      <table id={props.id} class={props.class}>
+        {props.caption !== undefined && <caption>{props.caption}</caption>}
+        <thead>
+          <tr>
+            {props.heads.map((h) =>
+              h === false
+                ? null
+                : typeof h === "string"
+                ? <th scope="col">{h}</th>
+                : <th scope="col" class="num">{h.text}</th>
+            )}
+          </tr>
+        </thead>
+        <tbody>{props.children}</tbody>
+      </table>
+    </div>
+  );
+}
+
 /** A message box: an error (role alert) or a notice (role status). */
 export function Notice(props: { kind: "error" | "ok"; text: string | null | undefined; id?: string }) {
   if (!props.text) return null;

@@ -7,7 +7,7 @@ import type { DirectoryEntry } from "../../domain/directory.ts";
 import { GROUP_SETTINGS, PROGRAM_SETTINGS, settingsView } from "../../domain/program_settings.ts";
 import type { DirectoryKind } from "../../storage/keys.ts";
 import { isMessageId, type MessageId, type Texts } from "./i18n.ts";
-import { Csrf, Notice } from "./layout.tsx";
+import { Csrf, Notice, Table } from "./layout.tsx";
 
 /** The sign-in form. */
 export function LoginBody(props: { tx: Texts; csrf: string; error?: string | null; company?: string; login?: string }) {
@@ -112,31 +112,19 @@ export function DirectoriesBody(props: {
               <DirectoryForm tx={tx} session={session} kind={kind} settings={settings} entry={entry} />
             ))
             : (
-              <div class="table">
-                <table>
-                  <thead>
+              <Table heads={[t("id"), t("name"), t("description"), ...settings.map((s) => isMessageId(s) ? t(s) : s)]}>
+                {props.lists[kind].map((e) => {
+                  const shown = settingsView(settings, e.settings);
+                  return (
                     <tr>
-                      <th scope="col">{t("id")}</th>
-                      <th scope="col">{t("name")}</th>
-                      <th scope="col">{t("description")}</th>
-                      {settings.map((s) => <th key={s} scope="col">{isMessageId(s) ? t(s) : s}</th>)}
+                      <td>{e.id}</td>
+                      <td>{e.name}</td>
+                      <td>{e.description ?? ""}</td>
+                      {settings.map((s) => <td key={s}>{shown[s] === null ? "" : String(shown[s])}</td>)}
                     </tr>
-                  </thead>
-                  <tbody>
-                    {props.lists[kind].map((e) => {
-                      const shown = settingsView(settings, e.settings);
-                      return (
-                        <tr>
-                          <td>{e.id}</td>
-                          <td>{e.name}</td>
-                          <td>{e.description ?? ""}</td>
-                          {settings.map((s) => <td key={s}>{shown[s] === null ? "" : String(shown[s])}</td>)}
-                        </tr>
-                      );
-                    })}
-                  </tbody>
-                </table>
-              </div>
+                  );
+                })}
+              </Table>
             )}
           {writable && (
             <div>
@@ -171,37 +159,25 @@ export function AccessBody(props: {
       <Notice kind="error" text={props.error} />
       <section class="panel" aria-labelledby="h-users">
         <h2 id="h-users">{t("users")}</h2>
-        <div class="table">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">{t("login")}</th>
-                <th scope="col">{t("role")}</th>
-                <th scope="col">{t("created")}</th>
-                <th scope="col">{t("actions")}</th>
-              </tr>
-            </thead>
-            <tbody>
-              {props.users.map((u) => (
-                <tr>
-                  <td>{u.login}</td>
-                  <td>{u.role}</td>
-                  <td>{tx.dateTime(u.created_date)}</td>
-                  <td>
-                    {u.login !== session.login && (
-                      <form method="post" action={`/admin/access/users/${u.login}/delete`} class="inline">
-                        <Csrf session={session} />
-                        <button type="submit" class="danger">
-                          {t("remove")} <span class="skip">{u.login}</span>
-                        </button>
-                      </form>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table heads={[t("login"), t("role"), t("created"), t("actions")]}>
+          {props.users.map((u) => (
+            <tr>
+              <td>{u.login}</td>
+              <td>{u.role}</td>
+              <td>{tx.dateTime(u.created_date)}</td>
+              <td>
+                {u.login !== session.login && (
+                  <form method="post" action={`/admin/access/users/${u.login}/delete`} class="inline">
+                    <Csrf session={session} />
+                    <button type="submit" class="danger">
+                      {t("remove")} <span class="skip">{u.login}</span>
+                    </button>
+                  </form>
+                )}
+              </td>
+            </tr>
+          ))}
+        </Table>
         <form method="post" action="/admin/access/users">
           <Csrf session={session} />
           <h3>{t("createUser")}</h3>
@@ -224,43 +200,29 @@ export function AccessBody(props: {
       </section>
       <section class="panel" aria-labelledby="h-keys">
         <h2 id="h-keys">{t("apiKeys")}</h2>
-        <div class="table">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">{t("id")}</th>
-                <th scope="col">{t("label")}</th>
-                <th scope="col">{t("access_")}</th>
-                <th scope="col">{t("created")}</th>
-                <th scope="col">{t("revoked")}</th>
-                <th scope="col">{t("actions")}</th>
-              </tr>
-            </thead>
-            <tbody>
-              {props.keys.map((k) => (
-                <tr>
-                  <td>
-                    <code>{k.id}</code>
-                  </td>
-                  <td>{k.label ?? ""}</td>
-                  <td>{k.access}</td>
-                  <td>{tx.dateTime(k.created_date)}</td>
-                  <td>{k.revoked_date === null ? "" : tx.dateTime(k.revoked_date)}</td>
-                  <td>
-                    {k.revoked_date === null && (
-                      <form method="post" action={`/admin/access/keys/${k.id}/revoke`} class="inline">
-                        <Csrf session={session} />
-                        <button type="submit" class="danger">
-                          {t("revoke")} <span class="skip">{k.id}</span>
-                        </button>
-                      </form>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table heads={[t("id"), t("label"), t("access_"), t("created"), t("revoked"), t("actions")]}>
+          {props.keys.map((k) => (
+            <tr>
+              <td>
+                <code>{k.id}</code>
+              </td>
+              <td>{k.label ?? ""}</td>
+              <td>{k.access}</td>
+              <td>{tx.dateTime(k.created_date)}</td>
+              <td>{k.revoked_date === null ? "" : tx.dateTime(k.revoked_date)}</td>
+              <td>
+                {k.revoked_date === null && (
+                  <form method="post" action={`/admin/access/keys/${k.id}/revoke`} class="inline">
+                    <Csrf session={session} />
+                    <button type="submit" class="danger">
+                      {t("revoke")} <span class="skip">{k.id}</span>
+                    </button>
+                  </form>
+                )}
+              </td>
+            </tr>
+          ))}
+        </Table>
         <form method="post" action="/admin/access/keys">
           <Csrf session={session} />
           <h3>{t("createKey")}</h3>
