@@ -273,6 +273,28 @@ async function tryUpdate(
   return await explainFailure(store.kv, diff, { claims, id: existing.id, clash });
 }
 
+/** The next (at most) MAX_GET_MANY candidates. */
+function nextBatch<T>(candidates: Iterator<T>): T[] {
+  const batch: T[] = [];
+  while (batch.length < MAX_GET_MANY) {
+    const next = candidates.next();
+    if (next.done) break;
+    batch.push(next.value);
+  }
+  return batch;
+}
+
+/** The first of these candidates whose unique index key is free (one getMany), or null when all are taken. */
+async function freeAmong<T extends { value: string }>(
+  kv: Deno.Kv,
+  batch: T[],
+  indexKey: (value: string) => Deno.KvKey,
+): Promise<{ candidate: T; index: Deno.KvEntryMaybe<number> } | null> {
+  const read = await kv.getMany<number[]>(batch.map((c) => indexKey(c.value)));
+  const i = read.findIndex((e) => e.value === null);
+  return i >= 0 ? { candidate: batch[i]!, index: read[i]! } : null;
+}
+
 /**
  * Finds the first candidate whose unique index key is free, reading the keys in getMany batches; returns it with
  * the empty index entry read, to be checked at commit.
@@ -283,16 +305,10 @@ async function firstFree<T extends { value: string }>(
   indexKey: (value: string) => Deno.KvKey,
 ): Promise<{ candidate: T; index: Deno.KvEntryMaybe<number> }> {
   while (true) {
-    const batch: T[] = [];
-    while (batch.length < MAX_GET_MANY) {
-      const next = candidates.next();
-      if (next.done) break;
-      batch.push(next.value);
-    }
+    const batch = nextBatch(candidates);
     if (batch.length === 0) throw new ConflictError("Cannot create card: no free number left");
-    const read = await kv.getMany<number[]>(batch.map((c) => indexKey(c.value)));
-    const i = read.findIndex((e) => e.value === null);
-    if (i >= 0) return { candidate: batch[i]!, index: read[i]! };
+    const free = await freeAmong(kv, batch, indexKey);
+    if (free) return free;
   }
 }
 
@@ -338,18 +354,15 @@ async function firstFreeUid(
   }
 }
 
-/** The first of up to MAX_GET_MANY candidates whose uid index key is free, or null when all are taken. */
+/** The first of the next MAX_GET_MANY candidates whose index key (uid by default) is free, or null when none is. */
 async function firstFreeWithin<T extends { value: string }>(
   kv: Deno.Kv,
   cid: string,
   candidates: Iterator<T>,
   indexKey: (value: string) => Deno.KvKey = (v) => cardKeys.byUid(cid, v),
 ): Promise<{ candidate: T; index: Deno.KvEntryMaybe<number> } | null> {
-  const batch: T[] = [];
-  while (batch.length < MAX_GET_MANY) batch.push(candidates.next().value!);
-  const read = await kv.getMany<number[]>(batch.map((c) => indexKey(c.value)));
-  const i = read.findIndex((e) => e.value === null);
-  return i >= 0 ? { candidate: batch[i]!, index: read[i]! } : null;
+  const batch = nextBatch(candidates);
+  return batch.length === 0 ? null : await freeAmong(kv, batch, indexKey);
 }
 
 /**
