@@ -342,24 +342,16 @@ async function openNdjson(source: Source, options: Opened): Promise<OpenedFile> 
     first.push(parse(n.value));
     if (Object.keys(first.at(-1)!.values).length > 0) break;
   }
-  const size = options.size;
-  const batches = async function* (): AsyncGenerator<ReadRow[]> {
-    let batch: ReadRow[] = first;
-    for await (const l of it) {
-      batch.push(parse(l));
-      if (batch.length >= size) {
-        yield batch;
-        batch = [];
-      }
-    }
-    if (batch.length > 0) yield batch;
+  const parsed = async function* (): AsyncGenerator<ReadRow> {
+    yield* first;
+    for await (const l of it) yield parse(l);
   };
   return {
     encoding: options.encoding,
     delimiter: null,
     headers: rows.headers,
     columns: rows.columns,
-    batches: batches(),
+    batches: inBatches(parsed(), options.size),
   };
 }
 
@@ -371,25 +363,29 @@ function openObjects(items: unknown[], options: Opened): OpenedFile {
     const values = flatten(item);
     if (values !== null && Object.values(values).some((v) => v.trim() !== "")) rows.add(Object.keys(values));
   }
-  const size = options.size;
-  const batches = async function* (): AsyncGenerator<ReadRow[]> {
-    let batch: ReadRow[] = [];
-    for (let i = 0; i < items.length; i++) {
-      batch.push(rows.row(i + 1, items[i]));
-      if (batch.length >= size) {
-        yield batch;
-        batch = [];
-      }
-    }
-    if (batch.length > 0) yield batch;
+  const parsed = function* (): Generator<ReadRow> {
+    for (let i = 0; i < items.length; i++) yield rows.row(i + 1, items[i]);
   };
   return {
     encoding: options.encoding,
     delimiter: null,
     headers: rows.headers,
     columns: rows.columns,
-    batches: batches(),
+    batches: inBatches(parsed(), options.size),
   };
+}
+
+/** Rows in batches of `size` (the last one shorter), made as they are consumed. */
+async function* inBatches(rows: AsyncIterable<ReadRow> | Iterable<ReadRow>, size: number): AsyncGenerator<ReadRow[]> {
+  let batch: ReadRow[] = [];
+  for await (const row of rows) {
+    batch.push(row);
+    if (batch.length >= size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
 }
 
 const LISTS = ["customers", "cards", "bonuses", "balances", "ledger", "items", "rows"];
