@@ -54,12 +54,12 @@ export function Table(
         {props.caption !== undefined && <caption>{props.caption}</caption>}
         <thead>
           <tr>
-            {props.heads.map((h) =>
+            {props.heads.map((h, i) =>
               h === false
                 ? null
                 : typeof h === "string"
-                ? <th scope="col">{h}</th>
-                : <th scope="col" class="num">{h.text}</th>
+                ? <th key={i} scope="col">{h}</th>
+                : <th key={i} scope="col" class="num">{h.text}</th>
             )}
           </tr>
         </thead>
