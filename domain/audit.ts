@@ -20,6 +20,11 @@ export interface Actor {
   companyId: string;
   name: string;
   userId: number;
+  /**
+   * Counts this actor's commits that changed its company (storage/commit.ts): an import run tells its own writes
+   * from anyone else's by it (the company's change counter less these).
+   */
+  commits?: { n: number };
 }
 
 /** One changed field. */

@@ -101,6 +101,7 @@ export class Write {
   #mutations: Mutation[] = [];
   #sums = new Map<string, Mutation & { type: "sum" }>();
   #epochsSet = new Set<string>();
+  #counted = new Set<string>();
 
   constructor(readonly store: Store, readonly actor: Actor | null = null) {}
 
@@ -166,23 +167,36 @@ export class Write {
   }
 
   /**
-   * Sets the claims epoch of each company a unique key of which this write sets (one blind mutation, no read, no
-   * check): a batch that read many unique keys absent then checks that one key instead of each (import_batch.ts).
+   * The commit path's own mutations, added once per write: the claims epoch of each company a unique key of which
+   * this write sets (one blind mutation, no read, no check: a batch that read many unique keys absent then checks
+   * that one key instead of each, import_batch.ts), and one to the change counter of each company it changes (a
+   * sum, which conflicts with nothing: an import tells by it whether anyone else changed the company while it ran,
+   * or since). Returns whether the actor's own company is counted.
    */
-  #bumpClaimsEpochs(): void {
-    let cids: Set<string> | null = null;
+  #addOwnMutations(): boolean {
+    let claimed: Set<string> | null = null;
+    let changed: Set<string> | null = null;
     for (const m of this.#mutations) {
       const k = m.key;
-      if (m.type === "set" && k.length === 4 && k[0] === "company" && UNIQUE_INDEXES.has(k[2] as string)) {
-        (cids ??= new Set()).add(k[1] as string);
+      if (k[0] !== "company") continue;
+      const cid = k[1] as string;
+      (changed ??= new Set()).add(cid);
+      if (m.type === "set" && k.length === 4 && UNIQUE_INDEXES.has(k[2] as string)) (claimed ??= new Set()).add(cid);
+    }
+    if (changed === null) return false;
+    if (claimed !== null) {
+      for (const cid of claimed) {
+        if (this.#epochsSet.has(cid)) continue;
+        this.#epochsSet.add(cid);
+        this.set(claimKeys.epoch(cid), null);
       }
     }
-    if (cids === null) return;
-    for (const cid of cids) {
-      if (this.#epochsSet.has(cid)) continue;
-      this.#epochsSet.add(cid);
-      this.set(claimKeys.epoch(cid), null);
+    for (const cid of changed) {
+      if (this.#counted.has(cid)) continue;
+      this.#counted.add(cid);
+      this.sum(claimKeys.changes(cid));
     }
+    return this.actor !== null && changed.has(this.actor.companyId);
   }
 
   /** What this write uses of the limits (exact byte counts: for reports and tests, not the hot path). */
@@ -230,7 +244,7 @@ export class Write {
 
   /** Commits after checking the limits; the versionstamp, or null when a check failed (a lost race). */
   async commit(what = "save"): Promise<string | null> {
-    this.#bumpClaimsEpochs();
+    const counted = this.#addOwnMutations();
     this.assertWithinLimits(what);
     const op = this.store.kv.atomic().check(...this.#checks);
     for (const m of this.#mutations) {
@@ -239,7 +253,9 @@ export class Write {
       else op.sum(m.key, m.n);
     }
     const res = await op.commit();
-    return res.ok ? res.versionstamp : null;
+    if (!res.ok) return null;
+    if (counted && this.actor?.commits) this.actor.commits.n++;
+    return res.versionstamp;
   }
 }
 

@@ -12,7 +12,7 @@ import { expireDue } from "../domain/bonus.ts";
 import { addWalletChange, type BalanceRecord, bonusKeys, MAX_BONUS_ATTEMPTS } from "./bonuses.ts";
 import { backoff, Write } from "./commit.ts";
 import { expiryKeys, keys } from "./keys.ts";
-import { MAX_CHECKS, MAX_MUTATIONS } from "./limits.ts";
+import { MAX_CHECKS, MAX_MUTATIONS, OWN_MUTATIONS } from "./limits.ts";
 import type { Store } from "./store.ts";
 
 /** Balances per atomic write by default (each write checks each balance's versionstamp: at most MAX_CHECKS). */
@@ -150,7 +150,7 @@ async function expireCompany(
     const d = dueOf(entry, now);
     if (!d) continue;
     const size = d.steps.length + MUTATIONS_PER_BALANCE;
-    if (group.length >= batch || mutations + size > MAX_MUTATIONS) await flush();
+    if (group.length >= batch || mutations + size > MAX_MUTATIONS - OWN_MUTATIONS) await flush();
     group.push(d);
     mutations += size;
   }

@@ -19,7 +19,7 @@ import { getManyInBatches } from "./batch.ts";
 import { backoff, RETRY, withRetry, Write } from "./commit.ts";
 import { cardKeys, claimKeys, keys } from "./keys.ts";
 import { addCardCount } from "./points_stats.ts";
-import { BUCKET_SIZE, MAX_CHECKS, MAX_MUTATIONS } from "./limits.ts";
+import { BUCKET_SIZE, MAX_CHECKS, MAX_MUTATIONS, OWN_MUTATIONS } from "./limits.ts";
 import type { Store } from "./store.ts";
 
 /** One new customer with its card and opening balance, already decided by the domain rules (ids left to fill). */
@@ -155,10 +155,10 @@ async function createUnderEpoch(
     let end = start;
     if (start < free.length) {
       write = new Write(store, actor);
-      // One mutation is kept for the epoch itself.
+      // Room is kept for the commit path's own mutations (the epoch itself and the change counter).
       while (end < free.length && end - start < MAX_ROWS_PER_WRITE) {
         const before = write.counts().mutations;
-        if (before + perRow > MAX_MUTATIONS - 1) break;
+        if (before + perRow > MAX_MUTATIONS - OWN_MUTATIONS) break;
         addRow(write, cid, free[end]!, { checkKeys: false });
         perRow = Math.max(perRow, write.counts().mutations - before);
         end++;

@@ -1,5 +1,7 @@
 /** Finished import runs: what was imported, when, and how it went (the first rejects), per company. */
-import { importKeys } from "./keys.ts";
+import { claimKeys, importKeys } from "./keys.ts";
+import { valueSize } from "./commit.ts";
+import { MAX_VALUE_BYTES } from "./limits.ts";
 
 /** One finished import run. */
 export interface ImportRun {
@@ -88,9 +90,53 @@ export interface ImportCheckpoint {
   updated_at: number;
 }
 
-/** The checkpoint of an unfinished import, or null. */
-export async function getCheckpoint(kv: Deno.Kv, cid: string, key: string): Promise<ImportCheckpoint | null> {
-  return (await kv.get<ImportCheckpoint>(importKeys.checkpoint(cid, key))).value;
+/**
+ * A finished import of one file, kept in place of its checkpoint when nothing but the run itself changed the company
+ * while it ran: a re-run of the same file with the same options, with the company's change counter still where the
+ * run left it, has the same outcome (every row in unchanged, the same rejects) and needs no reads.
+ */
+export interface ImportDone {
+  finished: true;
+  /** The company's change counter (claimKeys.changes) right after the run. */
+  changes: string;
+  /** The options that decide the outcome, as the run was given them. */
+  options: string;
+  created: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  skipped: number;
+  /** Every reject of the run (a run whose rejects do not fit one value keeps no record). */
+  rejects: { line: number; field: string; info: string }[];
+  updated_at: number;
+}
+
+/** The checkpoint of an unfinished import, or the record of a finished one, or null. */
+export async function getCheckpoint(
+  kv: Deno.Kv,
+  cid: string,
+  key: string,
+): Promise<ImportCheckpoint | ImportDone | null> {
+  return (await kv.get<ImportCheckpoint | ImportDone>(importKeys.checkpoint(cid, key))).value;
+}
+
+/** How many commits have changed the company so far (grow-only; every write of the commit path adds one). */
+export async function readChangeCount(kv: Deno.Kv, cid: string): Promise<bigint> {
+  const entry = await kv.get<Deno.KvU64>(claimKeys.changes(cid));
+  return entry.value?.value ?? 0n;
+}
+
+/**
+ * Keeps the record of a finished import in place of its checkpoint; when its rejects make it larger than one
+ * value, drops the checkpoint instead (a re-run then reads the file again). Returns whether it was kept.
+ */
+export async function setImportDone(kv: Deno.Kv, cid: string, key: string, done: ImportDone): Promise<boolean> {
+  if (valueSize(done) > MAX_VALUE_BYTES - 4096) {
+    await clearCheckpoint(kv, cid, key);
+    return false;
+  }
+  await kv.set(importKeys.checkpoint(cid, key), done);
+  return true;
 }
 
 /** Records how far an import got (after each finished batch). */

@@ -296,6 +296,8 @@ export const statKeys = {
  */
 export const claimKeys = {
   epoch: (cid: string): Deno.KvKey => ["company", cid, "claims_epoch"],
+  /** A grow-only count of the commits that changed anything of the company (storage/commit.ts). */
+  changes: (cid: string): Deno.KvKey => ["company", cid, "changes"],
 };
 
 /** Collections of unique indexes under a company's prefix (one key per value, holding its record's id). */

@@ -2,6 +2,8 @@
 export const MAX_CHECKS = 10;
 /** Most mutations one atomic operation may carry on remote KV. */
 export const MAX_MUTATIONS = 1000;
+/** Mutations the commit path adds to a write of one company itself: its claims epoch and its change counter. */
+export const OWN_MUTATIONS = 2;
 /** Most keys one getMany call may read. */
 export const MAX_GET_MANY = 10;
 /** Largest value KV stores, in bytes. */

@@ -134,10 +134,12 @@ const IGNORED = new Set([
   "admin_upload_chunks",
   "admin_upload_claims",
   "admin_import_jobs",
-  // Import runs and checkpoints (storage/imports.ts); the claims epoch (storage/commit.ts), a single key.
+  // Import runs and checkpoints (storage/imports.ts); the claims epoch and the change counter (storage/commit.ts),
+  // single keys.
   "imports",
   "import_checkpoints",
   "claims_epoch",
+  "changes",
 ]);
 /** Every list a customer can be in. */
 const LISTS = ["all", "phone0", "phone1", "email0", "email1", "p0e0", "p0e1", "p1e0", "p1e1"];

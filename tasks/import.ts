@@ -6,8 +6,8 @@
  */
 import { parseArgs } from "node:util";
 import { basename } from "node:path";
-import { createHash } from "node:crypto";
 import { loadConfig } from "../config.ts";
+import { importKeyOf, readerFingerprint } from "./_import_key.ts";
 import type { ImportPreset, ImportType } from "../domain/import/columns.ts";
 import type { ImportEncoding } from "../domain/import/csv.ts";
 import { formatOfName, type ImportFormat, type OpenedFile, openRows, type ReadRow } from "../domain/import/read.ts";
@@ -249,6 +249,8 @@ async function* rowsOf(): AsyncGenerator<ReadRow[]> {
 }
 
 const report: ImportReport = args.url === undefined ? await local() : await remote(args.url, args.apikey!);
+// A repeat of a finished import reads no batches: its rows are the report's.
+rowsDone = Math.max(rowsDone, report.created + report.updated + report.unchanged + report.rejected + report.skipped);
 progress(true);
 
 async function local(): Promise<ImportReport> {
@@ -270,9 +272,23 @@ async function local(): Promise<ImportReport> {
       dryRun: args["dry-run"] === true,
       settings: config,
       fileKey: await fileKeyOf(file),
-      checkpoint: args["no-resume"] ? undefined : `${type}:${await contentHash(file)}`,
+      checkpoint: args["no-resume"] ? undefined : await importKeyOf(file, type),
+      fingerprint: readerFingerprint({
+        format: format!,
+        encoding: opened.encoding,
+        delimiter,
+        preset,
+        map,
+        ignoreUnknown: args["ignore-unknown"] === true,
+      }),
       onResume: (line) => {
         console.error(`import: resuming after line ${line}, where an interrupted run of this file stopped`);
+      },
+      onRepeat: (at) => {
+        console.error(
+          `import: this file was imported whole at ${new Date(at).toISOString()} and the company has not changed ` +
+            "since: every row is unchanged (--no-resume reads it again)",
+        );
       },
       needsProgram,
       signal: stop.signal,
@@ -381,14 +397,6 @@ async function remote(url: string, apikey: string): Promise<ImportReport> {
     progress();
     return true;
   }
-}
-
-/** The SHA-256 of the file's content, read as a stream: the key of its checkpoint. */
-async function contentHash(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  const f = await Deno.open(path);
-  for await (const chunk of f.readable) hash.update(chunk); // the stream closes the file at its end
-  return hash.digest("hex");
 }
 
 /** A key of the file's content (size, time and name), for granting a credit of a line once across re-runs. */

@@ -343,7 +343,8 @@ Deno.test("the batched create writes exactly what the one-at-a-time path writes"
       assert.equal(report.created, 25, JSON.stringify(report.rejects));
       const out: string[] = [];
       for await (const e of kv.list({ prefix: [] })) {
-        if (e.key.includes("audit")) continue;
+        // The change counter counts commits, which batching makes fewer by design.
+        if (e.key.includes("audit") || e.key[2] === "changes") continue;
         const value = e.value instanceof Deno.KvU64 ? `u64:${e.value.value}` : e.value;
         out.push(JSON.stringify([e.key, value], (k, v) => k === "request_id" ? "-" : v));
       }

@@ -213,6 +213,8 @@ async function run(
       settings: input.settings,
       fileKey: key.slice(0, 16),
       checkpoint: `${options.type}:${key}`,
+      // Everything the upload was told decides its rows: a repeat with other options reads the file again.
+      fingerprint: JSON.stringify(options),
       needsProgram: needsProgram(opened, options),
       batches: opened.batches,
       onBatch: async (results) => {

@@ -37,9 +37,11 @@ import {
   type ImportRun,
   listImportRuns,
   newRunId,
+  readChangeCount,
   RUN_ID,
   saveImportRun,
   setCheckpoint,
+  setImportDone,
 } from "../storage/imports.ts";
 import type { Store } from "../storage/store.ts";
 import { changeBonus } from "./bonuses.ts";
@@ -1051,11 +1053,17 @@ export async function importRows(
     /**
      * Resume by this key (the file's content hash and type): an earlier run of it that was interrupted is continued
      * after the last line of its last finished batch, with its counts; how far a run got is recorded after every
-     * batch and dropped when it finishes. Not with dryRun.
+     * batch. A finished run leaves a record of its outcome instead, when nothing else changed the company while it
+     * ran: a re-run with the same options and the company unchanged since then reports every row unchanged (and the
+     * same rejects) without reading the batches. Not with dryRun.
      */
     checkpoint?: string;
+    /** What else decides the rows (the reader's options: format, encoding, map...), kept with the finished run. */
+    fingerprint?: string;
     /** Hears the line an interrupted earlier run is resumed after. */
     onResume?: (line: number) => void;
+    /** Hears that the file was imported whole before (at `finishedAt`) and nothing has changed since. */
+    onRepeat?: (finishedAt: number) => void;
     /**
      * Stops the import before the next batch once aborted (Ctrl-C): every batch written is whole, and the
      * checkpoint stays, so a re-run resumes after the last batch written.
@@ -1063,12 +1071,39 @@ export async function importRows(
     signal?: AbortSignal;
   },
 ): Promise<ImportReport> {
-  const session = new ImportSession(store, actor, options);
-  await session.prepare(options.needsProgram ?? (options.type === "bonuses" && options.bonusId != null));
-  const report = emptyReport();
   const cid = actor.companyId;
   const key = options.dryRun ? undefined : options.checkpoint;
-  const saved = key === undefined ? null : await getCheckpoint(store.kv, cid, key);
+  // The company's change counter before anything is read: the run's own commits are counted on its actor, so at
+  // the end the difference tells whether anyone else changed the company meanwhile.
+  const changesBefore = key === undefined ? 0n : await readChangeCount(store.kv, cid);
+  const own: Actor = { ...actor, commits: { n: 0 } };
+  const optionsId = JSON.stringify({
+    type: options.type,
+    bonusId: options.bonusId ?? null,
+    match: options.match ?? null,
+    settings: { defaultCountryCode: options.settings.defaultCountryCode, timeZone: options.settings.timeZone },
+    needsProgram: options.needsProgram ?? null,
+    fingerprint: options.fingerprint ?? null,
+  });
+  const found = key === undefined ? null : await getCheckpoint(store.kv, cid, key);
+  if (found !== null && "finished" in found) {
+    if (found.options === optionsId && found.changes === String(changesBefore)) {
+      const rows = found.created + found.updated + found.unchanged;
+      options.onRepeat?.(found.updated_at);
+      return {
+        created: 0,
+        updated: 0,
+        unchanged: rows,
+        rejected: found.rejected,
+        skipped: found.skipped,
+        rejects: [...found.rejects],
+      };
+    }
+  }
+  const saved = found !== null && !("finished" in found) ? found : null;
+  const session = new ImportSession(store, own, options);
+  await session.prepare(options.needsProgram ?? (options.type === "bonuses" && options.bonusId != null));
+  const report = emptyReport();
   const resumeAfter = saved?.line ?? 0;
   if (saved) {
     Object.assign(report, { ...saved, rejects: [...saved.rejects] });
@@ -1113,7 +1148,20 @@ export async function importRows(
     return report;
   }
   // Stopped (the batches may have ended early because of it): the checkpoint stays for the re-run.
-  if (key !== undefined && !options.signal?.aborted) await clearCheckpoint(store.kv, cid, key);
+  if (key === undefined || options.signal?.aborted) return report;
+  // Finished. The outcome is kept for a re-run only when this run read the whole file itself (not a resume) and
+  // the company's counter moved by exactly this run's own commits: the company is then the file applied.
+  const changesAfter = await readChangeCount(store.kv, cid);
+  const alone = changesAfter - changesBefore === BigInt(own.commits!.n);
+  if (resumeAfter === 0 && alone && report.rejects.length === report.rejected) {
+    await setImportDone(store.kv, cid, key, {
+      finished: true,
+      changes: String(changesAfter),
+      options: optionsId,
+      ...report,
+      updated_at: store.clock(),
+    });
+  } else await clearCheckpoint(store.kv, cid, key);
   return report;
 }
 
