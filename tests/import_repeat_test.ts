@@ -216,3 +216,23 @@ Deno.test("deno task import: a second run of the same file says so, reports it u
   const other = await runTask("import", [file, "--delimiter", ","], { kvPath });
   assert.doesNotMatch(other.err, /imported whole/);
 });
+
+Deno.test("a repeat on another day reads the rows again: today decides some of them", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let now = Date.UTC(2026, 10, 30, 20, 0, 0);
+    const store = createStore(kv, { clock: () => now });
+    await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name: "Main" });
+    // Born "tomorrow": refused today, fine from tomorrow on.
+    const text = "external_id,fname,birth_date\nt1,Ann,01.12.2026\nt2,Bob,01.01.1990\n";
+    const first = await run(store, text, { checkpoint: KEY });
+    assert.equal(first.report.rejected, 1, JSON.stringify(first.report));
+    assert.equal((await run(store, text, { checkpoint: KEY })).repeated, true);
+    now += 24 * 3_600_000;
+    const nextDay = await run(store, text, { checkpoint: KEY });
+    assert.equal(nextDay.repeated, false);
+    assert.equal(nextDay.report.created, 1, JSON.stringify(nextDay.report));
+  } finally {
+    kv.close();
+  }
+});

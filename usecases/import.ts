@@ -1084,6 +1084,8 @@ export async function importRows(
     settings: { defaultCountryCode: options.settings.defaultCountryCode, timeZone: options.settings.timeZone },
     needsProgram: options.needsProgram ?? null,
     fingerprint: options.fingerprint ?? null,
+    // "Today" decides some rows (a birth date in the future is refused): a repeat on another day reads them again.
+    today: localDate(store.clock(), options.settings.timeZone),
   });
   const found = key === undefined ? null : await getCheckpoint(store.kv, cid, key);
   if (found !== null && "finished" in found) {
