@@ -77,17 +77,23 @@ export async function listImportRuns(kv: Deno.Kv, cid: string, options: { limit:
   return out;
 }
 
-/** How far an unfinished import of one file got: the last line of its last finished batch and its counts so far. */
-export interface ImportCheckpoint {
-  line: number;
+/** The counts of an import (so far) and its rejects. */
+interface ImportCounts {
   created: number;
   updated: number;
   unchanged: number;
   rejected: number;
   skipped: number;
-  /** The first rejects so far (at most RUN_REJECTS_KEPT). */
   rejects: { line: number; field: string; info: string }[];
   updated_at: number;
+}
+
+/**
+ * How far an unfinished import of one file got: the last line of its last finished batch and its counts so far (the
+ * first RUN_REJECTS_KEPT rejects).
+ */
+export interface ImportCheckpoint extends ImportCounts {
+  line: number;
 }
 
 /**
@@ -95,20 +101,13 @@ export interface ImportCheckpoint {
  * while it ran: a re-run of the same file with the same options, with the company's change counter still where the
  * run left it, has the same outcome (every row in unchanged, the same rejects) and needs no reads.
  */
-export interface ImportDone {
+export interface ImportDone extends ImportCounts {
   finished: true;
   /** The company's change counter (claimKeys.changes) right after the run. */
   changes: string;
   /** The options that decide the outcome, as the run was given them. */
   options: string;
-  created: number;
-  updated: number;
-  unchanged: number;
-  rejected: number;
-  skipped: number;
-  /** Every reject of the run (a run whose rejects do not fit one value keeps no record). */
-  rejects: { line: number; field: string; info: string }[];
-  updated_at: number;
+  // Its rejects are every reject of the run: a run whose rejects do not fit one value keeps no record.
 }
 
 /** The checkpoint of an unfinished import, or the record of a finished one, or null. */
