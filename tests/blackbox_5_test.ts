@@ -1,0 +1,514 @@
+/**
+ * Black-box review of import re-runs (issue 10): a finished `deno task import` run that nobody else raced leaves a
+ * record, and a repeat of the same file with the same options, the same day, with the company's change counter
+ * unchanged, reports every row unchanged without reading. The rule these tests hold it to: a repeat reports exactly
+ * what a full re-run (`--no-resume`) would report at that moment, and leaves the store as a full re-run would.
+ * Each defect found is one test named after it (they fail on the code they were written against); the attacks
+ * that held are tests too, so they guard later changes.
+ */
+import assert from "node:assert/strict";
+import { createApiKey } from "../storage/api_keys.ts";
+import { getBalanceRecord } from "../storage/bonuses.ts";
+import { countList } from "../storage/customers.ts";
+import { keys } from "../storage/keys.ts";
+import { readChangeCount } from "../storage/imports.ts";
+import { rawInsertCards } from "../storage/seed.ts";
+import { createStore, type Store } from "../storage/store.ts";
+import { verifyStore } from "../storage/verify.ts";
+import { openRows, type ReadRow } from "../domain/import/read.ts";
+import { Write } from "../storage/commit.ts";
+import type { Card } from "../domain/card.ts";
+import { changeBonus, type ImportReport, importRows, saveCustomer, saveDirectoryEntry } from "../usecases/mod.ts";
+import { ROOT, runTask, startServer, tempDir } from "./kit.ts";
+
+const TILL = { companyId: "default", name: "key:till", userId: 0 };
+
+/** A store file with the default company's one bonus program and one customer x1 (phone 79510000001). */
+async function seeded(kvPath: string): Promise<void> {
+  const kv = await Deno.openKv(kvPath);
+  try {
+    const store = createStore(kv);
+    await saveDirectoryEntry(store, TILL, { kind: "bonus_programs", name: "Main" });
+    await saveCustomer(store, TILL, {
+      create: true,
+      patch: { external_id: "x1", fname: "Ann", phone: "79510000001" },
+      timeZone: "UTC",
+    });
+  } finally {
+    kv.close();
+  }
+}
+
+async function withKv<T>(kvPath: string, fn: (kv: Deno.Kv, store: Store) => Promise<T>): Promise<T> {
+  const kv = await Deno.openKv(kvPath);
+  try {
+    return await fn(kv, createStore(kv));
+  } finally {
+    kv.close();
+  }
+}
+
+interface Run {
+  code: number;
+  report: ImportReport;
+  /** Whether the task said it took the record of a finished run (read no rows). */
+  repeated: boolean;
+  out: string;
+  err: string;
+}
+
+let reports = 0;
+
+/** `deno task import FILE ARGS --report R.json`, with the report read back. */
+async function imp(kvPath: string, args: string[], env?: Record<string, string>): Promise<Run> {
+  const report = `${kvPath}.report${++reports}.json`;
+  const r = await runTask("import", [...args, "--report", report], { kvPath, env });
+  let parsed: ImportReport;
+  try {
+    parsed = JSON.parse(await Deno.readTextFile(report));
+  } catch {
+    throw new Error(`no report (exit ${r.code}): ${r.out}${r.err}`);
+  }
+  return { code: r.code, report: parsed, repeated: /imported whole at/.test(r.err), out: r.out, err: r.err };
+}
+
+/** The exit status and report of a run, as compared between a repeat and a full re-run. */
+function outcome(r: Run): { code: number; report: ImportReport } {
+  return { code: r.code, report: r.report };
+}
+
+async function balanceOf(kvPath: string, externalId: string): Promise<number | null> {
+  return await withKv(kvPath, async (kv) => {
+    const id = (await kv.get<number>(keys.customerByExternalId("default", externalId))).value;
+    if (id === null) return null;
+    return (await getBalanceRecord(kv, "default", { customerId: id, bonusId: 1 }))?.balance ?? null;
+  });
+}
+
+async function findings(kvPath: string): Promise<unknown[]> {
+  return await withKv(kvPath, async (kv) => {
+    const out: unknown[] = [];
+    await verifyStore(kv, { onFinding: (f) => out.push(f) });
+    return out;
+  });
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Defects (these fail on the code they were written against)
+// ------------------------------------------------------------------------------------------------------------------
+
+Deno.test("DEFECT repeat of an order-dependent file repeats a reject that a full re-run accepts (exit 1 vs 0)", async () => {
+  // Row 2 claims a phone the stored x1 holds (refused: two people); row 3 moves x1 to another phone. After the
+  // first run the phone is free, so the store is not "the file applied": a full re-run creates x2.
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const file = `${dir.path}/order.csv`;
+  await Deno.writeTextFile(file, "external_id,fname,phone\nx2,Bob,79510000001\nx1,Ann,79510000002\n");
+  const first = await imp(kvPath, [file]);
+  assert.equal(first.code, 1, first.out + first.err);
+  assert.equal(first.report.rejected, 1);
+  const repeat = await imp(kvPath, [file]);
+  const full = await imp(kvPath, [file, "--no-resume"]);
+  assert.equal(full.report.created, 1, full.out); // x2 goes in now
+  assert.deepEqual(outcome(repeat), outcome(full), `repeat said: ${repeat.out} ${repeat.err}`);
+});
+
+Deno.test("DEFECT repeat of a renamed or touched credits file grants nothing where a full run credits again", async () => {
+  // Credits (overwrite 0) are made idempotent by the file's name, size and mtime (fileKeyOf), the record by its
+  // content hash: the same content under another name is "unchanged" for the repeat, a new grant for a full run.
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const file = `${dir.path}/credits.csv`;
+  await Deno.writeTextFile(file, "customer_external_id,amount,overwrite\nx1,7,0\n");
+  const first = await imp(kvPath, [file, "--type", "bonuses"]);
+  assert.equal(first.report.updated, 1, first.out + first.err);
+  assert.equal(await balanceOf(kvPath, "x1"), 700);
+  const copy = `${dir.path}/credits_march.csv`;
+  await Deno.copyFile(file, copy);
+  const repeat = await imp(kvPath, [copy, "--type", "bonuses"]);
+  const balanceAfterRepeat = await balanceOf(kvPath, "x1");
+  const full = await imp(kvPath, [copy, "--type", "bonuses", "--no-resume"]);
+  assert.deepEqual(
+    { ...outcome(repeat), balance: balanceAfterRepeat },
+    { ...outcome(full), balance: await balanceOf(kvPath, "x1") },
+    `repeat said: ${repeat.out} ${repeat.err}`,
+  );
+});
+
+Deno.test("DEFECT a full re-run of an overwrite-then-credit balances file takes the credit back (the repeat hides it)", async () => {
+  // docs/import.md: `b1,100,1` then `b1,5,0` leaves 105. Run again in full, the overwrite sets 100 again and the
+  // credit is replayed (not granted): 100, so a full re-run of a finished file changes the store; the repeat says
+  // both rows unchanged and leaves 105.
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const file = `${dir.path}/mixed.csv`;
+  await Deno.writeTextFile(file, "customer_external_id,amount,overwrite\nx1,100,1\nx1,5,0\n");
+  const first = await imp(kvPath, [file, "--type", "bonuses"]);
+  assert.equal(first.code, 0, first.out + first.err);
+  assert.equal(await balanceOf(kvPath, "x1"), 10500);
+  const repeat = await imp(kvPath, [file, "--type", "bonuses"]);
+  const full = await imp(kvPath, [file, "--type", "bonuses", "--no-resume"]);
+  assert.deepEqual(outcome(repeat), outcome(full), `full said: ${full.out}`);
+  assert.equal(await balanceOf(kvPath, "x1"), 10500, "a re-run of the finished file changed the balance");
+});
+
+/** The rows of a CSV text, as the task reads them. */
+async function* batchesOf(text: string, onRead?: () => void): AsyncGenerator<ReadRow[]> {
+  const opened = await openRows(new Blob([new TextEncoder().encode(text)]).stream(), {
+    format: "csv",
+    type: "customers",
+    batchSize: 100,
+  });
+  for await (const batch of opened.batches) {
+    onRead?.();
+    yield batch;
+  }
+}
+
+async function runAt(store: Store, text: string, checkpoint: string | undefined, timeZone = "UTC") {
+  let repeated = false;
+  const report = await importRows(store, { companyId: "acme", name: "import:f.csv", userId: 0 }, {
+    type: "customers",
+    settings: { defaultCountryCode: "7", timeZone },
+    needsProgram: text.split("\n")[0]!.includes("bonus"),
+    checkpoint,
+    batches: batchesOf(text),
+    onRepeat: () => repeated = true,
+  });
+  return { report, repeated };
+}
+
+Deno.test("DEFECT a register_date later today is refused, and the repeat keeps refusing it after that time", async () => {
+  // "today" is in the record, but register_date is checked against the instant (domain/customer.ts): a row refused
+  // at 10:00 for a register_date of 12:00 goes in on a full run at 13:00 the same day.
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let now = Date.UTC(2026, 10, 30, 10, 0, 0);
+    const store = createStore(kv, { clock: () => now });
+    const text = "external_id,fname,register_date\nr1,Ann,2026-11-30 12:00:00\nr2,Bob,2026-11-01 09:00:00\n";
+    const first = await runAt(store, text, "customers:reg");
+    assert.equal(first.report.rejected, 1, JSON.stringify(first.report));
+    now = Date.UTC(2026, 10, 30, 13, 0, 0);
+    const repeat = await runAt(store, text, "customers:reg");
+    const full = await runAt(store, text, undefined);
+    assert.equal(full.report.created, 1, JSON.stringify(full.report));
+    assert.deepEqual(repeat.report, full.report, `repeated: ${repeat.repeated}`);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("DEFECT a balance lot expiring at the service's midnight inside the import's day: the repeat says unchanged", async () => {
+  // The service (TIME_ZONE Europe/Moscow) credits points expiring at the end of its day, 21:00 UTC; the task run
+  // without that setting works in UTC. At 20:00 UTC `bonus` 50 matches the balance; at 22:00 UTC, the same UTC day,
+  // the lot is gone and a full run sets 50 again, while the repeat reports the row unchanged.
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let now = Date.UTC(2026, 10, 30, 20, 0, 0);
+    const store = createStore(kv, { clock: () => now });
+    const actor = { companyId: "acme", name: "key:till", userId: 0 };
+    await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name: "Main" });
+    const c = await saveCustomer(store, actor, {
+      create: true,
+      patch: { external_id: "m1", fname: "Ann" },
+      timeZone: "Europe/Moscow",
+    });
+    await changeBonus(store, actor, {
+      customer: { id: c.customer.id },
+      bonusId: 1,
+      amount: 5000,
+      overwrite: false,
+      comment: null,
+      orderId: null,
+      expireDate: { year: 2026, month: 11, day: 30 },
+      idempotencyKey: null,
+      timeZone: "Europe/Moscow",
+    });
+    const text = "external_id,bonus\nm1,50\n";
+    const first = await runAt(store, text, "customers:lot");
+    assert.equal(first.report.unchanged, 1, JSON.stringify(first.report));
+    now = Date.UTC(2026, 10, 30, 22, 0, 0);
+    const repeat = await runAt(store, text, "customers:lot");
+    const full = await runAt(store, text, undefined);
+    assert.equal(full.report.updated, 1, JSON.stringify(full.report));
+    assert.deepEqual(repeat.report, full.report, `repeated: ${repeat.repeated}`);
+  } finally {
+    kv.close();
+  }
+});
+
+// ------------------------------------------------------------------------------------------------------------------
+// Attacks that held
+// ------------------------------------------------------------------------------------------------------------------
+
+/** A customers file with sprinkled rejects: every 9th row an impossible date, every 13th a duplicate phone. */
+function customersFile(n: number, tag = "Row", every = 1): string {
+  const lines = ["external_id,fname,phone,email,card_uid,bonus,birth_day,birth_month,birth_year"];
+  for (let i = 1; i <= n; i++) {
+    const day = i % (9 * every) === 0 ? "31" : "1";
+    const phone = i % (13 * every) === 0 ? i - 1 : i;
+    lines.push(
+      `c${i},${tag}${i},7952${String(phone).padStart(7, "0")},c${i}@example.com,77${i},${i % 5},${day},2,1990`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+Deno.test("held: repeat vs --no-resume: the same exit status and --report JSON (rejects, skipped) in every format", async () => {
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const csv = `${dir.path}/many.csv`;
+  await Deno.writeTextFile(csv, customersFile(400).replace("\nc5,", "\n\nc5,"));
+  const first = await imp(kvPath, [csv]);
+  assert.equal(first.code, 1);
+  assert.ok(first.report.rejected > 50 && first.report.skipped === 1, JSON.stringify(first.report).slice(0, 300));
+  const repeat = await imp(kvPath, [csv]);
+  assert.ok(repeat.repeated, repeat.err);
+  const full = await imp(kvPath, [csv, "--no-resume"]);
+  assert.ok(!full.repeated);
+  assert.deepEqual(outcome(repeat), outcome(full));
+  assert.deepEqual(repeat.report, {
+    ...first.report,
+    created: 0,
+    updated: 0,
+    unchanged: first.report.created + first.report.updated + first.report.unchanged,
+  });
+  // NDJSON of other customers: the same.
+  const nd = `${dir.path}/many.ndjson`;
+  await Deno.writeTextFile(
+    nd,
+    Array.from({ length: 60 }, (_, i) => JSON.stringify({ external_id: `n${i}`, birth_day: i % 7 === 0 ? "32" : "2" }))
+      .join("\n") + "\n",
+  );
+  await imp(kvPath, [nd]);
+  const ndRepeat = await imp(kvPath, [nd]);
+  assert.ok(ndRepeat.repeated);
+  assert.deepEqual(outcome(ndRepeat), outcome(await imp(kvPath, [nd, "--no-resume"])));
+});
+
+Deno.test("held: a change through the real server (API, remote import) makes the repeat read and put the file back", async () => {
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const key = await withKv(
+    kvPath,
+    async (kv) => (await createApiKey(kv, { companyId: "default", userId: 5, access: "write", now: Date.now() })).key,
+  );
+  const file = `${dir.path}/base.csv`;
+  await Deno.writeTextFile(file, customersFile(50));
+  await using server = startServer({ kvPath });
+  await server.ready(key);
+  const first = await imp(kvPath, [file]);
+  assert.equal((await imp(kvPath, [file])).repeated, true);
+  // A till renames c3 through the API.
+  const id = await withKv(
+    kvPath,
+    async (kv) => (await kv.get<number>(keys.customerByExternalId("default", "c3"))).value,
+  );
+  const res = await fetch(`${server.base}/api/customer/update?apikey=${key}&id=${id}&fname=Till`);
+  assert.ok(res.ok, `update: ${res.status} ${await res.text()}`);
+  const afterApi = await imp(kvPath, [file]);
+  assert.equal(afterApi.repeated, false);
+  assert.equal(afterApi.report.updated, 1, afterApi.out);
+  assert.equal((await imp(kvPath, [file])).repeated, true);
+  // A remote import through the bulk endpoint of the same server: the repeat reads again.
+  const remoteFile = `${dir.path}/remote.csv`;
+  await Deno.writeTextFile(remoteFile, "external_id,fname\nc4,Remote\n");
+  const remote = await runTask("import", [remoteFile, "--url", server.base, "--apikey", key], { kvPath: ":memory:" });
+  assert.equal(remote.code, 0, remote.out + remote.err);
+  const afterRemote = await imp(kvPath, [file]);
+  assert.equal(afterRemote.repeated, false);
+  assert.equal(afterRemote.report.updated, 1);
+  assert.deepEqual(afterRemote.report.rejects, first.report.rejects);
+  await server.stop();
+  assert.deepEqual(await findings(kvPath), []);
+});
+
+Deno.test("held: every option and setting that decides rows is part of the record (env, flags, map, preset)", async () => {
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  await withKv(kvPath, async (_kv, store) => {
+    await saveDirectoryEntry(store, TILL, { kind: "bonus_programs", name: "Second" });
+  });
+  const file = `${dir.path}/opts.csv`;
+  await Deno.writeTextFile(file, "external_id,fname,phone,Заметка\no1,Olga,9510001111,x\no2,Oleg,+79510002222,y\n");
+  const map = `${dir.path}/map.json`;
+  await Deno.writeTextFile(map, JSON.stringify({ "Заметка": "custom_information" }));
+  const map2 = `${dir.path}/map2.json`;
+  await Deno.writeTextFile(map2, JSON.stringify({ "Заметка": "" }));
+  const base = [file, "--map", map];
+  await imp(kvPath, base);
+  assert.equal((await imp(kvPath, base)).repeated, true);
+  const variants: { args: string[]; env?: Record<string, string> }[] = [
+    { args: base, env: { DEFAULT_COUNTRY_CODE: "1" } },
+    { args: base, env: { TIME_ZONE: "Asia/Tokyo" } },
+    { args: [file, "--map", map2] },
+    { args: [file, "--ignore-unknown"] },
+    { args: [...base, "--match", "phone,external_id"] },
+    { args: [...base, "--bonus-id", "2"] },
+    { args: [...base, "--delimiter", ","] },
+  ];
+  for (const v of variants) {
+    // Each variant is compared row by row (never the record of the base run), and the base run's record is
+    // taken again only when the company did not change in between.
+    const r = await imp(kvPath, v.args, v.env);
+    assert.equal(r.repeated, false, `${v.args.join(" ")} ${JSON.stringify(v.env ?? {})}: ${r.err}`);
+  }
+  // The dry run reads too, and reports what the full run reports.
+  await imp(kvPath, base);
+  const dry = await imp(kvPath, [...base, "--dry-run"]);
+  assert.equal(dry.repeated, false);
+  assert.deepEqual(dry.report, (await imp(kvPath, [...base, "--no-resume"])).report);
+});
+
+Deno.test("held: the same customers file under another name is a repeat that matches a full run", async () => {
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const file = `${dir.path}/a.csv`;
+  await Deno.writeTextFile(file, customersFile(80));
+  await imp(kvPath, [file]);
+  const copy = `${dir.path}/b.txt`;
+  await Deno.copyFile(file, copy);
+  const repeat = await imp(kvPath, [copy]);
+  assert.ok(repeat.repeated);
+  assert.deepEqual(outcome(repeat), outcome(await imp(kvPath, [copy, "--no-resume"])));
+});
+
+Deno.test("held: SIGTERM mid-run, then re-runs: the resumed run leaves no record, the next full one does", async () => {
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const file = `${dir.path}/big.csv`;
+  // Few rejects, so that the record of a finished run fits one value.
+  await Deno.writeTextFile(file, customersFile(5000, "Row", 20));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "tasks/import.ts", file, "--batch-size", "100"],
+    cwd: ROOT,
+    env: { KV_PATH: kvPath },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const probe = await Deno.openKv(kvPath);
+  try {
+    for (let i = 0; i < 2400 && await countList(probe, "default", "all") < 300; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  } finally {
+    probe.close();
+  }
+  child.kill("SIGTERM");
+  const stopped = await child.output();
+  assert.equal(stopped.code, 143, new TextDecoder().decode(stopped.stderr));
+  const resumed = await imp(kvPath, [file]);
+  assert.match(resumed.err, /resuming after line/);
+  assert.equal(resumed.repeated, false);
+  const next = await imp(kvPath, [file]);
+  assert.equal(next.repeated, false, "a resumed run must not leave a record");
+  assert.equal(next.report.created + next.report.updated, 0);
+  const repeat = await imp(kvPath, [file]);
+  assert.equal(repeat.repeated, true);
+  assert.deepEqual(outcome(repeat), outcome(next));
+  assert.deepEqual(outcome(repeat), outcome(await imp(kvPath, [file, "--no-resume"])));
+  assert.deepEqual(await findings(kvPath), []);
+});
+
+Deno.test("held: two imports at once changing the same customers: afterwards a repeat never hides the other's change", async () => {
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const a = `${dir.path}/a.csv`;
+  const b = `${dir.path}/b.csv`;
+  await Deno.writeTextFile(a, customersFile(1500, "A"));
+  await Deno.writeTextFile(b, customersFile(1500, "B"));
+  await Promise.all([imp(kvPath, [a, "--batch-size", "50"]), imp(kvPath, [b, "--batch-size", "50"])]);
+  // Each file run again, then checked in full: the store must hold it applied (a full run changes nothing).
+  for (const f of [a, b, a]) {
+    await imp(kvPath, [f]);
+    const full = await imp(kvPath, [f, "--no-resume"]);
+    assert.equal(full.report.created + full.report.updated, 0, `${f}: ${full.out}`);
+  }
+  assert.deepEqual(await findings(kvPath), []);
+});
+
+Deno.test("held: the change counter moves with directory edits and balance changes, not with record keeping", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = createStore(kv);
+    const actor = { companyId: "acme", name: "key:till", userId: 0 };
+    const text = "external_id,fname,bonus\nq1,Ann,5\n";
+    await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name: "Main" });
+    await runAt(store, text, "customers:k");
+    assert.equal((await runAt(store, text, "customers:k")).repeated, true);
+    const before = await readChangeCount(kv, "acme");
+    await saveDirectoryEntry(store, actor, { kind: "groups", name: "VIP" });
+    assert.equal(await readChangeCount(kv, "acme"), before + 1n);
+    assert.equal((await runAt(store, text, "customers:k")).repeated, false);
+    assert.equal((await runAt(store, text, "customers:k")).repeated, true);
+    const id = (await kv.get<number>(keys.customerByExternalId("acme", "q1"))).value!;
+    await changeBonus(store, actor, {
+      customer: { id },
+      bonusId: 1,
+      amount: 100,
+      overwrite: false,
+      comment: null,
+      orderId: null,
+      idempotencyKey: null,
+      timeZone: "UTC",
+    });
+    const back = await runAt(store, text, "customers:k");
+    assert.equal(back.repeated, false);
+    assert.equal(back.report.updated, 1);
+    // Another company's writes do not count for this one.
+    await saveDirectoryEntry(store, { ...actor, companyId: "other" }, { kind: "groups", name: "VIP" });
+    assert.equal((await runAt(store, text, "customers:k")).repeated, true);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("held: write limits with the counter: 199 fully indexed seeded cards pack exactly 1000 mutations", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.now();
+    const cards = Array.from({ length: 199 }, (_, i) => ({
+      id: i + 1,
+      uid: `U${i + 1}`,
+      barcode: `B${i + 1}`,
+      external_id: `E${i + 1}`,
+      customer_id: i + 1,
+      uid_ean13: null,
+      status: "ACTIVE",
+      type_id: null,
+      medium: null,
+      block_date: null,
+      activate_date: now,
+      created_date: now,
+      created_by: 0,
+      last_update_date: now,
+      last_update_by: 0,
+    })) as unknown as Card[];
+    await rawInsertCards(kv, "a", cards);
+    assert.equal(await readChangeCount(kv, "a"), 1n); // one operation
+    // The commit path's own mutations come on top of the caller's: 998 unique-index sets (+ epoch + counter) or
+    // 999 plain ones (+ counter) go in; 1000 plain ones are refused whole, naming the count.
+    const fits = new Write(createStore(kv));
+    for (let i = 0; i < 998; i++) fits.set(["company", "b", "customers_by_phone", `p${i}`], i);
+    assert.ok(await fits.commit());
+    const plain = new Write(createStore(kv));
+    for (let i = 0; i < 999; i++) plain.set(["company", "c", "scratch", i], i);
+    assert.ok(await plain.commit());
+    const over = new Write(createStore(kv));
+    for (let i = 0; i < 1000; i++) over.set(["company", "d", "scratch", i], i);
+    await assert.rejects(() => over.commit(), /1001 mutations, at most 1000/);
+    assert.equal(await readChangeCount(kv, "d"), 0n);
+  } finally {
+    kv.close();
+  }
+});
