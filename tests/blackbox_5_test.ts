@@ -19,6 +19,7 @@ import { openRows, type ReadRow } from "../domain/import/read.ts";
 import { Write } from "../storage/commit.ts";
 import type { Card } from "../domain/card.ts";
 import { changeBonus, type ImportReport, importRows, saveCustomer, saveDirectoryEntry } from "../usecases/mod.ts";
+import { checkUpload, importJob, startImport, type UploadOptions } from "../usecases/admin_import.ts";
 import { ROOT, runTask, startServer, tempDir } from "./kit.ts";
 
 const TILL = { companyId: "default", name: "key:till", userId: 0 };
@@ -240,6 +241,56 @@ Deno.test("DEFECT a balance lot expiring at the service's midnight inside the im
   }
 });
 
+/** Starts `tasks/import.ts FILE ARGS`, waits until `atLeast` customers are in, stops it with SIGTERM (exit 143). */
+async function stopMidway(kvPath: string, args: string[], atLeast: number): Promise<void> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "tasks/import.ts", ...args, "--batch-size", "100"],
+    cwd: ROOT,
+    env: { KV_PATH: kvPath },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const probe = await Deno.openKv(kvPath);
+  try {
+    for (let i = 0; i < 2400 && await countList(probe, "default", "all") < atLeast; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  } finally {
+    probe.close();
+  }
+  child.kill("SIGTERM");
+  const stopped = await child.output();
+  assert.equal(stopped.code, 143, new TextDecoder().decode(stopped.stderr));
+}
+
+Deno.test("DEFECT Ctrl-C a run with the wrong --bonus-id, re-run with the right one: it resumes, the first part stays wrong", async () => {
+  // The checkpoint of an interrupted run is keyed by content and type only; the finished-run record checks the
+  // options, the checkpoint does not: the corrected run skips the rows the wrong one did and reports the whole file.
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  await withKv(kvPath, async (_kv, store) => {
+    await saveDirectoryEntry(store, TILL, { kind: "bonus_programs", name: "Second" });
+  });
+  const file = `${dir.path}/points.csv`;
+  const lines = ["external_id,bonus"];
+  for (let i = 1; i <= 4000; i++) lines.push(`p${i},${1 + (i % 9)}`);
+  await Deno.writeTextFile(file, lines.join("\n") + "\n");
+  await stopMidway(kvPath, [file, "--bonus-id", "1"], 300);
+  const right = await imp(kvPath, [file, "--bonus-id", "2"]);
+  assert.equal(right.code, 0, right.out + right.err);
+  const missing = await withKv(kvPath, async (kv) => {
+    let n = 0;
+    for (let i = 1; i <= 4000; i++) {
+      const id = (await kv.get<number>(keys.customerByExternalId("default", `p${i}`))).value!;
+      if ((await getBalanceRecord(kv, "default", { customerId: id, bonusId: 2 }))?.balance !== 100 * (1 + (i % 9))) n++;
+    }
+    return n;
+  });
+  assert.equal(missing, 0, `${missing} customers lack their program 2 balance; the re-run said: ${right.err}`);
+});
+
 // ------------------------------------------------------------------------------------------------------------------
 // Attacks that held
 // ------------------------------------------------------------------------------------------------------------------
@@ -387,25 +438,7 @@ Deno.test("held: SIGTERM mid-run, then re-runs: the resumed run leaves no record
   const file = `${dir.path}/big.csv`;
   // Few rejects, so that the record of a finished run fits one value.
   await Deno.writeTextFile(file, customersFile(5000, "Row", 20));
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tasks/import.ts", file, "--batch-size", "100"],
-    cwd: ROOT,
-    env: { KV_PATH: kvPath },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const probe = await Deno.openKv(kvPath);
-  try {
-    for (let i = 0; i < 2400 && await countList(probe, "default", "all") < 300; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  } finally {
-    probe.close();
-  }
-  child.kill("SIGTERM");
-  const stopped = await child.output();
-  assert.equal(stopped.code, 143, new TextDecoder().decode(stopped.stderr));
+  await stopMidway(kvPath, [file], 300);
   const resumed = await imp(kvPath, [file]);
   assert.match(resumed.err, /resuming after line/);
   assert.equal(resumed.repeated, false);
@@ -511,4 +544,99 @@ Deno.test("held: write limits with the counter: 199 fully indexed seeded cards p
   } finally {
     kv.close();
   }
+});
+
+Deno.test("held: the back office import: a second upload of the same bytes is a repeat that matches a full run", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = createStore(kv);
+    const actor = { companyId: "acme", name: "admin:boss", userId: 1 };
+    await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name: "Main" });
+    const bytes = new TextEncoder().encode(
+      customersFile(120) + "", /* a credits file would be the same: its credit key is the content here */
+    );
+    const options: UploadOptions = {
+      type: "customers",
+      format: null,
+      encoding: null,
+      delimiter: null,
+      preset: null,
+      match: ["external_id", "phone", "email"],
+      bonusId: null,
+      ignoreUnknown: false,
+    };
+    const settings = { defaultCountryCode: "7", timeZone: "UTC" };
+    const upload = async () => {
+      const checked = await checkUpload(store, actor, { name: "shop.csv", bytes, options, settings });
+      const { done, job } = await startImport(store, actor, {
+        upload: checked.upload.id,
+        rows: checked.rows,
+        settings,
+      });
+      await done;
+      return (await importJob(store, actor, job.id))!;
+    };
+    const first = await upload();
+    assert.equal(first.state, "done");
+    const counter = await readChangeCount(kv, "acme");
+    const hash = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    const record = await kv.get<{ finished?: boolean }>(["company", "acme", "import_checkpoints", `customers:${hash}`]);
+    assert.equal(record.value?.finished, true, "the first back-office run left its record");
+    const second = await upload();
+    assert.equal(await readChangeCount(kv, "acme"), counter);
+    const full = await importRows(store, actor, {
+      type: "customers",
+      match: options.match,
+      bonusId: null,
+      settings,
+      needsProgram: true,
+      batches: batchesOf(customersFile(120)),
+    });
+    assert.deepEqual(second.report, { ...full, rejects: full.rejects.slice(0, 100) });
+    assert.equal(second.rows, first.rows);
+    // Credits by the back office: the repeat grants nothing, as a full run (the credit key is the content).
+    const credits = new TextEncoder().encode("customer_external_id,amount,overwrite\nc1,3,0\n");
+    const creditOptions: UploadOptions = { ...options, type: "bonuses" };
+    const credit = async () => {
+      const checked = await checkUpload(store, actor, {
+        name: "c.csv",
+        bytes: credits,
+        options: creditOptions,
+        settings,
+      });
+      const started = await startImport(store, actor, { upload: checked.upload.id, rows: 1, settings });
+      await started.done;
+    };
+    const id = (await kv.get<number>(keys.customerByExternalId("acme", "c1"))).value!;
+    const balance = async () => (await getBalanceRecord(kv, "acme", { customerId: id, bonusId: 1 }))?.balance;
+    const before = await balance();
+    await credit();
+    await credit();
+    assert.equal(await balance(), before! + 300);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("held: deno task verify is clean after imports, repeats, API-style writes and an expiry run", async () => {
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const file = `${dir.path}/v.csv`;
+  await Deno.writeTextFile(file, customersFile(300));
+  await imp(kvPath, [file]);
+  await imp(kvPath, [file]);
+  await withKv(kvPath, async (kv, store) => {
+    const id = (await kv.get<number>(keys.customerByExternalId("default", "c2"))).value!;
+    await saveCustomer(store, TILL, { id, create: false, patch: { fname: "Changed" }, timeZone: "UTC" });
+  });
+  const expire = await runTask("expire", [], { kvPath });
+  assert.equal(expire.code, 0, expire.out + expire.err);
+  const back = await imp(kvPath, [file]);
+  assert.equal(back.repeated, false);
+  assert.equal(back.report.updated, 1);
+  assert.equal((await imp(kvPath, [file])).repeated, true);
+  const verify = await runTask("verify", [], { kvPath });
+  assert.equal(verify.code, 0, verify.out + verify.err);
 });
