@@ -12,7 +12,8 @@ import { getBalanceRecord } from "../storage/bonuses.ts";
 import { countList } from "../storage/customers.ts";
 import { keys } from "../storage/keys.ts";
 import { readChangeCount } from "../storage/imports.ts";
-import { rawInsertCards } from "../storage/seed.ts";
+import { rawInsertCards, rawInsertLots } from "../storage/seed.ts";
+import { expireDueLots } from "../storage/expiry.ts";
 import { createStore, type Store } from "../storage/store.ts";
 import { verifyStore } from "../storage/verify.ts";
 import { openRows, type ReadRow } from "../domain/import/read.ts";
@@ -289,6 +290,38 @@ Deno.test("DEFECT Ctrl-C a run with the wrong --bonus-id, re-run with the right 
     return n;
   });
   assert.equal(missing, 0, `${missing} customers lack their program 2 balance; the re-run said: ${right.err}`);
+});
+
+Deno.test("DEFECT the expiry job's write at the mutation edge is refused whole: its points-stat sums are not budgeted", async () => {
+  // expireCompany packs balances while `mutations + size <= MAX_MUTATIONS - OWN_MUTATIONS` (998) counting ledger
+  // entries, records and audit entries, but the write also carries the shared points sums (total and hour) and now
+  // the change counter: 4 balances of 200 due lots and one of 188 make 1001 mutations, and the run throws
+  // StoreLimitError (before the counter the edge was at 189-190 lots: it moved, it was not fixed).
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = createStore(kv);
+    const actor = { companyId: "e", name: "expiry", userId: 0 };
+    await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name: "Main" });
+    const now = Date.UTC(2026, 10, 30, 12);
+    const balances = [];
+    for (const [i, lots] of [200, 200, 200, 200, 188].entries()) {
+      const c = await saveCustomer(store, actor, { create: true, patch: { external_id: `e${i}` }, timeZone: "UTC" });
+      balances.push({
+        customerId: c.customer.id,
+        bonusId: 1,
+        lots: Array.from({ length: lots }, (_, j) => ({
+          amount: 1,
+          available_at: now - 10 * 86_400_000 - j * 1000,
+          expires_at: now - 86_400_000 - j * 1000,
+        })),
+      });
+    }
+    await rawInsertLots(kv, "e", { balances, now, userId: 0 });
+    const summary = await expireDueLots(store, actor, { company: "e", now });
+    assert.equal(summary.lots, 988);
+  } finally {
+    kv.close();
+  }
 });
 
 // ------------------------------------------------------------------------------------------------------------------
