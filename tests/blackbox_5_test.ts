@@ -324,6 +324,35 @@ Deno.test("DEFECT the expiry job's write at the mutation edge is refused whole: 
   }
 });
 
+Deno.test("DEFECT a server-process import compared with a stale directory cache leaves a record that keeps the stale answer", async () => {
+  // getEntriesCached serves group names for 5 s, and a rename by another process (a CLI task, another worker) shows
+  // only after that. A back-office run in that window compares a row's group_name with the old name, finds it
+  // unchanged, and is alone: its record then answers "unchanged" for the rest of the day, though a full run (with
+  // the cache expired) puts the row's group back.
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let now = Date.UTC(2026, 10, 30, 9, 0, 0);
+    const server = createStore(kv, { clock: () => now });
+    const other = createStore(kv, { clock: () => now });
+    const actor = { companyId: "acme", name: "admin:boss", userId: 1 };
+    await saveDirectoryEntry(server, actor, { kind: "groups", name: "VIP" });
+    const text = "external_id,fname,group_name\ng1,Ann,VIP\n";
+    assert.equal((await runAt(server, text, undefined)).report.created, 1);
+    assert.equal((await runAt(server, text, undefined)).report.unchanged, 1); // the server now caches group 1
+    await saveDirectoryEntry(other, actor, { kind: "groups", id: 1, name: "Gold" });
+    now += 1000;
+    const stale = await runAt(server, text, "customers:groups");
+    assert.equal(stale.report.unchanged, 1); // within the cache's 5 s: the old name
+    now += 60_000;
+    const repeat = await runAt(server, text, "customers:groups");
+    const full = await runAt(server, text, undefined);
+    assert.equal(full.report.updated, 1, JSON.stringify(full.report));
+    assert.deepEqual(repeat.report, full.report, `repeated: ${repeat.repeated}`);
+  } finally {
+    kv.close();
+  }
+});
+
 // ------------------------------------------------------------------------------------------------------------------
 // Attacks that held
 // ------------------------------------------------------------------------------------------------------------------
