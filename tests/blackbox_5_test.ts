@@ -242,27 +242,35 @@ Deno.test("DEFECT a balance lot expiring at the service's midnight inside the im
   }
 });
 
-/** Starts `tasks/import.ts FILE ARGS`, waits until `atLeast` customers are in, stops it with SIGTERM (exit 143). */
-async function stopMidway(kvPath: string, args: string[], atLeast: number): Promise<void> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tasks/import.ts", ...args, "--batch-size", "100"],
-    cwd: ROOT,
-    env: { KV_PATH: kvPath },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+/** Starts `tasks/import.ts FILE ARGS`, waits until `atLeast` customers are in, stops it (SIGTERM: exit 143). */
+async function stopMidway(
+  kvPath: string,
+  args: string[],
+  atLeast: number,
+  signal: Deno.Signal = "SIGTERM",
+): Promise<void> {
   const probe = await Deno.openKv(kvPath);
   try {
-    for (let i = 0; i < 2400 && await countList(probe, "default", "all") < atLeast; i++) {
+    // `atLeast` more customers than the store held before the task started.
+    const target = await countList(probe, "default", "all") + atLeast;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "tasks/import.ts", ...args, "--batch-size", "100"],
+      cwd: ROOT,
+      env: { KV_PATH: kvPath },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    for (let i = 0; i < 2400 && await countList(probe, "default", "all") < target; i++) {
       await new Promise((r) => setTimeout(r, 25));
     }
+    child.kill(signal);
+    const stopped = await child.output();
+    if (signal === "SIGTERM") assert.equal(stopped.code, 143, new TextDecoder().decode(stopped.stderr));
+    else assert.equal(stopped.signal, signal);
   } finally {
     probe.close();
   }
-  child.kill("SIGTERM");
-  const stopped = await child.output();
-  assert.equal(stopped.code, 143, new TextDecoder().decode(stopped.stderr));
 }
 
 Deno.test("DEFECT Ctrl-C a run with the wrong --bonus-id, re-run with the right one: it resumes, the first part stays wrong", async () => {
@@ -358,13 +366,17 @@ Deno.test("DEFECT a server-process import compared with a stale directory cache 
 // ------------------------------------------------------------------------------------------------------------------
 
 /** A customers file with sprinkled rejects: every 9th row an impossible date, every 13th a duplicate phone. */
-function customersFile(n: number, tag = "Row", every = 1): string {
+/** `other` gives other customers (external ids, phones, emails, cards of their own). */
+function customersFile(n: number, tag = "Row", every = 1, other = false): string {
+  const [x, p, card] = other ? ["k", "7953", "78"] : ["c", "7952", "77"];
   const lines = ["external_id,fname,phone,email,card_uid,bonus,birth_day,birth_month,birth_year"];
   for (let i = 1; i <= n; i++) {
     const day = i % (9 * every) === 0 ? "31" : "1";
     const phone = i % (13 * every) === 0 ? i - 1 : i;
     lines.push(
-      `c${i},${tag}${i},7952${String(phone).padStart(7, "0")},c${i}@example.com,77${i},${i % 5},${day},2,1990`,
+      `${x}${i},${tag}${i},${p}${String(phone).padStart(7, "0")},${x}${i}@example.com,${card}${i},${
+        i % 5
+      },${day},2,1990`,
     );
   }
   return lines.join("\n") + "\n";
@@ -401,6 +413,23 @@ Deno.test("held: repeat vs --no-resume: the same exit status and --report JSON (
   const ndRepeat = await imp(kvPath, [nd]);
   assert.ok(ndRepeat.repeated);
   assert.deepEqual(outcome(ndRepeat), outcome(await imp(kvPath, [nd, "--no-resume"])));
+  // A header and no rows: a repeat of nothing, exit 0.
+  const header = `${dir.path}/header.csv`;
+  await Deno.writeTextFile(header, "external_id,fname\n");
+  await imp(kvPath, [header]);
+  const empty = await imp(kvPath, [header]);
+  assert.deepEqual(outcome(empty), outcome(await imp(kvPath, [header, "--no-resume"])));
+  assert.equal(empty.code, 0);
+  // Rejects too many for one value: no record, every run compares (and says the same).
+  const bad = `${dir.path}/bad.csv`;
+  const lines = ["external_id,birth_day,birth_month"];
+  for (let i = 1; i <= 1500; i++) lines.push(`bad${i},31,2`);
+  await Deno.writeTextFile(bad, lines.join("\n") + "\n");
+  const b1 = await imp(kvPath, [bad]);
+  assert.equal(b1.report.rejected, 1500);
+  const b2 = await imp(kvPath, [bad]);
+  assert.equal(b2.repeated, false);
+  assert.deepEqual(outcome(b2), outcome(b1));
 });
 
 Deno.test("held: a change through the real server (API, remote import) makes the repeat read and put the file back", async () => {
@@ -441,7 +470,7 @@ Deno.test("held: a change through the real server (API, remote import) makes the
   assert.deepEqual(await findings(kvPath), []);
 });
 
-Deno.test("held: every option and setting that decides rows is part of the record (env, flags, map, preset)", async () => {
+Deno.test("held: every option and setting that decides rows is part of the record (env, flags, map)", async () => {
   await using dir = await tempDir();
   const kvPath = `${dir.path}/kv.db`;
   await seeded(kvPath);
@@ -493,7 +522,7 @@ Deno.test("held: the same customers file under another name is a repeat that mat
   assert.deepEqual(outcome(repeat), outcome(await imp(kvPath, [copy, "--no-resume"])));
 });
 
-Deno.test("held: SIGTERM mid-run, then re-runs: the resumed run leaves no record, the next full one does", async () => {
+Deno.test("held: SIGTERM or kill -9 mid-run, then re-runs: the resumed run leaves no record, the next full one does", async () => {
   await using dir = await tempDir();
   const kvPath = `${dir.path}/kv.db`;
   await seeded(kvPath);
@@ -512,6 +541,18 @@ Deno.test("held: SIGTERM mid-run, then re-runs: the resumed run leaves no record
   assert.deepEqual(outcome(repeat), outcome(next));
   assert.deepEqual(outcome(repeat), outcome(await imp(kvPath, [file, "--no-resume"])));
   assert.deepEqual(await findings(kvPath), []);
+  // kill -9 of the task itself mid-run (a batch's writes may be in without its checkpoint): the same.
+  const other = `${dir.path}/big2.csv`;
+  await Deno.writeTextFile(other, customersFile(5000, "Other", 20, true));
+  await stopMidway(kvPath, [other], 300, "SIGKILL");
+  const after = await imp(kvPath, [other]);
+  assert.match(after.err, /resuming after line/);
+  assert.equal(after.code, 1);
+  const again = await imp(kvPath, [other]);
+  assert.equal(again.repeated, false);
+  assert.equal(again.report.created + again.report.updated, 0, again.out);
+  assert.equal((await imp(kvPath, [other])).repeated, true);
+  assert.deepEqual(await findings(kvPath), []);
 });
 
 Deno.test("held: two imports at once changing the same customers: afterwards a repeat never hides the other's change", async () => {
@@ -529,6 +570,14 @@ Deno.test("held: two imports at once changing the same customers: afterwards a r
     const full = await imp(kvPath, [f, "--no-resume"]);
     assert.equal(full.report.created + full.report.updated, 0, `${f}: ${full.out}`);
   }
+  // The same file twice at once (they share one checkpoint key): whatever record is left does not lie.
+  const c = `${dir.path}/c.csv`;
+  await Deno.writeTextFile(c, customersFile(1500, "C"));
+  await Promise.all([imp(kvPath, [c, "--batch-size", "50"]), imp(kvPath, [c, "--batch-size", "70"])]);
+  const next = await imp(kvPath, [c]);
+  const full = await imp(kvPath, [c, "--no-resume"]);
+  assert.equal(full.report.created + full.report.updated, 0, full.out);
+  assert.deepEqual(outcome(next).report.rejects, full.report.rejects);
   assert.deepEqual(await findings(kvPath), []);
 });
 
