@@ -361,6 +361,32 @@ Deno.test("DEFECT a server-process import compared with a stale directory cache 
   }
 });
 
+Deno.test("DEFECT --encoding utf-8 takes the record of a detected run that switched to windows-1251 after 64 KiB", async () => {
+  // The fingerprint holds the encoding guessed from the first 64 KiB ("utf-8" for pure ASCII), not the one the
+  // detected run read the file in: the Cyrillic after 64 KiB was read as windows-1251. A run with an explicit
+  // --encoding utf-8 then has the same fingerprint and repeats "8001 unchanged, exit 0", where a full run stops at
+  // the first non-UTF-8 byte with a file-level reject (exit 1).
+  await using dir = await tempDir();
+  const kvPath = `${dir.path}/kv.db`;
+  await seeded(kvPath);
+  const file = `${dir.path}/late.csv`;
+  const lines = ["external_id,fname"];
+  for (let i = 1; i <= 8000; i++) lines.push(`e${i},Name${i}`);
+  const ascii = new TextEncoder().encode(lines.join("\n") + "\ne9999,");
+  const ivan = new Uint8Array([0xc8, 0xe2, 0xe0, 0xed, 0x0a]); // "Иван\n" in windows-1251
+  const bytes = new Uint8Array(ascii.length + ivan.length);
+  bytes.set(ascii);
+  bytes.set(ivan, ascii.length);
+  assert.ok(ascii.length > 65536);
+  await Deno.writeFile(file, bytes);
+  const first = await imp(kvPath, [file]);
+  assert.equal(first.code, 0, first.out + first.err);
+  const explicit = await imp(kvPath, [file, "--encoding", "utf-8"]);
+  const full = await imp(kvPath, [file, "--encoding", "utf-8", "--no-resume"]);
+  assert.equal(full.code, 1, full.out);
+  assert.deepEqual(outcome(explicit), outcome(full), `explicit said: ${explicit.out} ${explicit.err}`);
+});
+
 // ------------------------------------------------------------------------------------------------------------------
 // Attacks that held
 // ------------------------------------------------------------------------------------------------------------------
