@@ -119,7 +119,7 @@ async function importOnce(
     needsProgram: true,
     batches: opened.batches,
     checkpoint: options.resume === false ? undefined : await importKeyOf(file, "customers"),
-    fingerprint: readerFingerprint({ format: "csv", encoding: opened.encoding, ignoreUnknown: false }),
+    fingerprint: readerFingerprint({ format: "csv", encoding: "detect", ignoreUnknown: false }),
   });
   const secs = (performance.now() - started) / 1000;
   if (options.kv === undefined) kv.close();

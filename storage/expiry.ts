@@ -21,6 +21,8 @@ export const EXPIRY_BATCH = MAX_CHECKS;
 const LOTS_PER_WRITE = 200;
 /** Mutations one balance adds besides its ledger entries: the record and the audit entry. */
 const MUTATIONS_PER_BALANCE = 2;
+/** Mutations a write of write-offs adds once, whatever its balances: the points stats' total and hour sums. */
+const SHARED_MUTATIONS = 2;
 
 /** Key builders of the expiry job (defined with every other key in keys.ts). */
 export { expiryKeys };
@@ -150,7 +152,7 @@ async function expireCompany(
     const d = dueOf(entry, now);
     if (!d) continue;
     const size = d.steps.length + MUTATIONS_PER_BALANCE;
-    if (group.length >= batch || mutations + size > MAX_MUTATIONS - OWN_MUTATIONS) await flush();
+    if (group.length >= batch || mutations + size > MAX_MUTATIONS - OWN_MUTATIONS - SHARED_MUTATIONS) await flush();
     group.push(d);
     mutations += size;
   }

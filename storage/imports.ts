@@ -94,6 +94,8 @@ interface ImportCounts {
  */
 export interface ImportCheckpoint extends ImportCounts {
   line: number;
+  /** The options the run was given (checkpoints of earlier versions have none). */
+  options?: string;
 }
 
 /**
@@ -107,6 +109,8 @@ export interface ImportDone extends ImportCounts {
   changes: string;
   /** The options that decide the outcome, as the run was given them. */
   options: string;
+  /** The instant a balance the run compared or wrote changes by itself (a lot's start or end), or null for none. */
+  valid_until?: number | null;
   // Its rejects are every reject of the run: a run whose rejects do not fit one value keeps no record.
 }
 

@@ -275,7 +275,8 @@ async function local(): Promise<ImportReport> {
       checkpoint: args["no-resume"] ? undefined : await importKeyOf(file, type),
       fingerprint: readerFingerprint({
         format: format!,
-        encoding: opened.encoding,
+        // As asked: a detected encoding may change after the first 64 KiB, and the same content detects the same.
+        encoding: encoding ?? "detect",
         delimiter,
         preset,
         map,

@@ -3,8 +3,9 @@
  * record, and a repeat of the same file with the same options, the same day, with the company's change counter
  * unchanged, reports every row unchanged without reading. The rule these tests hold it to: a repeat reports exactly
  * what a full re-run (`--no-resume`) would report at that moment, and leaves the store as a full re-run would.
- * Each defect found is one test named after it (they fail on the code they were written against); the attacks
- * that held are tests too, so they guard later changes.
+ * Each of the nine defects found is one test named "fixed: ..." (each failed on the code it was written against and
+ * was restated for the fix where the fix changed what a run does); the attacks that held are tests too, so they
+ * guard later changes.
  */
 import assert from "node:assert/strict";
 import { createApiKey } from "../storage/api_keys.ts";
@@ -99,7 +100,7 @@ async function findings(kvPath: string): Promise<unknown[]> {
 // Defects (these fail on the code they were written against)
 // ------------------------------------------------------------------------------------------------------------------
 
-Deno.test("DEFECT repeat of an order-dependent file repeats a reject that a full re-run accepts (exit 1 vs 0)", async () => {
+Deno.test("fixed: an order-dependent file (a reject the store decided) leaves no record; the re-run takes the row", async () => {
   // Row 2 claims a phone the stored x1 holds (refused: two people); row 3 moves x1 to another phone. After the
   // first run the phone is free, so the store is not "the file applied": a full re-run creates x2.
   await using dir = await tempDir();
@@ -111,12 +112,12 @@ Deno.test("DEFECT repeat of an order-dependent file repeats a reject that a full
   assert.equal(first.code, 1, first.out + first.err);
   assert.equal(first.report.rejected, 1);
   const repeat = await imp(kvPath, [file]);
-  const full = await imp(kvPath, [file, "--no-resume"]);
-  assert.equal(full.report.created, 1, full.out); // x2 goes in now
-  assert.deepEqual(outcome(repeat), outcome(full), `repeat said: ${repeat.out} ${repeat.err}`);
+  assert.equal(repeat.repeated, false);
+  assert.equal(repeat.report.created, 1, repeat.out); // x2 goes in now, as a full re-run does
+  assert.equal(repeat.code, 0);
 });
 
-Deno.test("DEFECT repeat of a renamed or touched credits file grants nothing where a full run credits again", async () => {
+Deno.test("fixed: a renamed or touched credits file is another file key: it is read and credits again, as a full run", async () => {
   // Credits (overwrite 0) are made idempotent by the file's name, size and mtime (fileKeyOf), the record by its
   // content hash: the same content under another name is "unchanged" for the repeat, a new grant for a full run.
   await using dir = await tempDir();
@@ -130,16 +131,12 @@ Deno.test("DEFECT repeat of a renamed or touched credits file grants nothing whe
   const copy = `${dir.path}/credits_march.csv`;
   await Deno.copyFile(file, copy);
   const repeat = await imp(kvPath, [copy, "--type", "bonuses"]);
-  const balanceAfterRepeat = await balanceOf(kvPath, "x1");
-  const full = await imp(kvPath, [copy, "--type", "bonuses", "--no-resume"]);
-  assert.deepEqual(
-    { ...outcome(repeat), balance: balanceAfterRepeat },
-    { ...outcome(full), balance: await balanceOf(kvPath, "x1") },
-    `repeat said: ${repeat.out} ${repeat.err}`,
-  );
+  assert.equal(repeat.repeated, false, `repeat said: ${repeat.out} ${repeat.err}`);
+  assert.equal(repeat.report.updated, 1);
+  assert.equal(await balanceOf(kvPath, "x1"), 1400);
 });
 
-Deno.test("DEFECT a full re-run of an overwrite-then-credit balances file takes the credit back (the repeat hides it)", async () => {
+Deno.test("fixed: a row after an overwrite of the same balance is refused naming the line, so a re-run changes nothing", async () => {
   // docs/import.md: `b1,100,1` then `b1,5,0` leaves 105. Run again in full, the overwrite sets 100 again and the
   // credit is replayed (not granted): 100, so a full re-run of a finished file changes the store; the repeat says
   // both rows unchanged and leaves 105.
@@ -149,12 +146,12 @@ Deno.test("DEFECT a full re-run of an overwrite-then-credit balances file takes 
   const file = `${dir.path}/mixed.csv`;
   await Deno.writeTextFile(file, "customer_external_id,amount,overwrite\nx1,100,1\nx1,5,0\n");
   const first = await imp(kvPath, [file, "--type", "bonuses"]);
-  assert.equal(first.code, 0, first.out + first.err);
-  assert.equal(await balanceOf(kvPath, "x1"), 10500);
-  const repeat = await imp(kvPath, [file, "--type", "bonuses"]);
+  assert.equal(first.code, 1, first.out + first.err);
+  assert.match(first.out, /line 3: customer_external_id: Cannot import balance: line 2 of this file sets/);
+  assert.equal(await balanceOf(kvPath, "x1"), 10000);
   const full = await imp(kvPath, [file, "--type", "bonuses", "--no-resume"]);
-  assert.deepEqual(outcome(repeat), outcome(full), `full said: ${full.out}`);
-  assert.equal(await balanceOf(kvPath, "x1"), 10500, "a re-run of the finished file changed the balance");
+  assert.equal(full.report.updated, 0, `full said: ${full.out}`);
+  assert.equal(await balanceOf(kvPath, "x1"), 10000, "a re-run of the finished file changed the balance");
 });
 
 /** The rows of a CSV text, as the task reads them. */
@@ -183,7 +180,7 @@ async function runAt(store: Store, text: string, checkpoint: string | undefined,
   return { report, repeated };
 }
 
-Deno.test("DEFECT a register_date later today is refused, and the repeat keeps refusing it after that time", async () => {
+Deno.test("fixed: a register_date later today is refused, and that run leaves no record: the re-run takes it", async () => {
   // "today" is in the record, but register_date is checked against the instant (domain/customer.ts): a row refused
   // at 10:00 for a register_date of 12:00 goes in on a full run at 13:00 the same day.
   const kv = await Deno.openKv(":memory:");
@@ -195,15 +192,14 @@ Deno.test("DEFECT a register_date later today is refused, and the repeat keeps r
     assert.equal(first.report.rejected, 1, JSON.stringify(first.report));
     now = Date.UTC(2026, 10, 30, 13, 0, 0);
     const repeat = await runAt(store, text, "customers:reg");
-    const full = await runAt(store, text, undefined);
-    assert.equal(full.report.created, 1, JSON.stringify(full.report));
-    assert.deepEqual(repeat.report, full.report, `repeated: ${repeat.repeated}`);
+    assert.equal(repeat.repeated, false);
+    assert.equal(repeat.report.created, 1, JSON.stringify(repeat.report));
   } finally {
     kv.close();
   }
 });
 
-Deno.test("DEFECT a balance lot expiring at the service's midnight inside the import's day: the repeat says unchanged", async () => {
+Deno.test("fixed: a record holds only until a compared balance's next lot instant (an expiry at the service's midnight)", async () => {
   // The service (TIME_ZONE Europe/Moscow) credits points expiring at the end of its day, 21:00 UTC; the task run
   // without that setting works in UTC. At 20:00 UTC `bonus` 50 matches the balance; at 22:00 UTC, the same UTC day,
   // the lot is gone and a full run sets 50 again, while the repeat reports the row unchanged.
@@ -232,11 +228,12 @@ Deno.test("DEFECT a balance lot expiring at the service's midnight inside the im
     const text = "external_id,bonus\nm1,50\n";
     const first = await runAt(store, text, "customers:lot");
     assert.equal(first.report.unchanged, 1, JSON.stringify(first.report));
+    now = Date.UTC(2026, 10, 30, 20, 30, 0);
+    assert.equal((await runAt(store, text, "customers:lot")).repeated, true, "before the lot ends");
     now = Date.UTC(2026, 10, 30, 22, 0, 0);
     const repeat = await runAt(store, text, "customers:lot");
-    const full = await runAt(store, text, undefined);
-    assert.equal(full.report.updated, 1, JSON.stringify(full.report));
-    assert.deepEqual(repeat.report, full.report, `repeated: ${repeat.repeated}`);
+    assert.equal(repeat.repeated, false);
+    assert.equal(repeat.report.updated, 1, JSON.stringify(repeat.report));
   } finally {
     kv.close();
   }
@@ -273,7 +270,7 @@ async function stopMidway(
   }
 }
 
-Deno.test("DEFECT Ctrl-C a run with the wrong --bonus-id, re-run with the right one: it resumes, the first part stays wrong", async () => {
+Deno.test("fixed: Ctrl-C a run with the wrong --bonus-id, re-run with the right one: it resumes, the first part stays wrong", async () => {
   // The checkpoint of an interrupted run is keyed by content and type only; the finished-run record checks the
   // options, the checkpoint does not: the corrected run skips the rows the wrong one did and reports the whole file.
   await using dir = await tempDir();
@@ -300,7 +297,7 @@ Deno.test("DEFECT Ctrl-C a run with the wrong --bonus-id, re-run with the right 
   assert.equal(missing, 0, `${missing} customers lack their program 2 balance; the re-run said: ${right.err}`);
 });
 
-Deno.test("DEFECT the expiry job's write at the mutation edge is refused whole: its points-stat sums are not budgeted", async () => {
+Deno.test("fixed: the expiry job's write at the mutation edge is refused whole: its points-stat sums are not budgeted", async () => {
   // expireCompany packs balances while `mutations + size <= MAX_MUTATIONS - OWN_MUTATIONS` (998) counting ledger
   // entries, records and audit entries, but the write also carries the shared points sums (total and hour) and now
   // the change counter: 4 balances of 200 due lots and one of 188 make 1001 mutations, and the run throws
@@ -332,7 +329,7 @@ Deno.test("DEFECT the expiry job's write at the mutation edge is refused whole: 
   }
 });
 
-Deno.test("DEFECT a server-process import compared with a stale directory cache leaves a record that keeps the stale answer", async () => {
+Deno.test("fixed: an import reads group names itself, not the process's 5 s cache: a rename just before is seen", async () => {
   // getEntriesCached serves group names for 5 s, and a rename by another process (a CLI task, another worker) shows
   // only after that. A back-office run in that window compares a row's group_name with the old name, finds it
   // unchanged, and is alone: its record then answers "unchanged" for the rest of the day, though a full run (with
@@ -349,19 +346,19 @@ Deno.test("DEFECT a server-process import compared with a stale directory cache 
     assert.equal((await runAt(server, text, undefined)).report.unchanged, 1); // the server now caches group 1
     await saveDirectoryEntry(other, actor, { kind: "groups", id: 1, name: "Gold" });
     now += 1000;
-    const stale = await runAt(server, text, "customers:groups");
-    assert.equal(stale.report.unchanged, 1); // within the cache's 5 s: the old name
+    const fresh = await runAt(server, text, "customers:groups");
+    assert.equal(fresh.report.updated, 1, JSON.stringify(fresh.report)); // within the cache's 5 s: the new name
     now += 60_000;
     const repeat = await runAt(server, text, "customers:groups");
     const full = await runAt(server, text, undefined);
-    assert.equal(full.report.updated, 1, JSON.stringify(full.report));
+    assert.equal(full.report.unchanged, 1, JSON.stringify(full.report));
     assert.deepEqual(repeat.report, full.report, `repeated: ${repeat.repeated}`);
   } finally {
     kv.close();
   }
 });
 
-Deno.test("DEFECT --encoding utf-8 takes the record of a detected run that switched to windows-1251 after 64 KiB", async () => {
+Deno.test("fixed: --encoding utf-8 takes the record of a detected run that switched to windows-1251 after 64 KiB", async () => {
   // The fingerprint holds the encoding guessed from the first 64 KiB ("utf-8" for pure ASCII), not the one the
   // detected run read the file in: the Cyrillic after 64 KiB was read as windows-1251. A run with an explicit
   // --encoding utf-8 then has the same fingerprint and repeats "8001 unchanged, exit 0", where a full run stops at

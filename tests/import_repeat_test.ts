@@ -20,12 +20,12 @@ const actor = { companyId: "acme", name: "import:repeat.csv", userId: 0 };
 const api = { companyId: "acme", name: "key:till", userId: 0 };
 const KEY = "customers:test-file-hash";
 
-function fileText(n: number): string {
+function fileText(n: number, options: { dupes?: boolean } = {}): string {
   const lines = ["external_id,fname,phone,email,card_uid,bonus,birth_day,birth_month,birth_year"];
   for (let i = 1; i <= n; i++) {
     // Every 25th row names an impossible date; every 40th repeats the phone of the row before it.
     const day = i % 25 === 0 ? "31" : "1";
-    const phone = i % 40 === 0 ? i - 1 : i;
+    const phone = i % 40 === 0 && options.dupes !== false ? i - 1 : i;
     lines.push(
       `x${i},Row${i},7951${String(phone).padStart(7, "0")},r${i}@example.com,${88000 + i},${i % 7},${day},2,1990`,
     );
@@ -150,14 +150,26 @@ Deno.test("a change by someone else while the import runs leaves no record: the 
 
 Deno.test("other options, or no checkpoint, do not take the record of a finished run", async () => {
   await withStore(async (store) => {
-    const text = fileText(200);
+    // No phone twice: matched by email first, a repeated phone would be refused by the store (no record then).
+    const text = fileText(200, { dupes: false });
     await run(store, text, { checkpoint: KEY, fingerprint: "a" });
     assert.equal((await run(store, text, { checkpoint: KEY, fingerprint: "b" })).repeated, false);
     // The run with "b" was alone: it left its own record, which "a" does not take either.
     assert.equal((await run(store, text, { checkpoint: KEY, fingerprint: "a" })).repeated, false);
-    assert.equal((await run(store, text, { checkpoint: KEY, fingerprint: "a", match: ["email"] })).repeated, false);
-    assert.equal((await run(store, text, { checkpoint: KEY, fingerprint: "a", match: ["email"] })).repeated, true);
-    assert.equal((await run(store, text, { fingerprint: "a", match: ["email"] })).repeated, false);
+    assert.equal(
+      (await run(store, text, { checkpoint: KEY, fingerprint: "a", match: ["external_id", "email", "phone"] }))
+        .repeated,
+      false,
+    );
+    assert.equal(
+      (await run(store, text, { checkpoint: KEY, fingerprint: "a", match: ["external_id", "email", "phone"] }))
+        .repeated,
+      true,
+    );
+    assert.equal(
+      (await run(store, text, { fingerprint: "a", match: ["external_id", "email", "phone"] })).repeated,
+      false,
+    );
   });
 });
 
@@ -217,18 +229,24 @@ Deno.test("deno task import: a second run of the same file says so, reports it u
   assert.doesNotMatch(other.err, /imported whole/);
 });
 
-Deno.test("a repeat on another day reads the rows again: today decides some of them", async () => {
+Deno.test("the clock: a record holds for its day, and a reject for a date in the future leaves none", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     let now = Date.UTC(2026, 10, 30, 20, 0, 0);
     const store = createStore(kv, { clock: () => now });
     await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name: "Main" });
-    // Born "tomorrow": refused today, fine from tomorrow on.
+    const plain = "external_id,fname,birth_date\nt2,Bob,01.01.1990\n";
+    await run(store, plain, { checkpoint: "customers:plain" });
+    assert.equal((await run(store, plain, { checkpoint: "customers:plain" })).repeated, true);
+    // Born "tomorrow": refused today, fine from tomorrow on, so the run leaves no record.
     const text = "external_id,fname,birth_date\nt1,Ann,01.12.2026\nt2,Bob,01.01.1990\n";
     const first = await run(store, text, { checkpoint: KEY });
     assert.equal(first.report.rejected, 1, JSON.stringify(first.report));
-    assert.equal((await run(store, text, { checkpoint: KEY })).repeated, true);
+    const again = await run(store, text, { checkpoint: KEY });
+    assert.equal(again.repeated, false);
+    assert.deepEqual(again.report.rejects, first.report.rejects);
     now += 24 * 3_600_000;
+    assert.equal((await run(store, plain, { checkpoint: "customers:plain" })).repeated, false, "another day");
     const nextDay = await run(store, text, { checkpoint: KEY });
     assert.equal(nextDay.repeated, false);
     assert.equal(nextDay.report.created, 1, JSON.stringify(nextDay.report));

@@ -18,17 +18,25 @@ import { rulesOf } from "../domain/program_settings.ts";
 import { createFresh, type FreshCustomer, readClaimsEpoch } from "../storage/import_batch.ts";
 import { applyCustomerPatch, type Customer, customerFieldParsers, type CustomerPatch } from "../domain/customer.ts";
 import { localDate } from "../domain/dates.ts";
+import type { DirectoryEntry } from "../domain/directory.ts";
 import { emailKey } from "../domain/email.ts";
 import { AppError, ValidationError } from "../domain/errors.ts";
 import { type FieldParser, parserOf, parsersOf } from "../domain/fields.ts";
-import { ClaimedLines, type Duplicate, duplicateMessage, DuplicateTracker } from "../domain/import/dupes.ts";
+import {
+  ClaimedLines,
+  type Duplicate,
+  duplicateMessage,
+  DuplicateTracker,
+  IdLines,
+  IdSet,
+} from "../domain/import/dupes.ts";
 import type { ImportType } from "../domain/import/columns.ts";
 import { parseMoney } from "../domain/money.ts";
 import { type BalanceRecord, getBalanceRecord } from "../storage/bonuses.ts";
 import { getManyInBatches } from "../storage/batch.ts";
 import { findCard } from "../storage/cards.ts";
 import { getCustomer } from "../storage/customers.ts";
-import { getEntriesCached, listEntries } from "../storage/directories.ts";
+import { getEntries, listEntries } from "../storage/directories.ts";
 import { bonusKeys, cardKeys, keys } from "../storage/keys.ts";
 import {
   clearCheckpoint,
@@ -340,6 +348,56 @@ export class RowChecker {
 
 /** What one import keeps between its batches (in-file duplicates, the parsers, the program) and writes with. */
 export class ImportSession extends RowChecker {
+  /** Groups and card types by id as this run read them (entryOf). */
+  readonly directoryNames = new Map<string, DirectoryEntry | null>();
+  /**
+   * Whether a re-run of the file would find every row that went in unchanged and reject the same rows: false once a
+   * row is rejected for a reason outside itself and the file (the store, the clock), or two rows touch one record
+   * (a later row may then undo what an earlier one did). Only such a run may leave a finished-run record.
+   */
+  fixedPoint = true;
+  /** Until when the outcome holds at the latest: the first instant a compared or written balance's lots change. */
+  validUntil = Number.POSITIVE_INFINITY;
+  #touchedCustomers = new IdSet();
+  #touchedBalances = new Map<number, IdSet>();
+  /** The line of each balance an overwrite row set, by program and customer id. */
+  #overwrites = new Map<number, IdLines>();
+
+  /** Notes the record a row went into; a record touched by two rows ends the fixed point. */
+  #touch(set: IdSet, id: number | null): void {
+    if (id !== null && !set.add(id)) this.fixedPoint = false;
+  }
+
+  #touchBalance(bonusId: number, customerId: number): void {
+    let set = this.#touchedBalances.get(bonusId);
+    if (!set) this.#touchedBalances.set(bonusId, set = new IdSet());
+    this.#touch(set, customerId);
+  }
+
+  /** Notes when a balance's summary changes by itself (a lot becomes spendable or expires). */
+  #watch(record: BalanceRecord | null, now: number): void {
+    for (const lot of walletOf(record).lots) {
+      if (lot.remaining <= 0) continue;
+      if (lot.available_at > now) this.validUntil = Math.min(this.validUntil, lot.available_at);
+      if (lot.expires_at !== null && lot.expires_at >= now) {
+        this.validUntil = Math.min(this.validUntil, lot.expires_at + 1);
+      }
+    }
+  }
+
+  /** A balance written now under `rules`: its new lots' instants are not read back, so a timed rule ends the hold. */
+  #wrote(rules: PointsRules | null, now: number): void {
+    if (rules === null || rules.pendingDays > 0 || rules.lifetimeDays !== null) {
+      this.validUntil = Math.min(this.validUntil, now);
+    }
+  }
+
+  /** Records the customer and card a row went into. */
+  #setIds(line: number, ids: { customer: number | null; card: number | null }): void {
+    this.#ids.set(line, ids);
+    this.#touch(this.#touchedCustomers, ids.customer);
+  }
+
   constructor(readonly store: Store, readonly actor: Actor, options: ImportOptions) {
     super(options);
   }
@@ -399,12 +457,13 @@ export class ImportSession extends RowChecker {
     const fresh = batched ? this.#freshOf(customers, pre) : [];
     if (fresh.length > 0) {
       const at = new Map(planned.map((p, i) => [p, i]));
+      if (fresh.some((f) => f.row.balance !== null)) this.#wrote(this.#rules, this.store.clock());
       await createFresh(this.store, this.actor, fresh.map((f) => f.row), {
         epoch,
         onWritten: (i, ids) => {
           const { plan } = fresh[i]!;
           planned[at.get(plan)!] = { line: plan.line, status: "created" };
-          this.#ids.set(plan.line, { customer: ids.customerId, card: ids.cardId });
+          this.#setIds(plan.line, { customer: ids.customerId, card: ids.cardId });
         },
       });
     }
@@ -447,6 +506,11 @@ export class ImportSession extends RowChecker {
       pending = later;
       const again = later.map((i) => planned[i] as Planned).filter((p): p is PlannedCustomer => p.kind === "customer");
       if (again.length > 0) { for (const [p, found] of await this.#prefetch(again)) pre.set(p, found); }
+    }
+    // A reject decided by the row and the file alone (parsing, duplicates in the file) comes again on a re-run;
+    // one decided by the store or the clock may not.
+    for (const [i, r] of results.entries()) {
+      if (r.status === "rejected" && ((parsed[i] !== r && !ROW_ERRORS.has(r)) || timed(r))) this.fixedPoint = false;
     }
     return results;
   }
@@ -738,8 +802,8 @@ export class ImportSession extends RowChecker {
     });
     let groupChanged = plan.groupName !== undefined;
     if (existing && plan.groupName !== undefined && existing.group_id !== null) {
-      const groups = await getEntriesCached(store, cid, { kind: "groups", ids: [existing.group_id], maxAgeMs: 5000 });
-      groupChanged = groups.get(existing.group_id)?.name.toLowerCase() !== plan.groupName?.toLowerCase();
+      const group = await entryOf(store, cid, "groups", existing.group_id, this.directoryNames);
+      groupChanged = group?.name.toLowerCase() !== plan.groupName?.toLowerCase();
     }
     const customerChanged = existing === null || groupChanged || !sameCustomer(existing, next);
     let card: Card | null = null;
@@ -761,10 +825,11 @@ export class ImportSession extends RowChecker {
     let balanceChanged = false;
     if (plan.bonus !== null && existingId !== null) {
       const record = pre.balance;
+      this.#watch(record, now);
       balanceChanged = summarize(walletOf(record), now, options.settings.timeZone).balance !== plan.bonus;
     } else if (plan.bonus !== null) balanceChanged = true;
     if (!customerChanged && !cardChanged && !balanceChanged) {
-      this.#ids.set(line, { customer: existingId, card: card?.id ?? null });
+      this.#setIds(line, { customer: existingId, card: card?.id ?? null });
       return { line, status: "unchanged" };
     }
     const status: RowStatus = existing === null ? "created" : "updated";
@@ -798,6 +863,7 @@ export class ImportSession extends RowChecker {
       }
     }
     if (balanceChanged) {
+      this.#wrote(this.#rules, now);
       await changeBonus(store, actor, {
         customer: { id: customerId! },
         bonusId: this.programId!,
@@ -809,7 +875,7 @@ export class ImportSession extends RowChecker {
         timeZone: options.settings.timeZone,
       });
     }
-    this.#ids.set(line, { customer: customerId, card: cardId });
+    this.#setIds(line, { customer: customerId, card: cardId });
     return { line, status };
   }
 
@@ -835,7 +901,9 @@ export class ImportSession extends RowChecker {
         `Cannot import card "${lookup.uid}": ${field} "${value}" belongs to card "${other?.uid ?? holder}"`,
       );
     }
-    if (existing && await sameCard(store, cid, existing, plan)) return { line, status: "unchanged" };
+    if (existing && await sameCard(store, cid, existing, plan, this.directoryNames)) {
+      return { line, status: "unchanged" };
+    }
     const status: RowStatus = existing ? "updated" : "created";
     // The owner is resolved in a dry run too, so it reports what the real run does.
     const owner = await this.#ownerReject(plan);
@@ -886,12 +954,31 @@ export class ImportSession extends RowChecker {
           `Customer with external_id "${plan.customer.externalId}" not found`,
         );
     }
+    this.#touchBalance(plan.bonusId, customerId);
+    // A balance an earlier row set (overwrite) takes no later row of the file: a re-run would set it again and
+    // replay (not grant) the later credit, undoing it.
+    let setBy = this.#overwrites.get(plan.bonusId);
+    if (!setBy) this.#overwrites.set(plan.bonusId, setBy = new IdLines());
+    const earlier = setBy.get(customerId);
+    if (earlier !== 0 && earlier < plan.line) {
+      return reject(
+        plan.line,
+        "id" in plan.customer ? "customer_id" : "customer_external_id",
+        `Cannot import balance: line ${earlier} of this file sets this customer's balance in program ${plan.bonusId} ` +
+          "(overwrite); a later row may not change it",
+      );
+    }
+    if (plan.overwrite && earlier === 0) setBy.set(customerId, plan.line);
     if (plan.overwrite) {
       const record = await getBalanceRecord(store.kv, cid, { customerId, bonusId: plan.bonusId });
+      this.#watch(record, store.clock());
       if (summarize(walletOf(record), store.clock(), options.settings.timeZone).balance === plan.amount) {
         return { line: plan.line, status: "unchanged" };
       }
     }
+    // The program's rules are not at hand here: a written balance ends the hold (a re-run finds it unchanged and
+    // leaves a record until its lots' first instant).
+    this.validUntil = Math.min(this.validUntil, store.clock());
     if (options.dryRun) return { line: plan.line, status: "updated" };
     const result = await changeBonus(store, actor, {
       customer: { id: customerId },
@@ -1002,9 +1089,17 @@ function reject(line: number, field: string, info: string): RowResult {
 
 /** A row's error as a reject: the API's message and field; anything unexpected is rethrown (a bug, not a row). */
 function rejectOf(line: number, e: unknown): RowResult {
-  if (e instanceof AppError && e.status < 500) return reject(line, e.field ?? "", e.message);
+  if (e instanceof AppError && e.status < 500) {
+    const r = reject(line, e.field ?? "", e.message);
+    // A 400 is the row's own values refused by the rules; a 404 or 409 is about the store.
+    if (e.status === 400) ROW_ERRORS.add(r);
+    return r;
+  }
   throw e;
 }
+
+/** Rejects of a row's own values (rejectOf), which a re-run of the file gives again (the clock's aside: timed). */
+const ROW_ERRORS = new WeakSet<RowResult>();
 
 const BOOKKEEPING = new Set(["last_update_date", "last_update_by"]);
 
@@ -1016,8 +1111,39 @@ function sameCustomer(a: Customer, b: Customer): boolean {
   return true;
 }
 
+/** Fields whose checks depend on the clock (a date in the future is refused): a reject of them may not recur. */
+const TIMED_FIELDS = new Set(["birth_date", "birth_day", "birth_month", "birth_year", "register_date"]);
+
+/** Whether a reject is the clock's ("... is in the future", domain/dates.ts and domain/customer.ts). */
+function timed(r: RowResult): boolean {
+  return TIMED_FIELDS.has(r.field ?? "") && (r.info ?? "").includes("in the future");
+}
+
+/**
+ * A group or card type by id as this run first read it from the store (not from the process's short-lived cache: a
+ * rename made by another process just before the run must be seen, or a finished run's record would keep the stale
+ * answer).
+ */
+async function entryOf(
+  store: Store,
+  cid: string,
+  kind: "groups" | "card_types",
+  id: number,
+  names: Map<string, DirectoryEntry | null>,
+): Promise<DirectoryEntry | null> {
+  const key = `${kind}/${id}`;
+  if (!names.has(key)) names.set(key, (await getEntries(store.kv, cid, kind, [id])).get(id) ?? null);
+  return names.get(key)!;
+}
+
 /** Whether a stored card already holds everything a row would set. */
-async function sameCard(store: Store, cid: string, card: Card, plan: PlannedCard): Promise<boolean> {
+async function sameCard(
+  store: Store,
+  cid: string,
+  card: Card,
+  plan: PlannedCard,
+  names: Map<string, DirectoryEntry | null>,
+): Promise<boolean> {
   for (const [k, v] of Object.entries(plan.change)) {
     if (v !== undefined && (card as unknown as Record<string, unknown>)[k] !== v) return false;
   }
@@ -1025,8 +1151,8 @@ async function sameCard(store: Store, cid: string, card: Card, plan: PlannedCard
   if (refs.typeId !== undefined && refs.typeId !== card.type_id) return false;
   if (refs.typeName !== undefined) {
     if (refs.typeName === null || card.type_id === null) return refs.typeName === null && card.type_id === null;
-    const types = await getEntriesCached(store, cid, { kind: "card_types", ids: [card.type_id], maxAgeMs: 5000 });
-    if (types.get(card.type_id)?.name.toLowerCase() !== refs.typeName.toLowerCase()) return false;
+    const type = await entryOf(store, cid, "card_types", card.type_id, names);
+    if (type?.name.toLowerCase() !== refs.typeName.toLowerCase()) return false;
   }
   if (refs.customerId !== undefined && refs.customerId !== card.customer_id) return false;
   if (refs.customerExternalId !== undefined) {
@@ -1083,13 +1209,16 @@ export async function importRows(
     match: options.match ?? null,
     settings: { defaultCountryCode: options.settings.defaultCountryCode, timeZone: options.settings.timeZone },
     needsProgram: options.needsProgram ?? null,
+    // A balances file's credits are granted once per file key: another file key may grant them again.
+    fileKey: options.type === "bonuses" ? options.fileKey ?? null : null,
     fingerprint: options.fingerprint ?? null,
     // "Today" decides some rows (a birth date in the future is refused): a repeat on another day reads them again.
     today: localDate(store.clock(), options.settings.timeZone),
   });
   const found = key === undefined ? null : await getCheckpoint(store.kv, cid, key);
   if (found !== null && "finished" in found) {
-    if (found.options === optionsId && found.changes === String(changesBefore)) {
+    const holds = found.valid_until == null || store.clock() < found.valid_until;
+    if (found.options === optionsId && found.changes === String(changesBefore) && holds) {
       const rows = found.created + found.updated + found.unchanged;
       options.onRepeat?.(found.updated_at);
       return {
@@ -1102,7 +1231,9 @@ export async function importRows(
       };
     }
   }
-  const saved = found !== null && !("finished" in found) ? found : null;
+  // An interrupted run is resumed only with the options it ran with: other options start over (and compare every
+  // row), since the rows it finished were decided by its options.
+  const saved = found !== null && !("finished" in found) && (found.options ?? optionsId) === optionsId ? found : null;
   const session = new ImportSession(store, own, options);
   await session.prepare(options.needsProgram ?? (options.type === "bonuses" && options.bonusId != null));
   const report = emptyReport();
@@ -1110,6 +1241,7 @@ export async function importRows(
   if (saved) {
     Object.assign(report, { ...saved, rejects: [...saved.rejects] });
     delete (report as Partial<ImportCheckpoint>).line;
+    delete (report as Partial<ImportCheckpoint>).options;
     delete (report as Partial<ImportCheckpoint>).updated_at;
     options.onResume?.(saved.line);
   }
@@ -1133,7 +1265,12 @@ export async function importRows(
       lastLine = rest.at(-1)!.line;
       for (const r of results) countResult(report, r);
       if (key !== undefined) {
-        await setCheckpoint(store.kv, cid, key, { ...report, line: lastLine, updated_at: store.clock() });
+        await setCheckpoint(store.kv, cid, key, {
+          ...report,
+          line: lastLine,
+          options: optionsId,
+          updated_at: store.clock(),
+        });
       }
       await options.onBatch?.(results);
     }
@@ -1155,11 +1292,16 @@ export async function importRows(
   // the company's counter moved by exactly this run's own commits: the company is then the file applied.
   const changesAfter = await readChangeCount(store.kv, cid);
   const alone = changesAfter - changesBefore === BigInt(own.commits!.n);
-  if (resumeAfter === 0 && alone && report.rejects.length === report.rejected) {
+  const validUntil = session.validUntil;
+  if (
+    resumeAfter === 0 && alone && session.fixedPoint && validUntil > store.clock() &&
+    report.rejects.length === report.rejected
+  ) {
     await setImportDone(store.kv, cid, key, {
       finished: true,
       changes: String(changesAfter),
       options: optionsId,
+      valid_until: Number.isFinite(validUntil) ? validUntil : null,
       ...report,
       updated_at: store.clock(),
     });
