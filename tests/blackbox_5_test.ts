@@ -17,12 +17,11 @@ import { rawInsertCards, rawInsertLots } from "../storage/seed.ts";
 import { expireDueLots } from "../storage/expiry.ts";
 import { createStore, type Store } from "../storage/store.ts";
 import { verifyStore } from "../storage/verify.ts";
-import { openRows, type ReadRow } from "../domain/import/read.ts";
 import { Write } from "../storage/commit.ts";
 import type { Card } from "../domain/card.ts";
 import { changeBonus, type ImportReport, importRows, saveCustomer, saveDirectoryEntry } from "../usecases/mod.ts";
 import { checkUpload, importJob, startImport, type UploadOptions } from "../usecases/admin_import.ts";
-import { ROOT, runTask, startServer, tempDir } from "./kit.ts";
+import { csvRowBatches, ROOT, runTask, startServer, tempDir } from "./kit.ts";
 
 const TILL = { companyId: "default", name: "key:till", userId: 0 };
 
@@ -154,19 +153,6 @@ Deno.test("fixed: a row after an overwrite of the same balance is refused naming
   assert.equal(await balanceOf(kvPath, "x1"), 10000, "a re-run of the finished file changed the balance");
 });
 
-/** The rows of a CSV text, as the task reads them. */
-async function* batchesOf(text: string, onRead?: () => void): AsyncGenerator<ReadRow[]> {
-  const opened = await openRows(new Blob([new TextEncoder().encode(text)]).stream(), {
-    format: "csv",
-    type: "customers",
-    batchSize: 100,
-  });
-  for await (const batch of opened.batches) {
-    onRead?.();
-    yield batch;
-  }
-}
-
 async function runAt(store: Store, text: string, checkpoint: string | undefined, timeZone = "UTC") {
   let repeated = false;
   const report = await importRows(store, { companyId: "acme", name: "import:f.csv", userId: 0 }, {
@@ -174,7 +160,7 @@ async function runAt(store: Store, text: string, checkpoint: string | undefined,
     settings: { defaultCountryCode: "7", timeZone },
     needsProgram: text.split("\n")[0]!.includes("bonus"),
     checkpoint,
-    batches: batchesOf(text),
+    batches: csvRowBatches(text),
     onRepeat: () => repeated = true,
   });
   return { report, repeated };
@@ -725,7 +711,7 @@ Deno.test("held: the back office import: a second upload of the same bytes is a 
       bonusId: null,
       settings,
       needsProgram: true,
-      batches: batchesOf(customersFile(120)),
+      batches: csvRowBatches(customersFile(120)),
     });
     assert.deepEqual(second.report, { ...full, rejects: full.rejects.slice(0, 100) });
     assert.equal(second.rows, first.rows);

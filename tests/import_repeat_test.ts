@@ -5,15 +5,13 @@
  * of the commit path.
  */
 import assert from "node:assert/strict";
-import { openRows } from "../domain/import/read.ts";
-import type { ReadRow } from "../domain/import/read.ts";
 import { Write } from "../storage/commit.ts";
 import { readChangeCount } from "../storage/imports.ts";
 import { claimKeys, keys } from "../storage/keys.ts";
 import { createStore, type Store } from "../storage/store.ts";
 import { verifyStore } from "../storage/verify.ts";
 import { type ImportReport, importRows, saveCustomer, saveDirectoryEntry } from "../usecases/mod.ts";
-import { runTask, tempDir } from "./kit.ts";
+import { csvRowBatches, runTask, tempDir } from "./kit.ts";
 
 const SETTINGS = { defaultCountryCode: "7", timeZone: "UTC" };
 const actor = { companyId: "acme", name: "import:repeat.csv", userId: 0 };
@@ -33,18 +31,6 @@ function fileText(n: number, options: { dupes?: boolean } = {}): string {
   return lines.join("\n") + "\n";
 }
 
-async function* batchesOf(text: string, onRead?: () => void): AsyncGenerator<ReadRow[]> {
-  const opened = await openRows(new Blob([new TextEncoder().encode(text)]).stream(), {
-    format: "csv",
-    type: "customers",
-    batchSize: 100,
-  });
-  for await (const batch of opened.batches) {
-    onRead?.();
-    yield batch;
-  }
-}
-
 interface RunOptions {
   checkpoint?: string;
   fingerprint?: string;
@@ -62,7 +48,7 @@ async function run(store: Store, text: string, options: RunOptions = {}) {
     checkpoint: options.checkpoint,
     fingerprint: options.fingerprint,
     match: options.match,
-    batches: batchesOf(text, () => batchesRead++),
+    batches: csvRowBatches(text, () => batchesRead++),
     onBatch: options.onBatch,
     onRepeat: () => repeated = true,
   });

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { XMLParser } from "fast-xml-parser";
 import { type Config, DEFAULT_CONFIG } from "../config.ts";
 import { createApp } from "../routes/app.ts";
+import { openRows, type ReadRow } from "../domain/import/read.ts";
 import { createApiKey } from "../storage/api_keys.ts";
 
 /** The repository root, the working directory of every process a test starts. */
@@ -522,4 +523,17 @@ export function pickBalance(
   record: { balance: number; last_transaction_id: number } | null | undefined,
 ): { balance: number; last_transaction_id: number } | null {
   return record ? { balance: record.balance, last_transaction_id: record.last_transaction_id } : null;
+}
+
+/** The rows of a customers CSV text in batches of 100, as the import task reads them; `onRead` hears each batch. */
+export async function* csvRowBatches(text: string, onRead?: () => void): AsyncGenerator<ReadRow[]> {
+  const opened = await openRows(new Blob([new TextEncoder().encode(text)]).stream(), {
+    format: "csv",
+    type: "customers",
+    batchSize: 100,
+  });
+  for await (const batch of opened.batches) {
+    onRead?.();
+    yield batch;
+  }
 }
