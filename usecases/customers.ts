@@ -16,7 +16,7 @@ import { localDate } from "../domain/dates.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { NotFoundError } from "../domain/errors.ts";
 import { customerBalances, type ProgramBalance } from "../storage/bonuses.ts";
-import { cardsOfCustomers, findCard } from "../storage/cards.ts";
+import { cardsOfCustomers, findCardOwner } from "../storage/cards.ts";
 import {
   countList,
   findCustomerId,
@@ -164,8 +164,8 @@ export async function findCustomers(store: Store, actor: Actor, q: CustomerQuery
 }
 
 /** The id of the owner of the card a lookup finds; null for no card or a card without an owner. */
-async function ownerOf(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<number | null> {
-  return (await findCard(kv, cid, lookup))?.customer_id ?? null;
+function ownerOf(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<number | null> {
+  return findCardOwner(kv, cid, lookup);
 }
 
 /** Names of the groups of these customers, from the store's directory cache. */
