@@ -462,22 +462,34 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
     // the same round as the sequences, and used only when the sequences read as guessed.
     const guess = sequenceGuesses(store).get(cid);
     const guessedEan13 = guess ? uidToEan13(String(guess.number + 1)) : null;
-    const [[idSeq, numberSeq, barcodeSeq], uidGuess, barcodeGuess] = await Promise.all([
-      kv.getMany<[number, number, number]>([
-        cardKeys.idSequence(cid),
-        cardKeys.numberSequence(cid),
-        cardKeys.barcodeSequence(cid),
-      ]),
-      guess && uid === null ? firstFreeWithin(kv, cid, uidCandidates(guess.number)) : null,
-      guess && uid === null && wantsGeneratedBarcode(change)
-        ? firstFreeWithin(
-          kv,
-          cid,
-          barcodeCandidates(guessedEan13, guess.barcode),
-          (v) => cardKeys.byBarcode(cid, v),
-        )
-        : null,
-    ]);
+    // When this process's last create left the sequences with the versionstamps it knows (no other writer since,
+    // as far as it knows), nothing is read: the sequences are taken as left and the first candidates as free, all
+    // checked at commit; a commit that finds otherwise is retried with the reads.
+    const known = guess?.stamps;
+    const [[idSeq, numberSeq, barcodeSeq], uidGuess, barcodeGuess] = known
+      ? [
+        [known.id, known.number, known.barcode],
+        uid === null ? assumeFree(uidCandidates(guess!.number), (v) => cardKeys.byUid(cid, v)) : null,
+        uid === null && wantsGeneratedBarcode(change)
+          ? assumeFree(barcodeCandidates(guessedEan13, guess!.barcode), (v) => cardKeys.byBarcode(cid, v))
+          : null,
+      ] as const
+      : await Promise.all([
+        kv.getMany<[number, number, number]>([
+          cardKeys.idSequence(cid),
+          cardKeys.numberSequence(cid),
+          cardKeys.barcodeSequence(cid),
+        ]),
+        guess && uid === null ? firstFreeWithin(kv, cid, uidCandidates(guess.number)) : null,
+        guess && uid === null && wantsGeneratedBarcode(change)
+          ? firstFreeWithin(
+            kv,
+            cid,
+            barcodeCandidates(guessedEan13, guess.barcode),
+            (v) => cardKeys.byBarcode(cid, v),
+          )
+          : null,
+      ]);
     const write = new Write(store, actor);
     const id = (idSeq.value ?? 0) + 1;
     write.check(idSeq, { key: cardKeys.card(cid, id), versionstamp: null }).set(cardKeys.idSequence(cid), id);
@@ -536,16 +548,57 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
     addCardCount(write, cid, 1);
     write.audit({ entity: "card", entityId: id, before: null, after: card });
     const committed = await write.commit("create card");
-    // Where the sequences stand now, if this commit went in (else a guess all the same: it only picks what to read).
-    sequenceGuesses(store).set(cid, { number: nextNumber, barcode: nextBarcode });
+    // Where the sequences stand now, if this commit went in (else a guess all the same: it only picks what to read),
+    // with their versionstamps when it did: the commit's for those it set, the ones it checked for the others.
+    const stamped = (key: Deno.KvKey, value: number, before: Deno.KvEntryMaybe<number>, set: boolean) =>
+      ({
+        key,
+        value: set ? value : before.value,
+        versionstamp: set ? committed! : before.versionstamp,
+      }) as Deno.KvEntryMaybe<number>;
+    sequenceGuesses(store).set(cid, {
+      number: nextNumber,
+      barcode: nextBarcode,
+      stamps: committed
+        ? {
+          id: stamped(cardKeys.idSequence(cid), id, idSeq, true),
+          number: stamped(cardKeys.numberSequence(cid), nextNumber, numberSeq, nextNumber !== (numberSeq.value ?? 0)),
+          barcode: stamped(
+            cardKeys.barcodeSequence(cid),
+            nextBarcode,
+            barcodeSeq,
+            nextBarcode !== (barcodeSeq.value ?? 0),
+          ),
+        }
+        : undefined,
+    });
     return committed ? { card, isNew: true } : RETRY;
   });
 }
 
-/** Where each company's card number and in-store barcode sequences were left by this process's last card create. */
-const GUESSES = new WeakMap<Store, Map<string, { number: number; barcode: number }>>();
+/**
+ * Where each company's card number and in-store barcode sequences were left by this process's last card create,
+ * with the three sequence entries as that create left them when it committed.
+ */
+interface SequenceGuess {
+  number: number;
+  barcode: number;
+  stamps?: { id: Deno.KvEntryMaybe<number>; number: Deno.KvEntryMaybe<number>; barcode: Deno.KvEntryMaybe<number> };
+}
 
-function sequenceGuesses(store: Store): Map<string, { number: number; barcode: number }> {
+const GUESSES = new WeakMap<Store, Map<string, SequenceGuess>>();
+
+/** The first candidate, taken as free without a read: its index entry is checked absent at commit. */
+function assumeFree<T extends { value: string }>(
+  candidates: Iterator<T>,
+  indexKey: (value: string) => Deno.KvKey,
+): { candidate: T; index: Deno.KvEntryMaybe<number> } | null {
+  const first = candidates.next();
+  if (first.done) return null;
+  return { candidate: first.value, index: { key: indexKey(first.value.value), value: null, versionstamp: null } };
+}
+
+function sequenceGuesses(store: Store): Map<string, SequenceGuess> {
   let guesses = GUESSES.get(store);
   if (!guesses) GUESSES.set(store, guesses = new Map());
   return guesses;
