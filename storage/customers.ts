@@ -99,8 +99,9 @@ export interface UpsertResult {
 
 /**
  * Creates or updates a customer with its unique indexes, list indexes, counters and audit entry in one atomic
- * operation; lost races are re-read and retried. Creates take their id from a block of ids this process reserved
- * (takeCustomerId), so concurrent creates neither retry-storm on the sequence nor wait for each other's commits.
+ * operation; lost races are re-read and retried. A create alone takes the next id in its own commit; creates beside
+ * others take ids from a block this process reserved (commitCreate), so they neither retry-storm on the sequence nor
+ * wait for each other's commits.
  */
 export async function upsertCustomer(store: Store, actor: Actor, request: UpsertCustomer): Promise<UpsertResult> {
   const cid = actor.companyId;
