@@ -4,19 +4,29 @@
  * connection guard, logging on into a drained pipe), the same with `LOG_REQUESTS=0`, and the app under plain
  * `deno serve main.ts` (no guard), over one seeded store, driven by wrk in interleaved rounds. Prints medians of
  * requests/s, the server's CPU microseconds per request and the ratio to the baseline of the same round: the tool
- * the read-path work of issue 13 was measured with (`deno task bench` is the reference run).
+ * the read-path work of issue 13 was measured with (`deno task bench` is the reference run). Lookups by id and xml are
+ * compared with one `kv.get`, the others (phone, email, external_id, barcode, uid: the customer owning a seeded card)
+ * with two sequential `kv.get`, as in the bench.
  *
- *   deno run -A --unstable-kv bench/ab.ts [customers=20000] [rounds=5] [seconds=3] [path=id|xml|phone]
+ *   deno run -A --unstable-kv bench/ab.ts [customers=20000] [rounds=5] [seconds=3] [path=id|xml|phone|email|...]
+ *
+ * `AB_VARIANTS` env values may name `$OLD_KV`: a copy of the seeded store whose card index entries hold the bare card
+ * id, as stores written before the entries named the owner do (for code from before that change, or its fallback).
  */
 import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { SERVICE_V8_FLAGS } from "../server/v8_flags.ts";
 import { createApiKey } from "../storage/api_keys.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
+import { cardKeys } from "../storage/keys.ts";
+import { cardIdOf } from "../storage/cards.ts";
+import { seedExtras } from "./seed_extras.ts";
 
 const N = Number(Deno.args[0] ?? 20_000);
 const ROUNDS = Number(Deno.args[1] ?? 5);
 const SECONDS = Number(Deno.args[2] ?? 3);
 const WHAT = Deno.args[3] ?? "id";
+/** Sequential gets of the baseline the lookup is compared with. */
+const GETS = WHAT === "id" || WHAT === "xml" ? 1 : 2;
 const ROOT = new URL("..", import.meta.url).pathname;
 const dir = await Deno.makeTempDir();
 const kvPath = `${dir}/ab.kv`;
@@ -46,7 +56,26 @@ for (let i = 1; i <= N; i++) {
   }
 }
 await rawInsertCustomers(kv, "bench", batch);
+await seedExtras(kv, "bench", { customers: N, now });
 kv.close();
+const oldKvPath = `${dir}/ab_old.kv`;
+if ((Deno.env.get("AB_VARIANTS") ?? "").includes("$OLD_KV")) {
+  await Deno.copyFile(kvPath, oldKvPath);
+  const old = await Deno.openKv(oldKvPath);
+  for (const index of ["cards_by_uid", "cards_by_barcode", "cards_by_external_id"]) {
+    let op = old.atomic();
+    let n = 0;
+    for await (const e of old.list({ prefix: [...cardKeys.cards("bench").slice(0, 2), index] })) {
+      op.set(e.key, cardIdOf(e.value));
+      if (++n % 500 === 0) {
+        await op.commit();
+        op = old.atomic();
+      }
+    }
+    await op.commit();
+  }
+  old.close();
+}
 
 function freePort(): number {
   const l = Deno.listen({ port: 0, hostname: "127.0.0.1" });
@@ -59,7 +88,14 @@ async function start(args: string[], env: Record<string, string>) {
   const port = freePort();
   const process = new Deno.Command(Deno.execPath(), {
     args: args[0] === "serve" ? ["serve", "--port", String(port), ...args.slice(1)] : args,
-    env: { KV_PATH: kvPath, COMPANY: "bench", HOST: "127.0.0.1", EXPIRE_SCHEDULE: "0", PORT: String(port), ...env },
+    env: {
+      KV_PATH: kvPath,
+      COMPANY: "bench",
+      HOST: "127.0.0.1",
+      EXPIRE_SCHEDULE: "0",
+      PORT: String(port),
+      ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace("$OLD_KV", oldKvPath)])),
+    },
     cwd: ROOT,
     stdout: "piped",
     stderr: "inherit",
@@ -95,26 +131,43 @@ const variants: Record<string, [string[], Record<string, string>]> =
       "deno serve main.ts": [["serve", "-A", "--unstable-kv", v8, "--host", "127.0.0.1", "main.ts"], {}],
     };
 const servers: Record<string, Awaited<ReturnType<typeof start>>> = {
-  "baseline 1 get": await start(
+  [`baseline ${GETS} get`]: await start(
     ["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "bench/baseline_server.ts"],
     {},
   ),
 };
 for (const [name, [args, env]] of Object.entries(variants)) servers[name] = await start(args, env);
+/** Lua: the EAN-13 barcode of seeded card `id` (uid 1000000 + id), as tasks/bench.ts computes it. */
+const barcodeLua = `  local body = string.format("%012d", 1000000 + id)
+  local sum = 0
+  for i = 1, 12 do
+    local d = string.byte(body, i) - 48
+    if i % 2 == 1 then sum = sum + d else sum = sum + 3 * d end
+  end
+  local check = (10 - sum % 10) % 10
+`;
+const QUERIES: Record<string, string> = {
+  id: `"id=" .. id`,
+  xml: `"format=xml&id=" .. id`,
+  phone: `"phone=%2B" .. string.format("79%09d", id)`,
+  email: `"email=user" .. id .. "%40example.com"`,
+  external_id: `"external_id=EXT" .. id`,
+  barcode: `"card_barcode=" .. body .. check`,
+  uid: `"uid=" .. (1000000 + id)`,
+};
+if (!QUERIES[WHAT]) throw new Error(`Unknown path ${WHAT}: one of ${Object.keys(QUERIES).join(", ")}`);
 const path = (name: string) =>
   name.startsWith("baseline")
-    ? `"/get?n=1&id=" .. id`
-    : WHAT === "xml"
-    ? `"/api/customer?format=xml&id=" .. id .. "&apikey=${key}"`
-    : WHAT === "phone"
-    ? `"/api/customer?phone=%2B" .. string.format("79%09d", id) .. "&apikey=${key}"`
-    : `"/api/customer?id=" .. id .. "&apikey=${key}"`;
+    ? `"/get?n=${GETS}&id=" .. id`
+    : `"/api/customer?" .. ${QUERIES[WHAT]} .. "&apikey=${key}"`;
 
 async function wrk(name: string, url: string, pid: number, seconds: number) {
   const script = `${dir}/s.lua`;
   await Deno.writeTextFile(
     script,
-    `request = function()\n  local id = math.random(1, ${N})\n  return wrk.format("GET", ${path(name)})\nend\n`,
+    `request = function()\n  local id = math.random(1, ${N - 1})\n${
+      WHAT === "barcode" ? barcodeLua : ""
+    }  return wrk.format("GET", ${path(name)})\nend\n`,
   );
   const cpu = cpuSeconds(pid);
   const out = await new Deno.Command("wrk", {
@@ -153,6 +206,16 @@ for (const [name, row] of rows) {
     } us CPU/req` +
       `  ratio ${median(row.ratio).toFixed(2)}  (${row.ratio.map((x) => x.toFixed(2)).join(" ")})` +
       `  CPU ratio ${median(row.cpu).toFixed(2)} (${row.cpu.map((x) => x.toFixed(2)).join(" ")})`,
+  );
+}
+// Paired differences: each variant's CPU per request minus the first variant's of the same round (its median is
+// steadier than a difference of medians when the machine's load moves between rounds).
+const [firstName, firstRow] = [...rows].find(([name]) => !name.startsWith("baseline"))!;
+for (const [name, row] of rows) {
+  if (name.startsWith("baseline") || name === firstName) continue;
+  const diffs = row.us.map((us, i) => us - firstRow.us[i]!);
+  console.log(
+    `${name} - ${firstName}: ${median(diffs).toFixed(1)} us CPU/req (${diffs.map((d) => d.toFixed(1)).join(" ")})`,
   );
 }
 for (const s of Object.values(servers)) s.process.kill("SIGTERM");

@@ -54,6 +54,19 @@ const bare = async (id: number) => {
   return new Response(JSON.stringify(e.value), { headers: { "content-type": "application/json" } });
 };
 
+/** Two sequential gets as the bench's two-get baseline reads them (records id and id + 1). */
+const bare2 = async (id: number) => {
+  const e = await kv.get(["company", "bench", "customers", id]);
+  await kv.get(["company", "bench", "customers", id + 1]);
+  return new Response(JSON.stringify(e.value), { headers: { "content-type": "application/json" } });
+};
+/** The two gets a lookup by phone cannot avoid: the index entry, then the record it names. */
+const barePhone = async (id: number) => {
+  const index = await kv.get<number>(["company", "bench", "customers_by_phone", `79${String(id).padStart(9, "0")}`]);
+  const e = await kv.get(["company", "bench", "customers", index.value!]);
+  return new Response(JSON.stringify(e.value), { headers: { "content-type": "application/json" } });
+};
+
 async function time(run: (id: number) => Promise<Response>, n: number): Promise<number> {
   const t = process.cpuUsage();
   const CONC = 32;
@@ -75,6 +88,8 @@ const PER = 20_000;
 for (let r = 0; r < ROUNDS; r++) {
   const add = (name: string, us: number) => results.set(name, [...(results.get(name) ?? []), us]);
   add("bare kv.get + JSON", await time(bare, PER));
+  add("bare 2 kv.get (id, id + 1) + JSON", await time(bare2, PER));
+  add("bare phone index + kv.get + JSON", await time(barePhone, PER));
   for (const [an, app] of Object.entries(apps)) {
     for (const [pn, path] of Object.entries(paths)) {
       if (an !== "as shipped (logging on)" && an !== "fast path off" && pn !== "by id json") continue;

@@ -1,6 +1,7 @@
 /**
  * Discount cards in KV. A card record sits at ["company", cid, "cards", id]; its uid, barcode and external id each
- * have a unique index holding the card id, and its owner a non-unique index ending with the card id. Every create,
+ * have a unique index holding the card id with its owner's customer id (`cardIndexValue`), and its owner a
+ * non-unique index ending with the card id. Every create,
  * update and delete is one atomic operation that checks the versionstamps of the record, of each unique index it
  * claims, of the sequences it advances and of the customer it attaches to; a lost race is re-read and retried.
  */
@@ -32,6 +33,7 @@ import {
   addIndexDiff,
   diffIndexes,
   explainFailure,
+  indexedId,
   type IndexKeys,
   readClaims,
   RETRY,
@@ -72,12 +74,61 @@ function lookupKey(cid: string, step: LookupStep): Deno.KvKey {
   }
 }
 
+/**
+ * What each unique index entry of a card (uid, barcode, external id) holds: the card id and its owner's customer id
+ * (null: no owner), so the owner of a card is found in one read and a till's "customer by card" takes two reads
+ * (index, customer) instead of three. Every write of a card rewrites its entries when the owner changes; entries
+ * written before this format hold the bare card id, which every reader still accepts (`cardIdOf`, `findCardOwner`)
+ * and `deno task verify --repair` rewrites.
+ */
+export type CardIndexValue = [cardId: number, ownerId: number | null];
+
+/** The value of a card's unique index entries (see CardIndexValue). */
+export function cardIndexValue(card: Card): CardIndexValue {
+  return [card.id, card.customer_id];
+}
+
+/** The card id a card index entry names, in either format (a bare id or CardIndexValue); null when absent. */
+export function cardIdOf(value: unknown): number | null {
+  return indexedId(value);
+}
+
+/** Whether a card index entry holds exactly `card`'s current value (not an old bare id, not another owner). */
+export function holdsCardIndexValue(value: unknown, card: Card): boolean {
+  return Array.isArray(value) && value.length === 2 && value[0] === card.id && value[1] === card.customer_id;
+}
+
+/** The owner a card index entry names: a customer id or null when it says, undefined for a bare card id. */
+function ownerIn(value: unknown): number | null | undefined {
+  if (!Array.isArray(value) || value.length !== 2) return undefined;
+  const owner = value[1];
+  return typeof owner === "number" || owner === null ? owner : undefined;
+}
+
+/**
+ * The id of the owner of the card a lookup finds; null for no card or a card without an owner. A lookup by one
+ * uid, external id or barcode reads only that index entry, which names the owner; an entry in the old format (a
+ * bare card id) and any other lookup read the card as well. The entry changes in the same atomic write as the card's
+ * owner, so the id returned is the owner at the moment of the read.
+ */
+export async function findCardOwner(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<number | null> {
+  const steps = lookupSteps(lookup);
+  const only = steps.length === 1 ? steps[0]! : null;
+  if (only === null || only.key === "card_id") return (await findCard(kv, cid, lookup))?.customer_id ?? null;
+  const entry = await kv.get<unknown>(lookupKey(cid, only));
+  if (entry.value === null) return null;
+  const owner = ownerIn(entry.value);
+  if (owner !== undefined) return owner;
+  const id = cardIdOf(entry.value);
+  return id === null ? null : (await getCard(kv, cid, id))?.customer_id ?? null;
+}
+
 /** Finds a card by the lookup order (card_id, uid, external_id, card_barcode) in at most two reads. */
 async function locate(kv: Deno.Kv, cid: string, steps: LookupStep[]): Promise<Deno.KvEntry<Card> | null> {
   if (steps.length === 0) return null;
   const first = await kv.getMany<unknown[]>(steps.map((s) => lookupKey(cid, s)));
-  // card_id reads the record itself; the other keys read an index holding the card id.
-  const ids = first.map((e, i) => (steps[i]!.key === "card_id" ? null : e.value as number | null));
+  // card_id reads the record itself; the other keys read an index naming the card id.
+  const ids = first.map((e, i) => (steps[i]!.key === "card_id" ? null : cardIdOf(e.value)));
   const pointed = [...new Set(ids.filter((v): v is number => v !== null))];
   const records = new Map<number, Deno.KvEntry<Card>>();
   if (pointed.length > 0) {
@@ -265,7 +316,17 @@ async function tryUpdate(
   const claims = await readClaims(store.kv, diff, { id: existing.id, clash, optimistic: options.optimistic });
   if (claims === RETRY) return RETRY;
   const write = new Write(store, actor).check(entry);
-  addIndexDiff(write, diff, { claims, id: existing.id });
+  addIndexDiff(write, diff, { claims, id: existing.id, value: cardIndexValue(next) });
+  if (next.customer_id !== existing.customer_id) {
+    // The entries the card keeps name its owner too: each is rewritten, checked as read, when it names this card
+    // (one that does not is a defect for verify to report, left alone).
+    const claimed = new Set(diff.claim.map((c) => JSON.stringify(c.key)));
+    const kept = Object.values(cardIndexKeys(cid, next).unique)
+      .filter((k): k is Deno.KvKey => k !== null && !claimed.has(JSON.stringify(k)));
+    for (const e of kept.length === 0 ? [] : await store.kv.getMany<unknown[]>(kept)) {
+      if (cardIdOf(e.value) === next.id) write.check(e).set(e.key, cardIndexValue(next));
+    }
+  }
   addRefs(write, cid, next, resolved);
   write.set(cardKeys.card(cid, next.id), next);
   write.audit({ entity: "card", entityId: next.id, before: existing, after: next });
@@ -401,26 +462,43 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
     // the same round as the sequences, and used only when the sequences read as guessed.
     const guess = sequenceGuesses(store).get(cid);
     const guessedEan13 = guess ? uidToEan13(String(guess.number + 1)) : null;
-    const [[idSeq, numberSeq, barcodeSeq], uidGuess, barcodeGuess] = await Promise.all([
-      kv.getMany<[number, number, number]>([
-        cardKeys.idSequence(cid),
-        cardKeys.numberSequence(cid),
-        cardKeys.barcodeSequence(cid),
-      ]),
-      guess && uid === null ? firstFreeWithin(kv, cid, uidCandidates(guess.number)) : null,
-      guess && uid === null && wantsGeneratedBarcode(change)
-        ? firstFreeWithin(
-          kv,
-          cid,
-          barcodeCandidates(guessedEan13, guess.barcode),
-          (v) => cardKeys.byBarcode(cid, v),
-        )
-        : null,
-    ]);
+    // When this process's last create left the sequences with the versionstamps it knows (no other writer since,
+    // as far as it knows), nothing is read: the sequences are taken as left and the first candidates as free, all
+    // checked at commit; a commit that finds otherwise is retried with the reads.
+    const known = guess?.stamps;
+    const [[idSeq, numberSeq, barcodeSeq], uidGuess, barcodeGuess] = known
+      ? [
+        [known.id, known.number, known.barcode],
+        uid === null ? assumeFree(uidCandidates(guess!.number), (v) => cardKeys.byUid(cid, v)) : null,
+        uid === null && wantsGeneratedBarcode(change)
+          ? assumeFree(barcodeCandidates(guessedEan13, guess!.barcode), (v) => cardKeys.byBarcode(cid, v))
+          : null,
+      ] as const
+      : await Promise.all([
+        kv.getMany<[number, number, number]>([
+          cardKeys.idSequence(cid),
+          cardKeys.numberSequence(cid),
+          cardKeys.barcodeSequence(cid),
+        ]),
+        guess && uid === null ? firstFreeWithin(kv, cid, uidCandidates(guess.number)) : null,
+        guess && uid === null && wantsGeneratedBarcode(change)
+          ? firstFreeWithin(
+            kv,
+            cid,
+            barcodeCandidates(guessedEan13, guess.barcode),
+            (v) => cardKeys.byBarcode(cid, v),
+          )
+          : null,
+      ]);
     const write = new Write(store, actor);
     const id = (idSeq.value ?? 0) + 1;
     write.check(idSeq, { key: cardKeys.card(cid, id), versionstamp: null }).set(cardKeys.idSequence(cid), id);
-    for (const [i, [field, value]] of givenFields.entries()) write.check(given[i]!).set(UNIQUE[field](cid, value), id);
+    // The card's unique index keys, set (to cardIndexValue) once the card is built.
+    const indexKeys: Deno.KvKey[] = [];
+    for (const [i, [field, value]] of givenFields.entries()) {
+      write.check(given[i]!);
+      indexKeys.push(UNIQUE[field](cid, value));
+    }
 
     // No uid given: the next free number of the sequence, skipping numbers some card holds as its uid.
     let cardUid = uid;
@@ -431,9 +509,8 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
       const free = (guess?.number === lastNumber ? uidGuess : null) ?? await firstFreeUid(kv, cid, lastNumber);
       cardUid = free.candidate.value;
       nextNumber = free.candidate.position;
-      write.check(numberSeq, free.index)
-        .set(cardKeys.numberSequence(cid), free.candidate.position)
-        .set(cardKeys.byUid(cid, cardUid), id);
+      write.check(numberSeq, free.index).set(cardKeys.numberSequence(cid), free.candidate.position);
+      indexKeys.push(cardKeys.byUid(cid, cardUid));
     }
 
     const now = store.clock();
@@ -455,7 +532,8 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
       const candidates = barcodeCandidates(card.uid_ean13, lastInStore);
       const free = guessed ?? await firstFree(kv, candidates, (v) => cardKeys.byBarcode(cid, v));
       card.barcode = free.candidate.value;
-      write.check(free.index).set(cardKeys.byBarcode(cid, card.barcode), id);
+      write.check(free.index);
+      indexKeys.push(cardKeys.byBarcode(cid, card.barcode));
       const position = free.candidate.position;
       if (position !== null) {
         write.check(barcodeSeq).set(cardKeys.barcodeSequence(cid), position);
@@ -463,22 +541,64 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
       }
     }
 
+    for (const key of indexKeys) write.set(key, cardIndexValue(card));
     if (card.customer_id !== null) write.set(cardKeys.ofCustomerEntry(cid, card.customer_id, id), null);
     addRefs(write, cid, card, resolved);
     write.set(cardKeys.card(cid, id), card);
     addCardCount(write, cid, 1);
     write.audit({ entity: "card", entityId: id, before: null, after: card });
     const committed = await write.commit("create card");
-    // Where the sequences stand now, if this commit went in (else a guess all the same: it only picks what to read).
-    sequenceGuesses(store).set(cid, { number: nextNumber, barcode: nextBarcode });
+    // Where the sequences stand now, if this commit went in (else a guess all the same: it only picks what to read),
+    // with their versionstamps when it did: the commit's for those it set, the ones it checked for the others.
+    const stamped = (key: Deno.KvKey, value: number, before: Deno.KvEntryMaybe<number>, set: boolean) =>
+      ({
+        key,
+        value: set ? value : before.value,
+        versionstamp: set ? committed! : before.versionstamp,
+      }) as Deno.KvEntryMaybe<number>;
+    sequenceGuesses(store).set(cid, {
+      number: nextNumber,
+      barcode: nextBarcode,
+      stamps: committed
+        ? {
+          id: stamped(cardKeys.idSequence(cid), id, idSeq, true),
+          number: stamped(cardKeys.numberSequence(cid), nextNumber, numberSeq, nextNumber !== (numberSeq.value ?? 0)),
+          barcode: stamped(
+            cardKeys.barcodeSequence(cid),
+            nextBarcode,
+            barcodeSeq,
+            nextBarcode !== (barcodeSeq.value ?? 0),
+          ),
+        }
+        : undefined,
+    });
     return committed ? { card, isNew: true } : RETRY;
   });
 }
 
-/** Where each company's card number and in-store barcode sequences were left by this process's last card create. */
-const GUESSES = new WeakMap<Store, Map<string, { number: number; barcode: number }>>();
+/**
+ * Where each company's card number and in-store barcode sequences were left by this process's last card create,
+ * with the three sequence entries as that create left them when it committed.
+ */
+interface SequenceGuess {
+  number: number;
+  barcode: number;
+  stamps?: { id: Deno.KvEntryMaybe<number>; number: Deno.KvEntryMaybe<number>; barcode: Deno.KvEntryMaybe<number> };
+}
 
-function sequenceGuesses(store: Store): Map<string, { number: number; barcode: number }> {
+const GUESSES = new WeakMap<Store, Map<string, SequenceGuess>>();
+
+/** The first candidate, taken as free without a read: its index entry is checked absent at commit. */
+function assumeFree<T extends { value: string }>(
+  candidates: Iterator<T>,
+  indexKey: (value: string) => Deno.KvKey,
+): { candidate: T; index: Deno.KvEntryMaybe<number> } | null {
+  const first = candidates.next();
+  if (first.done) return null;
+  return { candidate: first.value, index: { key: indexKey(first.value.value), value: null, versionstamp: null } };
+}
+
+function sequenceGuesses(store: Store): Map<string, SequenceGuess> {
   let guesses = GUESSES.get(store);
   if (!guesses) GUESSES.set(store, guesses = new Map());
   return guesses;

@@ -302,6 +302,16 @@ export function diffIndexes(before: IndexKeys | null, after: IndexKeys | null): 
   };
 }
 
+/**
+ * The id a unique index entry names: the entry holds its record's id, or (card indexes, storage/cards.ts) an array
+ * starting with it; null for an absent entry or a value of neither form.
+ */
+export function indexedId(value: unknown): number | null {
+  if (typeof value === "number") return value;
+  if (Array.isArray(value) && typeof value[0] === "number") return value[0];
+  return null;
+}
+
 /** How unique keys a change claims were taken: as read, or assumed free without a read (optimistic). */
 export interface Claims {
   entries: Deno.KvEntryMaybe<unknown>[];
@@ -329,7 +339,7 @@ export async function readClaims(
   const current = diff.claim.length === 0 ? [] : await getManyChecked(kv, diff.claim.map((c) => c.key));
   for (const [i, { name }] of diff.claim.entries()) {
     const value = current[i]!.value;
-    if (value !== null && value !== options.id && options.clash(name) === RETRY) return RETRY;
+    if (value !== null && indexedId(value) !== options.id && options.clash(name) === RETRY) return RETRY;
   }
   return { entries: current, optimistic: false };
 }
@@ -349,13 +359,17 @@ export async function explainFailure(
   return RETRY;
 }
 
-/** Adds an index diff to a write: claimed keys checked as read and pointed at `id`, old keys deleted, lists kept. */
+/**
+ * Adds an index diff to a write: claimed keys checked as read and pointed at `id` (or set to `value`, for indexes
+ * whose entries hold more than the id), old keys deleted, lists kept.
+ */
 export function addIndexDiff(
   write: Write,
   diff: IndexDiff,
-  options: { claims: Claims; id: number },
+  options: { claims: Claims; id: number; value?: unknown },
 ): void {
-  diff.claim.forEach(({ key }, i) => write.check(options.claims.entries[i]!).set(key, options.id));
+  const value = options.value === undefined ? options.id : options.value;
+  diff.claim.forEach(({ key }, i) => write.check(options.claims.entries[i]!).set(key, value));
   for (const key of diff.release) write.delete(key);
   for (const key of diff.remove) write.delete(key);
   for (const key of diff.add) write.set(key, null);

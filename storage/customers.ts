@@ -99,9 +99,9 @@ export interface UpsertResult {
 
 /**
  * Creates or updates a customer with its unique indexes, list indexes, counters and audit entry in one atomic
- * operation; lost races are re-read and retried. Creates take their id inside a per-company queue of this process
- * that holds only the commit (the sequence is known from the last commit), so concurrent creates neither
- * retry-storm nor serialise their reads.
+ * operation; lost races are re-read and retried. A create alone takes the next id in its own commit; creates beside
+ * others take ids from a block this process reserved (commitCreate), so they neither retry-storm on the sequence nor
+ * wait for each other's commits.
  */
 export async function upsertCustomer(store: Store, actor: Actor, request: UpsertCustomer): Promise<UpsertResult> {
   const cid = actor.companyId;
@@ -111,9 +111,7 @@ export async function upsertCustomer(store: Store, actor: Actor, request: Upsert
     const prepared = await prepare(store, actor, request, entry, { optimistic: attempt === 1 });
     if (prepared === RETRY) return RETRY;
     const plan = link ? { ...prepared, link } : prepared;
-    const result = entry
-      ? await commit(new Write(store, actor), plan)
-      : await store.mutex.run(`customers:${cid}`, () => commitCreate(store, actor, plan));
+    const result = entry ? await commit(new Write(store, actor), plan) : await commitCreate(store, actor, plan);
     if (result) return result;
     return await explainFailure(store.kv, indexDiff(cid, entry?.value ?? null, plan.next), {
       claims: plan.claims,
@@ -216,8 +214,32 @@ function indexDiff(cid: string, before: Customer | null, after: Customer) {
   return diffIndexes(before ? customerIndexKeys(cid, before) : null, customerIndexKeys(cid, after));
 }
 
-/** Takes the next id from the sequence (cached from this process's last commit) and commits a create. */
+/**
+ * Commits a create. Alone (no other create of the company in progress in this process, none of its reserved ids
+ * left), it takes the next id of the sequence in its own commit, so ids stay dense and the sequence at the highest;
+ * beside other creates it takes an id from a block this process reserved (takeCustomerId) instead of waiting for
+ * their commits, and a create that lost gives its id back.
+ */
 async function commitCreate(store: Store, actor: Actor, plan: Plan): Promise<UpsertResult | null> {
+  const cid = actor.companyId;
+  const block = idBlockOf(store, cid);
+  block.creating++;
+  try {
+    if (block.creating === 1 && block.free.length === 0 && block.next > block.end) {
+      return await commitWithSequence(store, actor, plan);
+    }
+    const id = await takeCustomerId(store, cid);
+    const result = await commit(new Write(store, actor), { ...plan, next: { ...plan.next, id } });
+    // Nothing of a failed commit was written: the id is still free (its record key is checked absent at commit).
+    if (!result) block.free.push(id);
+    return result;
+  } finally {
+    block.creating--;
+  }
+}
+
+/** Takes the next id from the sequence (cached from this process's last such commit) and commits a create. */
+async function commitWithSequence(store: Store, actor: Actor, plan: Plan): Promise<UpsertResult | null> {
   const cid = actor.companyId;
   const seqKey = keys.sequence(cid, "customers");
   const cacheKey = `${cid}/customers`;
@@ -233,6 +255,62 @@ async function commitCreate(store: Store, actor: Actor, plan: Plan): Promise<Ups
   if (result) store.sequences.set(cacheKey, { value: id, versionstamp: result.versionstamp });
   else store.sequences.delete(cacheKey);
   return result;
+}
+
+/** Customer ids a process reserves from its company's sequence at once. */
+const ID_BLOCK = 16;
+
+/** The ids of one company this process reserved and has not used yet. */
+interface IdBlock {
+  /** Next unused id of the block, and its last. */
+  next: number;
+  end: number;
+  /** Ids given back by creates that lost a race or a clash, used first. */
+  free: number[];
+  /** The reservation in flight, awaited by every create that finds the block used up. */
+  reserving: Promise<void> | null;
+  /** Creates of the company in progress in this process. */
+  creating: number;
+}
+
+const ID_BLOCKS = new WeakMap<Store, Map<string, IdBlock>>();
+
+function idBlockOf(store: Store, cid: string): IdBlock {
+  let blocks = ID_BLOCKS.get(store);
+  if (!blocks) ID_BLOCKS.set(store, blocks = new Map());
+  let block = blocks.get(cid);
+  if (!block) blocks.set(cid, block = { next: 1, end: 0, free: [], reserving: null, creating: 0 });
+  return block;
+}
+
+/**
+ * A new customer id: from this process's block, reserved ID_BLOCK at a time by a checked bump of the company's
+ * sequence (as the importer reserves its ids), so creates do not commit one after another to take ids in order.
+ * Ids are unique across processes and workers (each block is theirs alone); a process that stops leaves the rest
+ * of its block unused (a gap in the ids, as a create that failed used to leave none).
+ */
+async function takeCustomerId(store: Store, cid: string): Promise<number> {
+  const block = idBlockOf(store, cid);
+  for (;;) {
+    const freed = block.free.pop();
+    if (freed !== undefined) return freed;
+    if (block.next <= block.end) return block.next++;
+    block.reserving ??= reserveIds(store, cid, block).finally(() => block.reserving = null);
+    await block.reserving;
+  }
+}
+
+async function reserveIds(store: Store, cid: string, block: IdBlock): Promise<void> {
+  const key = keys.sequence(cid, "customers");
+  await withRetry(async () => {
+    const seq = await store.kv.get<number>(key);
+    const first = (seq.value ?? 0) + 1;
+    if (!await new Write(store).check(seq).set(key, first + ID_BLOCK - 1).commit("reserve customer ids")) return RETRY;
+    block.next = first;
+    block.end = first + ID_BLOCK - 1;
+    // The sequence moved: a create alone reads it again rather than fail on the cached versionstamp.
+    store.sequences.delete(`${cid}/customers`);
+  }, { message: "Cannot create customer: the id sequence was changed concurrently too often, try again" });
 }
 
 /** One optimistic commit; null means a versionstamp check failed and the caller should try again. */
@@ -302,16 +380,23 @@ export async function countList(kv: Deno.Kv, cid: string, list: string): Promise
 interface BucketSums {
   /** The list's "in" and "out" totals when the buckets were read. */
   totals: string;
+  totalIn: bigint;
+  totalOut: bigint;
   /** Bucket numbers that hold anyone, ascending. */
   buckets: number[];
   /** Customers in the list before each of those buckets. */
   before: number[];
   /** Customers in each of those buckets. */
   sizes: number[];
+  /** Each of those buckets' own "in" and "out" counters. */
+  ins: bigint[];
+  outs: bigint[];
 }
 
 /** Summed bucket counts by store and list, reused while the list's totals stay the same. */
 const BUCKET_SUMS = new WeakMap<Deno.Kv, Map<string, BucketSums>>();
+
+const u64 = (e: Deno.KvEntryMaybe<Deno.KvU64>): bigint => e.value?.value ?? 0n;
 
 /** The list's two grow-only totals, as one string: equal strings mean no change touched the list in between. */
 async function totalsOf(kv: Deno.Kv, cid: string, list: string): Promise<string> {
@@ -319,39 +404,123 @@ async function totalsOf(kv: Deno.Kv, cid: string, list: string): Promise<string>
     keys.customerTotal(cid, list, "in"),
     keys.customerTotal(cid, list, "out"),
   ]);
-  return `${inc.value?.value ?? 0n}/${out.value?.value ?? 0n}`;
+  return `${u64(inc)}/${u64(out)}`;
+}
+
+/**
+ * The sums after changes confined to the last bucket and the one after it (creates: new ids are the highest),
+ * from one consistent read of the totals and those four counters; null when the change reached other buckets. All
+ * counters only grow, so when the cached counts of the other buckets plus the two read add up to the totals read,
+ * none of the other buckets moved: the sums are exact.
+ */
+async function tailUpdate(kv: Deno.Kv, cid: string, list: string, known: BucketSums): Promise<BucketSums | null> {
+  const last = known.buckets.at(-1);
+  if (last === undefined) return null;
+  const [inc, out, lastIn, lastOut, nextIn, nextOut] = await kv.getMany<Deno.KvU64[]>([
+    keys.customerTotal(cid, list, "in"),
+    keys.customerTotal(cid, list, "out"),
+    keys.customerBucket(cid, list, last, "in"),
+    keys.customerBucket(cid, list, last, "out"),
+    keys.customerBucket(cid, list, last + 1, "in"),
+    keys.customerBucket(cid, list, last + 1, "out"),
+  ]);
+  const totalIn = u64(inc!);
+  const totalOut = u64(out!);
+  const totals = `${totalIn}/${totalOut}`;
+  if (totals === known.totals) return known;
+  const headIn = known.totalIn - known.ins.at(-1)!;
+  const headOut = known.totalOut - known.outs.at(-1)!;
+  if (headIn + u64(lastIn!) + u64(nextIn!) !== totalIn || headOut + u64(lastOut!) + u64(nextOut!) !== totalOut) {
+    return null;
+  }
+  const at = known.buckets.length - 1;
+  const lastSize = Number(u64(lastIn!) - u64(lastOut!));
+  const sums: BucketSums = {
+    totals,
+    totalIn,
+    totalOut,
+    buckets: known.buckets,
+    before: known.before,
+    sizes: [...known.sizes.slice(0, at), lastSize],
+    ins: [...known.ins.slice(0, at), u64(lastIn!)],
+    outs: [...known.outs.slice(0, at), u64(lastOut!)],
+  };
+  if (nextIn!.versionstamp !== null || nextOut!.versionstamp !== null) {
+    // The next bucket was started: it becomes the last.
+    sums.buckets = [...known.buckets, last + 1];
+    sums.before = [...known.before, known.before[at]! + lastSize];
+    sums.sizes.push(Number(u64(nextIn!) - u64(nextOut!)));
+    sums.ins.push(u64(nextIn!));
+    sums.outs.push(u64(nextOut!));
+  }
+  return sums;
 }
 
 /**
  * The list's bucket counts summed up. Every change of a bucket counter also moves one of the list's two totals,
  * in the same atomic write, and both only grow, so sums read between two equal readings of the totals are exact
  * and stay exact while the totals read the same: a deep page then costs one read of the totals, not a list of
- * every bucket before it (2,000 buckets at a million customers).
+ * every bucket before it (2,000 buckets at a million customers). After creates (changes at the end of the list)
+ * the sums are brought up to date from the last two buckets' counters (tailUpdate), in the same one read.
  */
 async function bucketSums(kv: Deno.Kv, cid: string, list: string): Promise<BucketSums> {
   let cache = BUCKET_SUMS.get(kv);
   if (!cache) BUCKET_SUMS.set(kv, cache = new Map());
   const name = `${cid}\u0000${list}`;
-  const totals = await totalsOf(kv, cid, list);
   const known = cache.get(name);
-  if (known?.totals === totals) return known;
-  const sums: BucketSums = { totals, buckets: [], before: [], sizes: [] };
+  if (known) {
+    const updated = await tailUpdate(kv, cid, list, known);
+    if (updated !== null) {
+      if (updated !== known) cache.set(name, updated);
+      return updated;
+    }
+  }
+  // A write to the list while its buckets are listed leaves sums that may not match any one moment: read again (a
+  // few times; under a steady stream of creates one of them falls between two) before giving up on caching them.
+  for (let attempt = 1;; attempt++) {
+    const sums = await listBuckets(kv, cid, list);
+    if ((await totalsOf(kv, cid, list)) === sums.totals) {
+      if (cache.size >= MAX_CACHED_LISTS) cache.delete(cache.keys().next().value!);
+      cache.set(name, sums);
+      return sums;
+    }
+    if (attempt >= SUM_ATTEMPTS) return sums;
+  }
+}
+
+/** Attempts at a reading of a list's buckets that no write overlapped, before one is used uncached. */
+const SUM_ATTEMPTS = 3;
+
+/** Reads a list's totals, then every bucket counter of it, summed. */
+async function listBuckets(kv: Deno.Kv, cid: string, list: string): Promise<BucketSums> {
+  const totals = await totalsOf(kv, cid, list);
+  const [totalIn, totalOut] = totals.split("/").map(BigInt) as [bigint, bigint];
+  const sums: BucketSums = {
+    totals,
+    totalIn,
+    totalOut,
+    buckets: [],
+    before: [],
+    sizes: [],
+    ins: [],
+    outs: [],
+  };
   let before = 0;
   for await (const e of kv.list<Deno.KvU64>({ prefix: keys.customerBuckets(cid, list) }, { batchSize: 1000 })) {
     const b = e.key.at(-2) as number;
-    const n = Number(e.value.value) * (e.key.at(-1) === "in" ? 1 : -1);
+    const isIn = e.key.at(-1) === "in";
+    const n = Number(e.value.value) * (isIn ? 1 : -1);
     if (sums.buckets.at(-1) === b) sums.sizes[sums.sizes.length - 1]! += n;
     else {
       if (sums.buckets.length > 0) before += sums.sizes.at(-1)!;
       sums.buckets.push(b);
       sums.before.push(before);
       sums.sizes.push(n);
+      sums.ins.push(0n);
+      sums.outs.push(0n);
     }
-  }
-  // Kept only when no write touched the list while its buckets were read.
-  if ((await totalsOf(kv, cid, list)) === totals) {
-    if (cache.size >= MAX_CACHED_LISTS) cache.delete(cache.keys().next().value!);
-    cache.set(name, sums);
+    if (isIn) sums.ins[sums.ins.length - 1] = e.value.value;
+    else sums.outs[sums.outs.length - 1] = e.value.value;
   }
   return sums;
 }
@@ -380,18 +549,59 @@ async function idAtOffset(kv: Deno.Kv, cid: string, list: string, offset: number
   const size = sums.sizes[at]!;
   const skip = offset - sums.before[at]!;
   if (skip >= size) return null;
-  const bucket = sums.buckets[at]!;
-  const first = keys.customerListEntry(cid, list, bucket * BUCKET_SIZE);
-  const end = keys.customerListEntry(cid, list, (bucket + 1) * BUCKET_SIZE);
-  // From the bucket's end backwards when that is nearer: the (size - skip)-th key from the end.
-  const reverse = skip >= size / 2;
-  const n = reverse ? size - skip : skip + 1;
-  const iter = kv.list({ start: first, end }, { limit: n, batchSize: Math.min(1000, n), reverse });
-  let seen = 0;
-  for await (const e of iter) {
-    if (++seen === n) return e.key.at(-1) as number;
+  const ids = await bucketIds(kv, cid, list, { bucket: sums.buckets[at]!, in: sums.ins[at]!, out: sums.outs[at]! });
+  return ids[skip] ?? null;
+}
+
+/** The ids of one bucket of a list, as read when its two counters were `in` and `out`. */
+interface BucketIds {
+  in: bigint;
+  out: bigint;
+  ids: number[];
+}
+
+/** Bucket ids by store, then by company, list and bucket; at most MAX_CACHED_BUCKETS (about 2 KB each). */
+const BUCKET_IDS = new WeakMap<Deno.Kv, Map<string, BucketIds>>();
+const MAX_CACHED_BUCKETS = 512;
+
+/**
+ * The ids in one bucket of a list, in order, where the bucket's counters are those given (from exact sums). Kept in
+ * the process with the counters they were read at: the counters only grow and every entry or exit of the bucket
+ * moves one, so equal counters mean the same members, and a deep page takes no read of its bucket's keys. Read
+ * between two equal readings of the counters, or else used once and not kept.
+ */
+async function bucketIds(
+  kv: Deno.Kv,
+  cid: string,
+  list: string,
+  at: { bucket: number; in: bigint; out: bigint },
+): Promise<number[]> {
+  let cache = BUCKET_IDS.get(kv);
+  if (!cache) BUCKET_IDS.set(kv, cache = new Map());
+  const name = `${cid}\u0000${list}\u0000${at.bucket}`;
+  const known = cache.get(name);
+  if (known && known.in === at.in && known.out === at.out) {
+    // Most recently used last, so the least recently used goes first when the cache is full.
+    cache.delete(name);
+    cache.set(name, known);
+    return known.ids;
   }
-  return null;
+  const counterKeys: [Deno.KvKey, Deno.KvKey] = [
+    keys.customerBucket(cid, list, at.bucket, "in"),
+    keys.customerBucket(cid, list, at.bucket, "out"),
+  ];
+  const [in1, out1] = await kv.getMany<[Deno.KvU64, Deno.KvU64]>(counterKeys);
+  const ids: number[] = [];
+  const start = keys.customerListEntry(cid, list, at.bucket * BUCKET_SIZE);
+  const end = keys.customerListEntry(cid, list, (at.bucket + 1) * BUCKET_SIZE);
+  for await (const e of kv.list({ start, end }, { batchSize: 1000 })) ids.push(e.key.at(-1) as number);
+  const [in2, out2] = await kv.getMany<[Deno.KvU64, Deno.KvU64]>(counterKeys);
+  if (in1.versionstamp === in2.versionstamp && out1.versionstamp === out2.versionstamp) {
+    cache.delete(name);
+    if (cache.size >= MAX_CACHED_BUCKETS) cache.delete(cache.keys().next().value!);
+    cache.set(name, { in: u64(in1), out: u64(out1), ids });
+  }
+  return ids;
 }
 
 /** Reads up to `limit` customers of a list whose ids are at least `fromId`, in id order. */

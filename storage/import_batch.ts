@@ -19,6 +19,7 @@ import { getManyInBatches } from "./batch.ts";
 import { backoff, RETRY, withRetry, Write } from "./commit.ts";
 import { cardKeys, claimKeys, keys } from "./keys.ts";
 import { addCardCount } from "./points_stats.ts";
+import { cardIndexValue } from "./cards.ts";
 import { BUCKET_SIZE, MAX_CHECKS, MAX_MUTATIONS, OWN_MUTATIONS } from "./limits.ts";
 import type { Store } from "./store.ts";
 
@@ -231,9 +232,9 @@ function addRow(write: Write, cid: string, p: PlannedRow, options: { checkKeys: 
   write.audit({ entity: "customer", entityId: id, before: null, after: customer });
   if (card) {
     const c = cardUniqueKeys(card);
-    write.set(cardKeys.byUid(cid, c.uid), card.id);
-    if (c.barcode !== null) write.set(cardKeys.byBarcode(cid, c.barcode), card.id);
-    if (c.external_id !== null) write.set(cardKeys.byExternalId(cid, c.external_id), card.id);
+    write.set(cardKeys.byUid(cid, c.uid), cardIndexValue(card));
+    if (c.barcode !== null) write.set(cardKeys.byBarcode(cid, c.barcode), cardIndexValue(card));
+    if (c.external_id !== null) write.set(cardKeys.byExternalId(cid, c.external_id), cardIndexValue(card));
     write.set(cardKeys.ofCustomerEntry(cid, id, card.id), null);
     write.set(cardKeys.card(cid, card.id), card);
     addCardCount(write, cid, 1);

@@ -8,6 +8,7 @@ import { addCardCount, addPendingChange, addPointsMovement } from "./points_stat
 import { bonusKeys, cardKeys, keys, nameKeys } from "./keys.ts";
 import { lastNameKey } from "../domain/name_index.ts";
 import { storeOf } from "./store.ts";
+import { cardIndexValue } from "./cards.ts";
 import { BUCKET_SIZE, MAX_MUTATIONS } from "./limits.ts";
 
 /** Mutations one customer adds to a raw insert: record, 3 unique indexes, 4 list entries, 8 counter sums, name. */
@@ -102,10 +103,10 @@ export async function rawInsertCards(kv: Deno.Kv, cid: string, cards: Card[]): P
     const batch = cards.slice(i, i + perOp);
     const op = new Write(store);
     for (const card of batch) {
-      op.set(cardKeys.card(cid, card.id), card).set(cardKeys.byUid(cid, card.uid), card.id);
+      op.set(cardKeys.card(cid, card.id), card).set(cardKeys.byUid(cid, card.uid), cardIndexValue(card));
       addCardCount(op, cid, 1);
-      if (card.barcode !== null) op.set(cardKeys.byBarcode(cid, card.barcode), card.id);
-      if (card.external_id !== null) op.set(cardKeys.byExternalId(cid, card.external_id), card.id);
+      if (card.barcode !== null) op.set(cardKeys.byBarcode(cid, card.barcode), cardIndexValue(card));
+      if (card.external_id !== null) op.set(cardKeys.byExternalId(cid, card.external_id), cardIndexValue(card));
       if (card.customer_id !== null) op.set(cardKeys.ofCustomerEntry(cid, card.customer_id, card.id), null);
     }
     const last = Math.max(...batch.map((c) => c.id));

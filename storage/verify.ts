@@ -19,7 +19,8 @@ import { getManyInBatches } from "./batch.ts";
 import { bonusKeys, cardKeys, directoryKeys, type DirectoryKind, keys, nameKeys, orderKeys, statKeys } from "./keys.ts";
 import type { OrderRecord } from "./purchases.ts";
 import { BUCKET_SIZE, MAX_GET_MANY } from "./limits.ts";
-import { Write } from "./commit.ts";
+import { indexedId, Write } from "./commit.ts";
+import { cardIndexValue, holdsCardIndexValue } from "./cards.ts";
 import { hourOf, kindOf, POINTS_KINDS, type PointsKind } from "./points_stats.ts";
 import { walletOf } from "../domain/points.ts";
 import { storeOf } from "./store.ts";
@@ -150,6 +151,13 @@ interface Unique<T> {
   key: (value: string) => Deno.KvKey;
   prefix: Deno.KvKey;
   value: (record: T) => string | null;
+  /** What an entry must hold for the record when more than its id (card indexes: the owner too). */
+  entry?: {
+    make: (record: T) => unknown;
+    holds: (value: unknown, record: T) => boolean;
+    /** Why an entry naming the record is not right: it predates the format, or names another owner. */
+    why: (value: unknown, record: T) => string;
+  };
 }
 
 /** What the generic record and index passes need to know of an entity. */
@@ -409,6 +417,16 @@ class CompanyCheck {
       key: (v: string) => key(cid, v),
       prefix: key(cid, "").slice(0, -1),
       value: (c: Card) => c[field],
+      entry: {
+        make: cardIndexValue,
+        holds: holdsCardIndexValue,
+        why: (v: unknown, c: Card) =>
+          typeof v === "number"
+            ? "holds the bare card id (written before index entries named the owner)"
+            : `names owner ${JSON.stringify(Array.isArray(v) ? v[1] : v)}, the card's is ${
+              JSON.stringify(c.customer_id)
+            }`,
+      },
     });
     return {
       label: "Card",
@@ -485,7 +503,12 @@ class CompanyCheck {
     const out: { key: Deno.KvKey; unique: Unique<T> | null; holds: (e: Deno.KvEntryMaybe<unknown>) => boolean }[] = [];
     for (const u of entity.unique) {
       const value = u.value(record);
-      if (value !== null) out.push({ key: u.key(value), unique: u, holds: (e) => e.value === record.id });
+      if (value === null) continue;
+      const entry = u.entry;
+      const holds = entry
+        ? (e: Deno.KvEntryMaybe<unknown>) => entry.holds(e.value, record)
+        : (e: Deno.KvEntryMaybe<unknown>) => e.value === record.id;
+      out.push({ key: u.key(value), unique: u, holds });
     }
     if (!withEntries) return out;
     for (const key of entity.entries(record)) out.push({ key, unique: null, holds: (e) => e.versionstamp !== null });
@@ -513,13 +536,21 @@ class CompanyCheck {
         }
         const value = w.key.at(-1) as string;
         const field = w.unique.field;
+        const made = w.unique.entry ? w.unique.entry.make(record!.value as T) : id;
         if (index.value === null) {
           await this.#defect("missing_index", `${name}: ${field} index "${value}" is missing`, (op) => {
-            op.check(record!, index).set(w.key, id);
+            op.check(record!, index).set(w.key, made);
           });
           continue;
         }
-        const other = typeof index.value === "number" ? index.value : null;
+        const other = indexedId(index.value);
+        if (other === id && w.unique.entry) {
+          const why = w.unique.entry.why(index.value, record!.value as T);
+          await this.#defect("index_value", `${name}: ${field} index "${value}" ${why}`, (op) => {
+            op.check(record!, index).set(w.key, made);
+          });
+          continue;
+        }
         const [again, index2, holder] = await this.#kv.getMany<unknown[]>([
           recordKey,
           w.key,
@@ -536,7 +567,7 @@ class CompanyCheck {
         await this.#defect(
           "index_elsewhere",
           `${name}: ${field} index "${value}" points at "${String(index.value)}", which does not claim it`,
-          (op) => op.check(record!, index2!, holder!).set(w.key, id),
+          (op) => op.check(record!, index2!, holder!).set(w.key, made),
         );
       }
       return;
@@ -551,14 +582,14 @@ class CompanyCheck {
     const phase = show(u.prefix);
     for await (const chunk of chunks(this.#kv.list<unknown>({ prefix: u.prefix }, { batchSize: 500 }), CHUNK)) {
       this.#progress(phase, chunk.length);
-      const ids = chunk.map((e) => typeof e.value === "number" ? e.value : -1);
+      const ids = chunk.map((e) => indexedId(e.value) ?? -1);
       const records = await getManyInBatches<T>(this.#kv, ids.map((id) => entity.record(id)));
       for (const [i, e] of chunk.entries()) {
         const record = records[i]!.value;
         if (record !== null && u.value(record) === e.key.at(-1)) continue;
         const [index, holder] = await this.#kv.getMany<[unknown, T]>([e.key, entity.record(ids[i]!)]);
         if (index.value === null) continue;
-        const id = typeof index.value === "number" ? index.value : -1;
+        const id = indexedId(index.value) ?? -1;
         if (id !== ids[i]) continue; // changed meanwhile; the record pass sees the new state next time
         if (holder.value !== null && u.value(holder.value) === e.key.at(-1)) continue;
         const why = holder.value === null

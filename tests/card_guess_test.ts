@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_CONFIG } from "../config.ts";
 import { createApp } from "../routes/app.ts";
-import { request, world } from "./kit.ts";
+import { type KvProxy, kvProxy, request, world } from "./kit.ts";
 
 Deno.test("card creates: numbers stay right when this process's guess of the sequences is wrong", async () => {
   await using w = await world();
@@ -48,4 +48,26 @@ Deno.test("card creates: numbers stay right when this process's guess of the seq
   assert.equal(noEan.barcode, "2000000000022");
   assert.equal(new Set(uids).size, uids.length);
   assert.equal(new Set(barcodes).size, barcodes.length);
+});
+
+Deno.test("card creates after this process's own: one commit, no read of the sequences or candidates", async () => {
+  const proxies: KvProxy[] = [];
+  await using w = await world({ kv: (kv) => proxies[proxies.push(kvProxy(kv)) - 1]!.kv });
+  const calls = proxies[0]!.calls;
+  const insert = async () => {
+    const before = { ...calls };
+    const r = await w.call("POST", "/api/customer/insertCard", {});
+    assert.equal(r.status, 200, r.text);
+    return {
+      getMany: calls.getMany - before.getMany,
+      get: calls.get - before.get,
+      commits: calls.commit - before.commit,
+    };
+  };
+  await insert();
+  // Only the read of the given unique values (none here, one empty getMany) before the queue; in it, the commit.
+  assert.deepEqual(await insert(), { getMany: 1, get: 0, commits: 1 });
+  const second = await w.call("GET", "/api/card", { query: { uid: "2" } });
+  assert.equal(second.status, 200, "the second card got number 2");
+  assert.equal(second.body.card.barcode, "0000000000024");
 });

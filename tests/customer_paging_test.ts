@@ -3,7 +3,7 @@ import { XMLParser } from "fast-xml-parser";
 import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { BUCKET_SIZE } from "../storage/limits.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
-import { world } from "./kit.ts";
+import { type KvProxy, kvProxy, world } from "./kit.ts";
 
 /** A seeded customer: every 3rd without a phone, every 4th without an email, ids with gaps. */
 function seeded(i: number, now: number): Customer {
@@ -98,4 +98,56 @@ Deno.test("XML and JSON replies carry the same data", async () => {
     const x = parsed.customers.customer[i];
     for (const [k, v] of Object.entries(c)) assert.equal(asText(x[k]), asText(v), k);
   });
+});
+
+Deno.test("deep pages stay exact while creates extend the list and changes reach earlier buckets", async () => {
+  const proxies: KvProxy[] = [];
+  await using w = await world({ kv: (kv) => proxies[proxies.push(kvProxy(kv)) - 1]!.kv });
+  const calls = proxies[0]!.calls;
+  const now = Date.now();
+  // Ids 1 .. 2.5 buckets, all with a phone, so both "all" and "with_phone=1" span several buckets.
+  const count = BUCKET_SIZE * 2 + BUCKET_SIZE / 2;
+  await rawInsertCustomers(
+    w.kv,
+    "acme",
+    Array.from({ length: count }, (_, i) => ({
+      ...blankCustomer(i + 1, { now, userId: 1 }),
+      fname: `F${i}`,
+      phone: `7900${String(i + 1).padStart(7, "0")}`,
+    })),
+  );
+  const ids = async (filter: Record<string, string>) => {
+    const out: number[] = [];
+    for (let page = 1;; page++) {
+      const r = await w.call("GET", "/api/customer", { query: { ...filter, page, page_size: 97 } });
+      assert.equal(r.status, 200);
+      out.push(...r.body.customers.map((c: { id: number }) => c.id));
+      if (r.body.customers.length < 97) return out;
+    }
+  };
+  const expected = Array.from({ length: count }, (_, i) => i + 1);
+  assert.deepEqual(await ids({}), expected);
+  assert.deepEqual(await ids({ with_phone: "1" }), expected);
+  // Creates (through the API: each takes the next id) add to the last bucket, then start new ones.
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 150; i++) {
+      const made = await w.call("POST", "/api/customer/update", {
+        form: { fname: "New", phone: `+7955${round}${i}00` },
+      });
+      expected.push(made.body.id);
+    }
+    const lists: number = calls.list;
+    const deep = await w.call("GET", "/api/customer", { query: { page: 20, page_size: 50 } });
+    assert.deepEqual(deep.body.customers.map((c: { id: number }) => c.id), expected.slice(950, 1000));
+    // The cached sums were brought up to date from the counters of the last buckets (no list of every bucket), and
+    // the ids of the page's bucket, which the creates did not touch, were kept: one list, the page's own.
+    assert.equal(calls.list - lists, 1, "one list: the page's own");
+    assert.deepEqual(await ids({}), expected);
+    assert.deepEqual(await ids({ with_phone: "1" }), expected);
+  }
+  // A change in an early bucket (a phone cleared) is seen too: the phone list's sums are read again.
+  await w.call("POST", "/api/customer/update", { query: { id: 3 }, form: { phone: "" } });
+  assert.deepEqual(await ids({ with_phone: "1" }), expected.filter((id) => id !== 3));
+  assert.deepEqual(await ids({ with_phone: "0" }), [3]);
+  assert.deepEqual(await ids({}), expected);
 });

@@ -16,7 +16,7 @@ import { localDate } from "../domain/dates.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { NotFoundError } from "../domain/errors.ts";
 import { customerBalances, type ProgramBalance } from "../storage/bonuses.ts";
-import { cardsOfCustomers, findCard } from "../storage/cards.ts";
+import { cardsOfCustomers, findCardOwner } from "../storage/cards.ts";
 import {
   countList,
   findCustomerId,
@@ -163,9 +163,38 @@ export async function findCustomers(store: Store, actor: Actor, q: CustomerQuery
   return { kind: "stream", total, batches: batches() };
 }
 
+/** The unique values one customer can be found by (the till's point lookups). */
+export type CustomerLookup =
+  | { field: "id"; value: number }
+  | { field: "external_id" | "phone" | "email" | "card_barcode" | "uid"; value: string };
+
+/**
+ * The customer one unique value names, or null: what findCustomers answers for a query of that lookup alone, in
+ * the fewest awaits (the index entry, then the record; by id the record alone).
+ */
+export async function findCustomerBy(store: Store, actor: Actor, lookup: CustomerLookup): Promise<Customer | null> {
+  const { kv } = store;
+  const cid = actor.companyId;
+  let id: number | null;
+  switch (lookup.field) {
+    case "id":
+      id = lookup.value;
+      break;
+    case "card_barcode":
+      id = await findCardOwner(kv, cid, { card_barcode: lookup.value });
+      break;
+    case "uid":
+      id = await findCardOwner(kv, cid, { uid: lookup.value });
+      break;
+    default:
+      id = await findCustomerId(kv, cid, lookup.field, lookup.value);
+  }
+  return id === null ? null : await getCustomer(kv, cid, id);
+}
+
 /** The id of the owner of the card a lookup finds; null for no card or a card without an owner. */
-async function ownerOf(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<number | null> {
-  return (await findCard(kv, cid, lookup))?.customer_id ?? null;
+function ownerOf(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<number | null> {
+  return findCardOwner(kv, cid, lookup);
 }
 
 /** Names of the groups of these customers, from the store's directory cache. */

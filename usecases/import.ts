@@ -34,7 +34,7 @@ import type { ImportType } from "../domain/import/columns.ts";
 import { parseMoney } from "../domain/money.ts";
 import { type BalanceRecord, getBalanceRecord } from "../storage/bonuses.ts";
 import { getManyInBatches } from "../storage/batch.ts";
-import { findCard } from "../storage/cards.ts";
+import { cardIdOf, findCard } from "../storage/cards.ts";
 import { getCustomer } from "../storage/customers.ts";
 import { getEntries, listEntries } from "../storage/directories.ts";
 import { bonusKeys, cardKeys, keys } from "../storage/keys.ts";
@@ -703,9 +703,9 @@ export class ImportSession extends RowChecker {
     // 1: the first match field's index entry, and the card's.
     await round((s, want) => {
       if (s.fields.length > 0) readIndex(s, s.fields[0]!, want);
-      if (s.plan.cardUid !== null) want(cardKeys.byUid(cid, s.plan.cardUid), (v) => s.cardId = v as number | null);
+      if (s.plan.cardUid !== null) want(cardKeys.byUid(cid, s.plan.cardUid), (v) => s.cardId = cardIdOf(v));
       if (s.plan.cardBarcode !== null) {
-        want(cardKeys.byBarcode(cid, s.plan.cardBarcode), (v) => s.pre.barcodeCardId = v as number | null);
+        want(cardKeys.byBarcode(cid, s.plan.cardBarcode), (v) => s.pre.barcodeCardId = cardIdOf(v));
       }
     });
     // 2: the customer found, its balance and the card; or the other match fields.
@@ -886,12 +886,12 @@ export class ImportSession extends RowChecker {
     // A card row is found by its uid only: a barcode or external id held by another card is that card's, not a way
     // to find (and take over) it.
     const existing = await findCard(store.kv, cid, { uid: lookup.uid });
-    const held = await getManyInBatches<number>(store.kv, [
+    const held = await getManyInBatches<unknown>(store.kv, [
       lookup.card_barcode ? cardKeys.byBarcode(cid, lookup.card_barcode) : cardKeys.byUid(cid, lookup.uid!),
       lookup.external_id ? cardKeys.byExternalId(cid, lookup.external_id) : cardKeys.byUid(cid, lookup.uid!),
     ]);
     for (const [i, field] of (["barcode", "external_id"] as const).entries()) {
-      const holder = held[i]!.value;
+      const holder = cardIdOf(held[i]!.value);
       const value = field === "barcode" ? lookup.card_barcode : lookup.external_id;
       if (!value || holder === null || holder === existing?.id) continue;
       const other = await findCard(store.kv, cid, { card_id: holder });
