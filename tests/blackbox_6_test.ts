@@ -655,3 +655,32 @@ Deno.test("held: card creates taken without reads stay unique against another pr
   assert.equal(new Set(cards.map((c) => c.barcode)).size, cards.length);
   assert.deepEqual(await defects(w.kv), []);
 });
+
+Deno.test("DEFECT a whole (streamed) list read while another process adds a customer leaves out an existing customer", async () => {
+  await using w = await world();
+  const second = createApp({ kv: w.kv, config: { ...DEFAULT_CONFIG, kvPath: ":memory:", logRequests: false } });
+  for (let i = 0; i < 1100; i++) await made(w, { fname: `C${i}` });
+  // The second process makes customers several at once: it reserves a block of ids and keeps the rest of it.
+  const burst = await Promise.all(
+    [0, 1, 2, 3, 4, 5].map(() => request(second, "POST", "/api/customer/update", { key: w.key, form: { fname: "S" } })),
+  );
+  const spare = Math.max(...burst.map((r) => assertJson(r, 200).id as number)) + 1;
+  for (let i = 0; i < 20; i++) await made(w, { fname: `D${i}` });
+  const existing = (await found(w, { with_phone: 0 })).ids;
+  assert.ok(existing.length > 1000);
+  // A client reads the whole list (more than 1000: streamed); the second process adds a customer as it starts.
+  const res = await w.app.request(`/api/customer?apikey=${w.key}`);
+  const reader = res.body!.getReader();
+  const chunks: Uint8Array[] = [];
+  const firstChunk = await reader.read();
+  if (firstChunk.value) chunks.push(firstChunk.value);
+  const added = assertJson(
+    await request(second, "POST", "/api/customer/update", { key: w.key, form: { fname: "late" } }),
+    200,
+  ).id;
+  for (let r = await reader.read(); !r.done; r = await reader.read()) chunks.push(r.value);
+  const body = JSON.parse(new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c]))));
+  const listed: number[] = body.customers.map((c: { id: number }) => c.id);
+  const missing = existing.filter((id) => !listed.includes(id));
+  assert.deepEqual(missing, [], `added ${added} (spare id ${spare}); count ${body.count}, listed ${listed.length}`);
+});
