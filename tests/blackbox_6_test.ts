@@ -684,3 +684,79 @@ Deno.test("DEFECT a whole (streamed) list read while another process adds a cust
   const missing = existing.filter((id) => !listed.includes(id));
   assert.deepEqual(missing, [], `added ${added} (spare id ${spare}); count ${body.count}, listed ${listed.length}`);
 });
+
+Deno.test("held: random creates, moves and bursts through one store handle, pages read through another, stay exact", async () => {
+  await using dir = await tempDir("bb6_");
+  const kvPath = `${dir.path}/store.kv`;
+  const writerKv = await Deno.openKv(kvPath);
+  const readerKv = await Deno.openKv(kvPath);
+  try {
+    const now = Date.now();
+    await rawInsertCustomers(
+      writerKv,
+      CID,
+      Array.from({ length: 980 }, (_, i) => ({
+        ...blankCustomer(i + 1, { now, userId: 2 }),
+        phone: i % 4 ? `79${1e8 + i + 1}` : null,
+        email: i % 7 ? null : `s${i + 1}@example.com`,
+      })),
+    );
+    const key = (await createApiKey(writerKv, { companyId: CID, userId: 2, access: "write", now })).key;
+    const config = { ...DEFAULT_CONFIG, kvPath, logRequests: false };
+    const writer = createApp({ kv: writerKv, config });
+    const reader = createApp({ kv: readerKv, config });
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    let phones = 0;
+    const save = async (query: Record<string, number>, form: Record<string, string>) =>
+      assertJson(await request(writer, "POST", "/api/customer/update", { key, query, form }), 200).id as number;
+    const ids: number[] = Array.from({ length: 980 }, (_, i) => i + 1);
+    const op = async () => {
+      const kind = rand(5);
+      const phone = () => rand(2) ? `79${5e8 + ++phones}` : "";
+      const email = () => rand(3) ? "" : `r${++phones}@example.com`;
+      if (kind === 0) ids.push(await save({}, { fname: "n", phone: phone(), email: email() }));
+      else if (kind === 1) {
+        const made = await Promise.all(
+          Array.from({ length: 2 + rand(12) }, () => save({}, { fname: "b", phone: phone(), email: email() })),
+        );
+        ids.push(...made);
+      } else if (kind === 2) await save({ id: ids[rand(ids.length)]! }, { phone: phone() });
+      else if (kind === 3) {
+        await save({ id: ids[ids.length - 1 - rand(Math.min(30, ids.length))]! }, { email: email() });
+      } else {
+        await Promise.all([
+          save({ id: ids[rand(ids.length)]! }, { phone: phone() }),
+          save({}, { fname: "m", phone: phone() }).then((id) => ids.push(id)),
+        ]);
+      }
+    };
+    const filters: Record<string, number>[] = [{}, { with_phone: 1 }, { with_phone: 0 }, { with_email: 1 }];
+    for (let step = 0; step < 120; step++) {
+      await op();
+      const filter = filters[rand(filters.length)]!;
+      const truth = (await request(writer, "GET", "/api/customer", { key, query: filter })).body.customers
+        .map((c: { id: number }) => c.id) as number[];
+      for (const size of [1 + rand(250), 200]) {
+        const page = 1 + rand(Math.ceil(truth.length / size) + 1);
+        const body =
+          (await request(reader, "GET", "/api/customer", { key, query: { ...filter, page, page_size: size } }))
+            .body;
+        const want = truth.slice((page - 1) * size, page * size);
+        assert.deepEqual(
+          body.customers.map((c: { id: number }) => c.id),
+          want,
+          `step ${step} ${JSON.stringify(filter)} ${page}/${size}`,
+        );
+        assert.equal(body.total_count, truth.length);
+      }
+    }
+    assert.deepEqual(await defects(writerKv), []);
+  } finally {
+    writerKv.close();
+    readerKv.close();
+  }
+});
