@@ -760,3 +760,34 @@ Deno.test("held: random creates, moves and bursts through one store handle, page
     readerKv.close();
   }
 });
+
+Deno.test("held: an import beside bursts of API creates: every customer once, counts exact, verify clean", async () => {
+  await using w = await world();
+  const rows = Array.from(
+    { length: 300 },
+    (_, i) => JSON.stringify({ line: i + 1, values: { external_id: `imp-${i}`, fname: "I", phone: `79${6e8 + i}` } }),
+  );
+  const imported = w.call("POST", "/api/import", {
+    query: { type: "customers" },
+    body: rows.join("\n") + "\n",
+    headers: { "content-type": "application/x-ndjson" },
+  });
+  const api: Promise<number>[] = [];
+  for (let i = 0; i < 60; i++) api.push(made(w, randomCustomer({ external_id: `api-${i}` })));
+  const [reply, apiIds] = await Promise.all([imported, Promise.all(api)]);
+  const results = assertJson(reply, 200).results as { status: string }[];
+  assert.equal(results.filter((r) => r.status === "created").length, 300);
+  const all = await found(w, {});
+  assert.equal(all.count, 360);
+  assert.equal(new Set(all.ids).size, 360);
+  for (const id of apiIds) assert.ok(all.ids.includes(id));
+  const walked: number[] = [];
+  for (let page = 1; page <= 8; page++) walked.push(...(await found(w, { page, page_size: 50 })).ids);
+  assert.deepEqual(walked, all.ids);
+  assert.equal(
+    assertJson(await w.call("GET", "/api/customer", { query: { with_phone: 1, page: 1, page_size: 1 } }), 200)
+      .total_count,
+    360,
+  );
+  assert.deepEqual(await defects(w.kv), []);
+});
