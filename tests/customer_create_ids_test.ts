@@ -1,7 +1,7 @@
 /**
- * Customer ids under concurrent creates (storage/customers.ts): a create alone takes the next id of the sequence in
- * its own commit; creates beside others take ids from blocks the process reserved, so they do not wait for each
- * other's commits. Either way ids are unique, nothing is lost and the store verifies clean.
+ * Customer ids under concurrent creates (storage/customers.ts): every create takes the next id of the sequence in
+ * its own commit (inside a per-company queue of the process), so ids are dense, unique and in commit order, nothing
+ * is lost and the store verifies clean.
  */
 import assert from "node:assert/strict";
 import { keys } from "../storage/keys.ts";
@@ -13,7 +13,7 @@ import { assertJson, type Reply, request, type World, world } from "./kit.ts";
 const create = (w: World, i: number): Promise<Reply> =>
   w.call("POST", "/api/customer/update", { form: { fname: `C${i}`, phone: `+7911${String(i).padStart(7, "0")}` } });
 
-Deno.test("creates alone take dense ids; concurrent creates take unique ids from reserved blocks", async () => {
+Deno.test("creates alone take dense ids; concurrent creates take unique ids in commit order", async () => {
   await using w = await world();
   const alone: number[] = [];
   for (let i = 1; i <= 3; i++) alone.push(assertJson(await create(w, i), 200).id);
@@ -24,7 +24,7 @@ Deno.test("creates alone take dense ids; concurrent creates take unique ids from
   const ids = replies.map((r) => assertJson(r, 200).id as number);
   assert.equal(new Set(ids).size, 40);
   assert.ok(Math.min(...ids) > 3);
-  // A clash gives its id back: the next creates still get unique ids, and the failed one wrote nothing.
+  // A clash takes no id: the next creates still get unique ids, and the failed one wrote nothing.
   const clash = await Promise.all([create(w, 100), create(w, 500), create(w, 501)]);
   assert.equal(clash[0]!.status, 409);
   const later = [clash[1]!, clash[2]!].map((r) => assertJson(r, 200).id as number);
