@@ -20,6 +20,7 @@ import { rawInsertCustomers } from "../storage/seed.ts";
 import { cardKeys } from "../storage/keys.ts";
 import { cardIdOf } from "../storage/cards.ts";
 import { seedExtras } from "./seed_extras.ts";
+import { barcodeLua } from "./lua.ts";
 
 const N = Number(Deno.args[0] ?? 20_000);
 const ROUNDS = Number(Deno.args[1] ?? 5);
@@ -137,15 +138,6 @@ const servers: Record<string, Awaited<ReturnType<typeof start>>> = {
   ),
 };
 for (const [name, [args, env]] of Object.entries(variants)) servers[name] = await start(args, env);
-/** Lua: the EAN-13 barcode of seeded card `id` (uid 1000000 + id), as tasks/bench.ts computes it. */
-const barcodeLua = `  local body = string.format("%012d", 1000000 + id)
-  local sum = 0
-  for i = 1, 12 do
-    local d = string.byte(body, i) - 48
-    if i % 2 == 1 then sum = sum + d else sum = sum + 3 * d end
-  end
-  local check = (10 - sum % 10) % 10
-`;
 const QUERIES: Record<string, string> = {
   id: `"id=" .. id`,
   xml: `"format=xml&id=" .. id`,

@@ -16,6 +16,7 @@ import { createStore } from "../storage/store.ts";
 import { createAdminUser, saveDirectoryEntry, signIn } from "../usecases/mod.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
 import { seedExtras } from "../bench/seed_extras.ts";
+import { barcodeLua } from "../bench/lua.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -266,15 +267,6 @@ async function wrk(
 const RUN = Date.now() % 1000;
 
 const get = (path: string) => `  return wrk.format("GET", ${path})`;
-/** Lua: `body` and `check`, the EAN-13 of seeded card `id` (uid 1000000 + id; domain/ean13.ts uidToEan13). */
-const barcodeLua = `  local body = string.format("%012d", 1000000 + id)
-  local sum = 0
-  for i = 1, 12 do
-    local d = string.byte(body, i) - 48
-    if i % 2 == 1 then sum = sum + d else sum = sum + 3 * d end
-  end
-  local check = (10 - sum % 10) % 10
-`;
 const post = (path: string, body: string) =>
   `  return wrk.format("POST", ${path}, {["Content-Type"] = "application/x-www-form-urlencoded"}, ${body})`;
 
