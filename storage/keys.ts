@@ -1,7 +1,8 @@
 /**
  * Every KV key of the service is built here. Global keys (companies, API keys) sit at the top; everything a
- * company owns sits under ["company", companyId, ...]. Unique indexes hold the id of their record; list
- * indexes end with the id and hold nothing.
+ * company owns sits under ["company", companyId, ...]. Unique indexes hold the id of their record (card indexes:
+ * `[card_id, customer_id]`, storage/cards.ts; entries of older stores hold the bare card id); list indexes end with
+ * the id and hold nothing.
  */
 
 /** The prefix under which a company's data lives. */
@@ -300,7 +301,8 @@ export const claimKeys = {
   changes: (cid: string): Deno.KvKey => ["company", cid, "changes"],
 };
 
-/** Collections of unique indexes under a company's prefix (one key per value, holding its record's id). */
+/** Collections of unique indexes under a company's prefix (one key per value, holding its record's id, or for cards
+ * the card's id and owner). */
 export const UNIQUE_INDEXES: ReadonlySet<string> = new Set([
   "customers_by_phone",
   "customers_by_email",
