@@ -385,7 +385,10 @@ export class ImportSession extends RowChecker {
     }
   }
 
-  /** A balance written now under `rules`: its new lots' instants are not read back, so a timed rule ends the hold. */
+  /**
+   * A balance written now under `rules` (null: not known): its new lots' instants are not read back, so a timed rule,
+   * or an unknown one, ends the hold.
+   */
   #wrote(rules: PointsRules | null, now: number): void {
     if (rules === null || rules.pendingDays > 0 || rules.lifetimeDays !== null) {
       this.validUntil = Math.min(this.validUntil, now);
@@ -978,7 +981,7 @@ export class ImportSession extends RowChecker {
     }
     // The program's rules are not at hand here: a written balance ends the hold (a re-run finds it unchanged and
     // leaves a record until its lots' first instant).
-    this.validUntil = Math.min(this.validUntil, store.clock());
+    this.#wrote(null, store.clock());
     if (options.dryRun) return { line: plan.line, status: "updated" };
     const result = await changeBonus(store, actor, {
       customer: { id: customerId },
