@@ -3,8 +3,25 @@ import { claimKeys, importKeys } from "./keys.ts";
 import { valueSize } from "./commit.ts";
 import { MAX_VALUE_BYTES } from "./limits.ts";
 
-/** One finished import run. */
-export interface ImportRun {
+/** One rejected row of an import: its line, the field and why, in the API's words. */
+export interface ImportReject {
+  line: number;
+  field: string;
+  info: string;
+}
+
+/** The counts of an import (whole or so far) and its rejects. */
+export interface ImportCounts {
+  created: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  skipped: number;
+  rejects: ImportReject[];
+}
+
+/** One finished import run; its rejects are the first RUN_REJECTS_KEPT, so the record stays one value. */
+export interface ImportRun extends ImportCounts {
   id: string;
   file: string;
   type: string;
@@ -13,13 +30,6 @@ export interface ImportRun {
   dry_run: boolean;
   started: number;
   finished: number;
-  created: number;
-  updated: number;
-  unchanged: number;
-  rejected: number;
-  skipped: number;
-  /** The first rejects, kept small so the record stays one value. */
-  rejects: { line: number; field: string; info: string }[];
 }
 
 /** Rejects kept with a run record. */
@@ -77,23 +87,13 @@ export async function listImportRuns(kv: Deno.Kv, cid: string, options: { limit:
   return out;
 }
 
-/** The counts of an import (so far) and its rejects. */
-interface ImportCounts {
-  created: number;
-  updated: number;
-  unchanged: number;
-  rejected: number;
-  skipped: number;
-  rejects: { line: number; field: string; info: string }[];
-  updated_at: number;
-}
-
 /**
  * How far an unfinished import of one file got: the last line of its last finished batch and its counts so far (the
  * first RUN_REJECTS_KEPT rejects).
  */
 export interface ImportCheckpoint extends ImportCounts {
   line: number;
+  updated_at: number;
   /** The options the run was given (checkpoints of earlier versions have none). */
   options?: string;
 }
@@ -105,6 +105,7 @@ export interface ImportCheckpoint extends ImportCounts {
  */
 export interface ImportDone extends ImportCounts {
   finished: true;
+  updated_at: number;
   /** The company's change counter (claimKeys.changes) right after the run. */
   changes: string;
   /** The options that decide the outcome, as the run was given them. */

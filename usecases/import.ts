@@ -42,6 +42,8 @@ import {
   clearCheckpoint,
   getCheckpoint,
   type ImportCheckpoint,
+  type ImportCounts,
+  type ImportReject,
   type ImportRun,
   listImportRuns,
   newRunId,
@@ -93,22 +95,9 @@ export interface RowResult {
   info?: string;
 }
 
-/** One rejected row in a report. */
-export interface ImportReject {
-  line: number;
-  field: string;
-  info: string;
-}
-
 /** The counts of an import and its rejects (the first `MAX_REJECTS_KEPT` of them). */
-export interface ImportReport {
-  created: number;
-  updated: number;
-  unchanged: number;
-  rejected: number;
-  skipped: number;
-  rejects: ImportReject[];
-}
+export type ImportReport = ImportCounts;
+export type { ImportReject };
 
 /**
  * Rows one request to the bulk endpoint may carry (413 above it): a request is written whole before its reply, so
