@@ -174,17 +174,13 @@ function progress(final = false): void {
 const config = loadConfig((name) => Deno.env.get(name));
 const fileName = basename(file);
 
+/** How the file is read, but for its encoding (detected by the first read, then kept for the NDJSON check). */
+const reading = { format, delimiter, type, preset, map, ignoreUnknown: args["ignore-unknown"] === true, batchSize };
 let opened: OpenedFile;
 try {
   opened = await openRows(handle.readable, {
-    format,
+    ...reading,
     encoding,
-    delimiter,
-    type,
-    preset,
-    map,
-    ignoreUnknown: args["ignore-unknown"] === true,
-    batchSize,
     onBytes: (n) => {
       bytesRead = n;
     },
@@ -198,16 +194,7 @@ try {
 // when opened; CSV has its header).
 if (format === "ndjson") {
   try {
-    const check = await openRows((await Deno.open(file)).readable, {
-      format,
-      encoding: opened.encoding,
-      delimiter,
-      type,
-      preset,
-      map,
-      ignoreUnknown: args["ignore-unknown"] === true,
-      batchSize,
-    });
+    const check = await openRows((await Deno.open(file)).readable, { ...reading, encoding: opened.encoding });
     for await (const _ of check.batches) { /* each record's keys resolved */ }
   } catch (e) {
     if (e instanceof AppError) usage(e.message);
