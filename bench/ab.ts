@@ -20,7 +20,7 @@ import { rawInsertCustomers } from "../storage/seed.ts";
 import { cardKeys } from "../storage/keys.ts";
 import { cardIdOf } from "../storage/cards.ts";
 import { seedExtras } from "./seed_extras.ts";
-import { barcodeLua } from "./lua.ts";
+import { barcodeLua, cpuSeconds, untilServing } from "./common.ts";
 
 const N = Number(Deno.args[0] ?? 20_000);
 const ROUNDS = Number(Deno.args[1] ?? 5);
@@ -106,20 +106,8 @@ async function start(args: string[], env: Record<string, string>) {
     for await (const _ of process.stdout) { /* drained, as a log collector would */ }
   })().catch(() => {});
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      await (await fetch(`${url}/`)).body?.cancel();
-      return { url, process };
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`${args.join(" ")} did not start`);
-}
-
-function cpuSeconds(pid: number): number {
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  await untilServing(url, args.join(" "));
+  return { url, process };
 }
 
 const v8 = `--v8-flags=${SERVICE_V8_FLAGS.join(",")}`;

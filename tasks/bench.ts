@@ -16,7 +16,7 @@ import { createStore } from "../storage/store.ts";
 import { createAdminUser, saveDirectoryEntry, signIn } from "../usecases/mod.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
 import { seedExtras } from "../bench/seed_extras.ts";
-import { barcodeLua } from "../bench/lua.ts";
+import { barcodeLua, cpuSeconds, untilServing } from "../bench/common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -150,15 +150,8 @@ async function start(args: string[], env: Record<string, string>, port: number, 
     })().catch(() => {});
   }
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      await (await fetch(`${url}/`)).body?.cancel();
-      return { url, process };
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`Server ${args.join(" ")} did not start`);
+  await untilServing(url, `Server ${args.join(" ")}`);
+  return { url, process };
 }
 
 function peakRssMb(pid: number): number {
@@ -181,12 +174,6 @@ interface Result {
   out?: string;
   /** Peak RSS of the service after this scenario, MB. */
   rss?: number;
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function ms(value: string, unit: string): number {
