@@ -240,3 +240,27 @@ Deno.test("the clock: a record holds for its day, and a reject for a date in the
     kv.close();
   }
 });
+
+Deno.test("balances written under a program with a lifetime leave no record; the compare that follows holds until the lots end", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let now = Date.UTC(2026, 10, 30, 12, 0, 0);
+    const store = createStore(kv, { clock: () => now });
+    await saveDirectoryEntry(store, actor, { kind: "bonus_programs", name: "Main", settings: { lifetime_days: 2 } });
+    const text = "external_id,fname,bonus\nl1,Ann,50\nl2,Bob,70\n";
+    const first = await run(store, text, { checkpoint: KEY });
+    assert.equal(first.report.created, 2, JSON.stringify(first.report));
+    // The balances' new lots expire (the run does not read them back): no record.
+    const compared = await run(store, text, { checkpoint: KEY });
+    assert.equal(compared.repeated, false);
+    assert.equal(compared.report.unchanged, 2);
+    // That compare read the lots: its record holds while they do.
+    assert.equal((await run(store, text, { checkpoint: KEY })).repeated, true);
+    now += 3 * 86_400_000; // the same file a few days on (the day differs too; the lots have ended)
+    const later = await run(store, text, { checkpoint: KEY });
+    assert.equal(later.repeated, false);
+    assert.equal(later.report.updated, 2, JSON.stringify(later.report));
+  } finally {
+    kv.close();
+  }
+});
