@@ -6,6 +6,8 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
 const BYTES = new TextDecoder("latin1");
 /** Runs of percent escapes: each run must decode to whole UTF-8 characters on its own. */
 const ESCAPE_RUN = /(?:%[0-9A-Fa-f]{2})+/g;
+/** A "%" that does not start an escape. */
+const LONE_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 
 /** The 400 for a parameter whose text is not valid UTF-8 (bad bytes, bad escapes or a lone surrogate). */
 export function notUtf8(field: string): ValidationError {
@@ -34,6 +36,14 @@ export function decodeUtf8(bytes: Uint8Array): string | null {
 export function decodeComponent(text: string): string | null {
   const spaced = text.includes("+") ? text.replaceAll("+", " ") : text;
   if (!spaced.includes("%")) return spaced;
+  // Every "%" starts an escape (the usual case): the built-in decoder, which refuses bad UTF-8 just as strictly.
+  if (!LONE_PERCENT.test(spaced)) {
+    try {
+      return decodeURIComponent(spaced);
+    } catch {
+      return null;
+    }
+  }
   let ok = true;
   const out = spaced.replace(ESCAPE_RUN, (run) => {
     const bytes = new Uint8Array(run.length / 3);
