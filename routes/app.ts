@@ -3,7 +3,8 @@ import { bodyLimit } from "hono/body-limit";
 import type { Config } from "../config.ts";
 import { AppError, PayloadTooLargeError, ValidationError } from "../domain/errors.ts";
 import { createStore, type Store } from "../storage/store.ts";
-import { proveCaller } from "./auth.ts";
+import { keyProver, proveCaller } from "./auth.ts";
+import { pointDoor } from "./door.ts";
 import type { AppEnv, Deps, Format } from "./context.ts";
 import { bonusesExtra, bonusRoutes } from "./bonus.ts";
 import { cardRoutes, cardsExtra } from "./card.ts";
@@ -18,7 +19,7 @@ import { healthRoutes } from "./health.ts";
 import { connectionRoutes } from "./connection.ts";
 import { webhookRoutes } from "./webhooks.ts";
 import { logError, requestLog } from "./log.ts";
-import { apiGuard } from "./rate_limit.ts";
+import { apiGuard, ApiLimits } from "./rate_limit.ts";
 import { render, type ReplyBody } from "./reply.ts";
 import { IMPORT_PATH, importRoutes } from "./import.ts";
 import { GROUP_SETTINGS, PROGRAM_SETTINGS } from "../domain/program_settings.ts";
@@ -60,7 +61,7 @@ export interface AppOptions {
   now?: () => number;
   /** Where log lines go: one per request (when config.logRequests) and every internal error. */
   log?: (line: string) => void;
-  /** Whether point lookups take the fast path (default true); false answers them by the generic path. */
+  /** Whether point lookups take the door (routes/door.ts; default true); false answers them by the generic path. */
   fastPaths?: boolean;
 }
 
@@ -88,6 +89,10 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     logError(c, error, options.config, log);
     return render(format, { success: 0, info: "Internal error" }, 500);
   };
+
+  const limits = new ApiLimits(deps);
+  const prove = keyProver(deps);
+  const customers = customerRoutes(deps, { cards: cardsExtra, bonuses: bonusesExtra });
 
   app.use(requestLog(options.config, log));
   // Every request's checks before the key, in one middleware (one layer instead of three): the format, then the
@@ -123,14 +128,11 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     return await appBodyLimit(c, next);
   });
   // The bad-key limit, authentication and the key's rate limit, in that order, in one middleware.
-  app.use("/api/*", apiGuard(deps, proveCaller(deps), handleError));
+  app.use("/api/*", apiGuard(limits, proveCaller(deps, prove), handleError));
 
   app.route("/health", healthRoutes(deps));
 
-  app.route(
-    "/api/customer",
-    customerRoutes(deps, { cards: cardsExtra, bonuses: bonusesExtra }, { fastPath: options.fastPaths }),
-  );
+  app.route("/api/customer", customers.routes);
   app.route("/api/customer", cardRoutes(deps));
   app.route("/api/customer", bonusRoutes(deps));
   app.route("/api", historyRoutes(deps));
@@ -150,5 +152,13 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
 
   app.notFound((c) => render(c.get("format") ?? "json", { success: 0, info: `No such endpoint: ${c.req.path}` }, 404));
   app.onError(handleError);
+  if (options.fastPaths !== false) {
+    const door = pointDoor({ config: options.config, log, limits, prove, point: customers.point });
+    const routed = app.fetch;
+    app.fetch = (req, env, ctx) => {
+      const taken = door(req, env);
+      return taken === null ? routed(req, env, ctx) : taken.then((res) => res ?? routed(req, env, ctx));
+    };
+  }
   return app;
 }

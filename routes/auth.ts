@@ -19,20 +19,17 @@ export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** The caller an API key proves, or the AuthError thrown for a missing, unknown or revoked key. */
+export type KeyProver = (key: string | undefined) => Promise<Caller>;
+
 /**
- * The check of `authenticate` on its own, for a middleware that runs it among other steps: sets the caller, or
- * throws the error the request gets.
+ * Proves callers by key. Lookups are kept for `authCacheMs`; one caller object is made per key record the store's
+ * cache holds (the same record object until it is read again), not per request; no code changes a caller.
  */
-export function proveCaller(deps: Deps): (c: Context<AppEnv>) => Promise<void> {
+export function keyProver(deps: Deps): KeyProver {
   const maxAgeMs = deps.config.authCacheMs;
-  // The caller made of each key record the store's cache holds (the same record object until it is read again):
-  // one object per key, not per request; no code changes a caller.
   const callers = new WeakMap<ApiKeyRecord, Caller>();
-  return async (c) => {
-    // The body is read only when the key is in neither a header nor the query string, so an unknown caller
-    // with a key there is refused before any body is parsed; a different key in the body is refused when the
-    // body is read.
-    const key = outsideKey(c) ?? (await rawOf(c)).apikey;
+  return async (key) => {
     if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
     const record = await lookupKey(deps.store, key, { maxAgeMs });
     if (!record) throw new AuthError("Invalid API key");
@@ -48,7 +45,20 @@ export function proveCaller(deps: Deps): (c: Context<AppEnv>) => Promise<void> {
       };
       callers.set(record, caller);
     }
-    c.set("caller", caller);
+    return caller;
+  };
+}
+
+/**
+ * The check of `authenticate` on its own, for a middleware that runs it among other steps: sets the caller, or
+ * throws the error the request gets.
+ */
+export function proveCaller(deps: Deps, prove: KeyProver = keyProver(deps)): (c: Context<AppEnv>) => Promise<void> {
+  return async (c) => {
+    // The body is read only when the key is in neither a header nor the query string, so an unknown caller
+    // with a key there is refused before any body is parsed; a different key in the body is refused when the
+    // body is read.
+    c.set("caller", await prove(outsideKey(c) ?? (await rawOf(c)).apikey));
   };
 }
 

@@ -1,4 +1,4 @@
-import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono } from "hono";
 import { CARD_LOOKUP_PARSERS } from "../domain/card.ts";
 import { type Customer, customerFieldParsers, customerView, READ_ONLY_CUSTOMER_FIELDS } from "../domain/customer.ts";
 import { type CalendarDate, localDate } from "../domain/dates.ts";
@@ -11,9 +11,9 @@ import { DEFAULT_PAGE_SIZE, encodeCursor, pageWithCursor, PAGING_PARSERS } from 
 import { type CustomerLookup, findCustomerBy, findCustomers, groupNames, saveCustomer } from "../usecases/customers.ts";
 import type { Actor } from "../domain/audit.ts";
 import { requireWrite } from "./auth.ts";
-import { actorOf, type AppEnv, type Deps } from "./context.ts";
+import { actorOf, type AppEnv, type Caller, type Deps } from "./context.ts";
 import { reply, type ReplyBody, type ReplyValue, streamReply } from "./reply.ts";
-import { input, rawOf } from "./request.ts";
+import { input } from "./request.ts";
 import { Gate } from "./gate.ts";
 
 /** Pages of customers one process builds at once (the rest queue): bounds memory under many concurrent pages. */
@@ -38,10 +38,21 @@ export type CustomerExtra = (
 export type CustomerExtras = Record<string, CustomerExtra>;
 
 /**
- * The customer sub-app: reading (`GET /`) and adding or changing (`/update`). `options.fastPath: false` turns off
- * the point-lookup fast path (tests compare its replies with the generic path's).
+ * A till's point lookup (`GET /api/customer?phone=...`) answered on its own: the app's door (routes/door.ts) takes
+ * it before the router, replying as the generic path does.
  */
-export function customerRoutes(deps: Deps, extras: CustomerExtras = {}, options: { fastPath?: boolean } = {}) {
+export interface PointLookups {
+  /** The lookup a query parameter makes of its value; undefined for another parameter or a value its rule refuses. */
+  parse(name: string, raw: string): CustomerLookup | undefined;
+  /** The reply to that lookup alone. */
+  answer(caller: Caller, lookup: CustomerLookup): Promise<ReplyBody>;
+}
+
+/**
+ * The customer sub-app: reading (`GET /`) and adding or changing (`/update`), and the point lookups on their own
+ * for the app's door.
+ */
+export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
   const { store, config } = deps;
   const phone = (raw: string, field: string) => normalizePhone(raw, field, config.defaultCountryCode);
   const extraSwitches = Object.fromEntries(Object.keys(extras).map((k) => [k, bool]));
@@ -205,42 +216,28 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}, options:
     });
   }
 
-  /**
-   * One point lookup alone (the fast path's request): the same reply as `build` gives for it (no paging, no extras),
-   * without its generic steps (the query object, the lookup set, the extras and paging checks).
-   */
-  async function lookupOne(c: Context<AppEnv>, lookup: CustomerLookup): Promise<Response> {
-    const actor = actorOf(c.get("caller"));
+  /** One point lookup alone (the door's request): the reply `build` gives for it (no paging, no extras). */
+  async function lookupOne(caller: Caller, lookup: CustomerLookup): Promise<ReplyBody> {
+    const actor = actorOf(caller);
     const found = await findCustomerBy(store, actor, lookup);
     const customers = found === null ? [] : await views(actor, [found], NO_EXTRAS);
-    return reply(c, { success: 1, type: "customer", count: customers.length, customers });
+    return { success: 1, type: "customer", count: customers.length, customers };
   }
 
-  /**
-   * The till's hot path: a GET with nothing but one point lookup (`?id=`, `?phone=`, ...) is parsed by that
-   * parameter's own rule instead of the whole schema, then answered by the same code as the generic path. Anything
-   * else, or a value its rule refuses, goes on to the generic path, so replies and errors are the same byte for byte.
-   */
-  const fastLookup: MiddlewareHandler<AppEnv> = async (c, next) => {
-    if (c.req.method !== "GET" || options.fastPath === false) return await next();
-    const raw = await rawOf(c);
-    let name: string | undefined;
-    for (const k in raw.query) {
-      if (name !== undefined || !Object.hasOwn(lookupParsers, k)) return await next();
-      name = k;
-    }
-    if (name === undefined) return await next();
-    let value: unknown;
-    try {
-      value = lookupParsers[name]!(raw.query[name]!, name);
-    } catch {
-      return await next();
-    }
-    return await lookupOne(c, { field: name, value } as CustomerLookup);
+  const point: PointLookups = {
+    parse(name, raw) {
+      if (!Object.hasOwn(lookupParsers, name)) return undefined;
+      try {
+        return { field: name, value: lookupParsers[name]!(raw, name) } as CustomerLookup;
+      } catch {
+        return undefined;
+      }
+    },
+    answer: lookupOne,
   };
 
-  return new Hono<AppEnv>()
-    .get("/", fastLookup, readInput, (c) => answer(c as unknown as Context<AppEnv>, c.get("input").query))
+  const routes = new Hono<AppEnv>()
+    .get("/", readInput, (c) => answer(c as unknown as Context<AppEnv>, c.get("input").query))
     .on(["GET", "POST"], "/update", requireWrite, updateInput, async (c) => {
       const { query, fields } = c.var.input;
       const { group_id, group_name, ...patch } = fields;
@@ -262,4 +259,5 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}, options:
       });
       return reply(c, { success: 1, id: result.customer.id, isnew: result.isNew ? 1 : 0 });
     });
+  return { routes, point };
 }

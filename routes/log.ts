@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
 import type { Config } from "../config.ts";
-import type { AppEnv } from "./context.ts";
+import type { AppEnv, Caller } from "./context.ts";
 
 /** An incoming `X-Request-Id` we accept as it is: 1 to 128 letters, digits and `-_.:/+=@`. */
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:/+=@-]{1,128}$/;
@@ -23,23 +23,60 @@ function routeOf(c: Context<AppEnv>): string | null {
 
 /** What a request log entry says about the caller, when the key was proven. */
 function callerOf(c: Context<AppEnv>): { company: string | null; key_id: string | null } {
-  const caller = c.get("caller");
+  return callerFields(c.get("caller"));
+}
+
+function callerFields(caller: Caller | undefined): { company: string | null; key_id: string | null } {
   return { company: caller?.companyId ?? null, key_id: caller?.keyId ?? null };
+}
+
+/** The id a request goes by: its incoming `X-Request-Id` when that is sane, else a new one. */
+export function requestIdFor(incoming: string | null | undefined): string {
+  return incoming != null && SANE_REQUEST_ID.test(incoming) ? incoming : newRequestId();
+}
+
+/** What one request's log line says. */
+export interface RequestRecord {
+  id: string;
+  caller: Caller | undefined;
+  /** The route pattern it matched, or null. */
+  route: string | null;
+  method: string;
+  path: string;
+  status: number;
+  /** How long it took, ms. */
+  ms: number;
+}
+
+/**
+ * A request's log line: the text `POST /api/customer/update 200 3.5ms`, or (`json`) one JSON object with the request
+ * id, company, key id, route, method, path, status and duration. Never the query string, a header or a body, so
+ * never a key.
+ */
+export function requestLine(json: boolean, r: RequestRecord): string {
+  if (!json) return `${r.method} ${r.path} ${r.status} ${r.ms.toFixed(1)}ms`;
+  return JSON.stringify({
+    time: new Date().toISOString(),
+    level: "info",
+    request_id: r.id,
+    ...callerFields(r.caller),
+    route: r.route,
+    method: r.method,
+    path: r.path,
+    status: r.status,
+    duration_ms: Math.round(r.ms * 10) / 10,
+  });
 }
 
 /**
  * Gives every request an id (a sane incoming `X-Request-Id`, or a new one), returns it as `X-Request-Id` on
- * every reply, and logs one line per request when `config.logRequests`: the text line
- * `POST /api/customer/update 200 3.5ms`, or with `LOG_FORMAT=json` one JSON object with the request id,
- * company, key id, route, method, path, status and duration. Never the query string, a header or a body,
- * so never a key.
+ * every reply, and logs one line per request (`requestLine`) when `config.logRequests`.
  */
 export function requestLog(config: Config, log: ((line: string) => void) | undefined): MiddlewareHandler<AppEnv> {
   const json = config.logFormat === "json";
   return async (c, next) => {
     const started = performance.now();
-    const incoming = c.req.header("x-request-id");
-    const id = incoming !== undefined && SANE_REQUEST_ID.test(incoming) ? incoming : newRequestId();
+    const id = requestIdFor(c.req.header("x-request-id"));
     c.set("requestId", id);
     try {
       await next();
@@ -52,22 +89,15 @@ export function requestLog(config: Config, log: ((line: string) => void) | undef
         c.res.headers.set("X-Request-Id", id);
       }
       if (log && config.logRequests) {
-        const ms = performance.now() - started;
-        if (json) {
-          log(JSON.stringify({
-            time: new Date().toISOString(),
-            level: "info",
-            request_id: id,
-            ...callerOf(c),
-            route: routeOf(c),
-            method: c.req.method,
-            path: c.req.path,
-            status: c.res.status,
-            duration_ms: Math.round(ms * 10) / 10,
-          }));
-        } else {
-          log(`${c.req.method} ${c.req.path} ${c.res.status} ${ms.toFixed(1)}ms`);
-        }
+        log(requestLine(json, {
+          id,
+          caller: c.get("caller"),
+          route: json ? routeOf(c) : null,
+          method: c.req.method,
+          path: c.req.path,
+          status: c.res.status,
+          ms: performance.now() - started,
+        }));
       }
     }
   };

@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { RateLimit } from "../domain/api_key.ts";
-import type { AppEnv, Deps } from "./context.ts";
+import type { AppEnv, Caller, Deps, Format } from "./context.ts";
 import { render } from "./reply.ts";
 
 /** Most token buckets (one per API key) and bad-key counters (one per address) kept in memory at once. */
@@ -71,111 +71,101 @@ export class FailureWindows {
 }
 
 /** The peer address of a request served by Deno (`deno serve`, Deno.serve, Deno Deploy), if known. */
-function remoteAddress(c: Context<AppEnv>): string | undefined {
+export function peerAddress(info: unknown): string | undefined {
   try {
-    const addr = (c.env as Deno.ServeHandlerInfo | undefined)?.remoteAddr;
+    const addr = (info as Deno.ServeHandlerInfo | undefined)?.remoteAddr;
     return addr && "hostname" in addr ? addr.hostname : undefined;
   } catch {
     return undefined;
   }
 }
 
-function tooMany(c: Context<AppEnv>, info: string, waitMs: number): Response {
-  const res = render(c.get("format") ?? "json", { success: 0, info }, 429);
+function tooMany(format: Format, info: string, waitMs: number): Response {
+  const res = render(format, { success: 0, info }, 429);
   res.headers.set("Retry-After", String(Math.max(1, Math.ceil(waitMs / 1000))));
   return res;
 }
 
 /**
- * Slows down guessing: an address whose requests were refused 401 (no, unknown or revoked key)
- * `config.badKeyLimit` times within `config.badKeyWindowMs` gets 429 with `Retry-After` for every API request
- * until that window ends. Requests whose address is unknown (in-process calls) are not counted.
+ * The limits of API requests, one set per app (shared by its API guard and the point-lookup door): an address whose
+ * requests were refused 401 (no, unknown or revoked key) `config.badKeyLimit` times within `config.badKeyWindowMs`
+ * gets 429 with `Retry-After` for every API request until that window ends (requests whose address is unknown,
+ * in-process calls, are not counted); and each API key has its token bucket: the key's own `rate_limit` (set with
+ * `deno task apikey`), else `config.rateLimitPerSecond` and `config.rateLimitBurst`. Over a limit a request gets
+ * 429 and changes nothing. The buckets and counters live in this process only.
  */
-export function badKeyLimit(deps: Deps, windows = new FailureWindows()): MiddlewareHandler<AppEnv> {
-  const { badKeyLimit: limit, badKeyWindowMs: windowMs } = deps.config;
-  return async (c, next) => {
-    const address = limit > 0 ? remoteAddress(c) : undefined;
-    if (address === undefined) return await next();
-    const wait = windows.blockedFor(address, limit, deps.now());
-    if (wait > 0) {
-      return tooMany(c, `Too many requests with an invalid API key from this address: try again in a while`, wait);
+export class ApiLimits {
+  readonly #deps: Deps;
+  readonly #fallback: RateLimit;
+  constructor(deps: Deps, readonly windows = new FailureWindows(), readonly buckets = new TokenBuckets()) {
+    this.#deps = deps;
+    this.#fallback = { per_second: deps.config.rateLimitPerSecond, burst: deps.config.rateLimitBurst };
+  }
+
+  /** The address the bad-key limit counts for a request's `ServeHandlerInfo`, or undefined when it is off. */
+  addressOf(info: unknown): string | undefined {
+    return this.#deps.config.badKeyLimit > 0 ? peerAddress(info) : undefined;
+  }
+
+  /** The 429 reply for an address that used up its bad keys, or undefined when it may go on. */
+  badKeyRefusal(address: string | undefined, format: Format): Response | undefined {
+    if (address === undefined) return undefined;
+    const wait = this.windows.blockedFor(address, this.#deps.config.badKeyLimit, this.#deps.now());
+    if (wait <= 0) return undefined;
+    return tooMany(format, `Too many requests with an invalid API key from this address: try again in a while`, wait);
+  }
+
+  /** Counts a 401 reply of an address. */
+  failed(address: string | undefined, status: number): void {
+    if (address !== undefined && status === 401) {
+      this.windows.fail(address, this.#deps.config.badKeyWindowMs, this.#deps.now());
     }
-    await next();
-    if (c.res.status === 401) windows.fail(address, windowMs, deps.now());
-  };
+  }
+
+  /** Takes a token of the caller's key, or gives the 429 reply. */
+  rateRefusal(caller: Caller, format: Format): Response | undefined {
+    const limit = caller.rateLimit ?? this.#fallback;
+    if (limit.per_second <= 0) return undefined;
+    const name = caller.keyId ?? `${caller.companyId}:${caller.userId}`;
+    const wait = this.buckets.take(name, limit, this.#deps.now());
+    if (wait <= 0) return undefined;
+    return tooMany(
+      format,
+      `Too many requests: API key "${name}" may make ${limit.per_second} requests per second ` +
+        `(${limit.burst} at once), try again shortly`,
+      wait,
+    );
+  }
 }
 
 /**
- * Limits each API key to its token bucket: the key's own `rate_limit` (set with `deno task apikey`), else
- * `config.rateLimitPerSecond` and `config.rateLimitBurst`. Over the limit a request gets 429 with `Retry-After`
- * and changes nothing. Runs after authentication; the buckets live in this process only.
- */
-export function keyRateLimit(deps: Deps, buckets = new TokenBuckets()): MiddlewareHandler<AppEnv> {
-  const refusal = keyRateRefusal(deps, buckets);
-  return async (c, next) => {
-    const refused = refusal(c);
-    if (refused) return refused;
-    await next();
-  };
-}
-
-/** The check of `keyRateLimit` on its own: takes a token of the caller's key, or gives the 429 reply. */
-function keyRateRefusal(deps: Deps, buckets: TokenBuckets): (c: Context<AppEnv>) => Response | undefined {
-  const fallback: RateLimit = { per_second: deps.config.rateLimitPerSecond, burst: deps.config.rateLimitBurst };
-  return (c) => {
-    const caller = c.get("caller");
-    const limit = caller.rateLimit ?? fallback;
-    if (limit.per_second > 0) {
-      const name = caller.keyId ?? `${caller.companyId}:${caller.userId}`;
-      const wait = buckets.take(name, limit, deps.now());
-      if (wait > 0) {
-        return tooMany(
-          c,
-          `Too many requests: API key "${name}" may make ${limit.per_second} requests per second ` +
-            `(${limit.burst} at once), try again shortly`,
-          wait,
-        );
-      }
-    }
-    return undefined;
-  };
-}
-
-/**
- * `badKeyLimit`, authentication (`prove`, which sets the caller or throws) and `keyRateLimit` in one middleware,
- * in that order and with the same replies: one layer instead of three on every API request. An error `prove`
- * throws is turned into the reply by `onError` (the app's error handler) right there, as a middleware of its own
- * would have it, so the bad-key counter sees its status.
+ * The bad-key limit, authentication (`prove`, which sets the caller or throws) and the key's rate limit in one
+ * middleware, in that order: one layer instead of three on every API request. An error `prove` throws is turned
+ * into the reply by `onError` (the app's error handler) right there, as a middleware of its own would have it, so
+ * the bad-key counter sees its status.
  */
 export function apiGuard(
-  deps: Deps,
+  limits: ApiLimits,
   prove: (c: Context<AppEnv>) => Promise<void>,
   onError: (error: Error, c: Context<AppEnv>) => Response | Promise<Response>,
-  windows = new FailureWindows(),
-  buckets = new TokenBuckets(),
 ): MiddlewareHandler<AppEnv> {
-  const { badKeyLimit: limit, badKeyWindowMs: windowMs } = deps.config;
-  const rateRefusal = keyRateRefusal(deps, buckets);
   return async (c, next) => {
-    const address = limit > 0 ? remoteAddress(c) : undefined;
-    if (address !== undefined) {
-      const wait = windows.blockedFor(address, limit, deps.now());
-      if (wait > 0) {
-        return tooMany(c, `Too many requests with an invalid API key from this address: try again in a while`, wait);
-      }
-    }
+    const address = limits.addressOf(c.env);
+    const format = c.get("format") ?? "json";
+    const blocked = limits.badKeyRefusal(address, format);
+    if (blocked) return blocked;
     try {
       await prove(c);
     } catch (error) {
       if (!(error instanceof Error)) throw error;
       c.error = error;
       c.res = await onError(error, c);
-      if (address !== undefined && c.res.status === 401) windows.fail(address, windowMs, deps.now());
+      limits.failed(address, c.res.status);
       return;
     }
-    const refused = rateRefusal(c);
+    const refused = limits.rateRefusal(c.get("caller"), format);
     if (refused) return refused;
     await next();
-    if (address !== undefined && c.res.status === 401) windows.fail(address, windowMs, deps.now());
+    limits.failed(address, c.res.status);
   };
 }

@@ -142,11 +142,16 @@ async function readBody(c: Context): Promise<Body> {
 /** Query strings already parsed, by request, so authentication and parameter reading parse each once. */
 const QUERIES = new WeakMap<object, Record<string, string>>();
 
-/** The query parameters, decoded strictly (bad UTF-8 is refused by name) and each allowed once. */
+/** The query parameters of a URL, decoded strictly (bad UTF-8 is refused by name) and each allowed once. */
+export function queryParams(url: string): Record<string, string> {
+  return toParams(parsePairs(queryString(url), "query"));
+}
+
+/** The query parameters of the request, parsed once per request. */
 function queryOf(c: Context): Record<string, string> {
   let query = QUERIES.get(c.req);
   if (!query) {
-    query = toParams(parsePairs(queryString(c.req.url), "query"));
+    query = queryParams(c.req.url);
     QUERIES.set(c.req, query);
   }
   return query;
@@ -170,9 +175,18 @@ function oneKey(keys: (string | undefined)[]): string | undefined {
  * A key in the body is compared with it when the body is read (`rawOf`).
  */
 export function outsideKey(c: Context): string | undefined {
-  const headerKey = c.req.header("x-api-key");
-  const bearer = c.req.header("authorization");
-  const queryKey = queryOf(c).apikey;
+  return keyOutsideBody(c.req.header("x-api-key"), c.req.header("authorization"), queryOf(c).apikey);
+}
+
+/**
+ * `outsideKey` from the header values (`X-API-Key`, `Authorization`) and the query string's `apikey`: the key, none
+ * (undefined), or a ValidationError thrown for two different keys.
+ */
+export function keyOutsideBody(
+  headerKey: string | undefined,
+  bearer: string | undefined,
+  queryKey: string | undefined,
+): string | undefined {
   // The till's usual request: the key in the query string alone (what oneKey gives for a single key).
   if (headerKey === undefined && bearer === undefined) {
     return queryKey === undefined || queryKey.trim() === "" ? undefined : queryKey;
