@@ -16,7 +16,7 @@ import {
   withRetry,
   Write,
 } from "./commit.ts";
-import { BUCKET_SIZE } from "./limits.ts";
+import { BUCKET_SIZE, MAX_ATOMIC_BYTES, MAX_CHECKS } from "./limits.ts";
 import type { Store } from "./store.ts";
 
 /** The unique customer fields and the index each one lives in. */
@@ -111,9 +111,7 @@ export async function upsertCustomer(store: Store, actor: Actor, request: Upsert
     const prepared = await prepare(store, actor, request, entry, { optimistic: attempt === 1 });
     if (prepared === RETRY) return RETRY;
     const plan = link ? { ...prepared, link } : prepared;
-    const result = entry
-      ? await commit(new Write(store, actor), plan)
-      : await store.mutex.run(`customers:${cid}`, () => commitCreate(store, actor, plan));
+    const result = entry ? await commit(new Write(store, actor), plan) : await queueCreate(store, actor, plan);
     if (result) return result;
     return await explainFailure(store.kv, indexDiff(cid, entry?.value ?? null, plan.next), {
       claims: plan.claims,
@@ -240,16 +238,169 @@ async function commitCreate(store: Store, actor: Actor, plan: Plan): Promise<Ups
   return result;
 }
 
+/** Most creates of one company committed together in one atomic operation (MAX_CHECKS usually stops it sooner). */
+const CREATES_PER_COMMIT = 16;
+/** Bytes of the records and audit entries of the creates committed together, at most: well inside MAX_ATOMIC_BYTES. */
+const GROUP_BYTES = MAX_ATOMIC_BYTES / 2;
+
+/** A create waiting for its company's queue. */
+interface QueuedCreate {
+  actor: Actor;
+  plan: Plan;
+  settle: (result: Promise<UpsertResult | null>) => void;
+}
+
+/** Creates waiting, by store and company. */
+const waiting = new WeakMap<Store, Map<string, QueuedCreate[]>>();
+
+/**
+ * Commits a create in its company's queue. Creates that arrive while the queue is busy wait together, and whoever
+ * holds the queue next commits them together (createTogether): under a burst of creates a company's creates take
+ * one commit per turn of the queue instead of one each, still in commit order with dense ids. A create that links
+ * another system's customer or makes a new group goes alone.
+ */
+function queueCreate(store: Store, actor: Actor, plan: Plan): Promise<UpsertResult | null> {
+  const cid = actor.companyId;
+  if (plan.link || plan.group?.pending || actor.commits) {
+    return store.mutex.run(`customers:${cid}`, () => commitCreate(store, actor, plan));
+  }
+  let byCompany = waiting.get(store);
+  if (!byCompany) waiting.set(store, byCompany = new Map());
+  let queue = byCompany.get(cid);
+  if (!queue) byCompany.set(cid, queue = []);
+  const list = queue;
+  return new Promise((resolve, reject) => {
+    list.push({ actor, plan, settle: (result) => result.then(resolve, reject) });
+    if (list.length === 1) drainLater(store, cid, list);
+  });
+}
+
+/** Takes the waiting creates when the company's queue comes to them. */
+function drainLater(store: Store, cid: string, list: QueuedCreate[]): void {
+  store.mutex.run(`customers:${cid}`, async () => {
+    if (list.length === 0) return;
+    // One write has one actor (its audit entries name it): those of the first one's actor go now, the rest next.
+    const first = list[0]!.actor;
+    const same = (a: Actor) => a.name === first.name && a.userId === first.userId;
+    const now = list.filter((q, i) => i < CREATES_PER_COMMIT && same(q.actor));
+    const later = list.filter((q) => !now.includes(q));
+    list.length = 0;
+    list.push(...later);
+    if (later.length > 0) drainLater(store, cid, list);
+    let alone = now;
+    if (now.length > 1) {
+      try {
+        const left = await createTogether(store, cid, now);
+        alone = left.alone;
+        // Those that did not fit wait for the next turn of the queue, first in line, to go together again.
+        if (left.unfit.length > 0) {
+          const wasEmpty = list.length === 0;
+          list.unshift(...left.unfit);
+          if (wasEmpty) drainLater(store, cid, list);
+        }
+      } catch (error) {
+        // The write itself failed (not a lost check): every create of it gets the error, as a create alone would.
+        for (const q of now) q.settle(Promise.reject(error));
+        return;
+      }
+    }
+    for (const q of alone) {
+      const result = commitCreate(store, q.actor, q.plan);
+      q.settle(result);
+      await result.catch(() => {});
+    }
+  }).catch(() => {});
+}
+
+/**
+ * Commits several creates of one actor in one atomic operation, with consecutive ids, as optimistic as a create alone:
+ * nothing is read (the sequence as this process's last commit left it), each claimed unique key is checked absent,
+ * and the sequence is checked, so an id taken by another process or a key taken anywhere fails it whole. Ids above
+ * the sequence are never written (every writer of a new record takes its id from the checked sequence, the
+ * importer's blocks too), so the records need no check of their own. The checks limit a write to a few creates
+ * (MAX_CHECKS). Returns the creates it did not commit: `alone`, in order, for the one-at-a-time path (all those it
+ * tried when a check failed, so that path tells a clash, 409, from a race; else those claiming a key another of them
+ * claims), and `unfit`, those past the limits, to go together on the queue's next turn. A write that fails otherwise
+ * (a store error) throws.
+ */
+async function createTogether(
+  store: Store,
+  cid: string,
+  queued: QueuedCreate[],
+): Promise<{ alone: QueuedCreate[]; unfit: QueuedCreate[] }> {
+  const seqKey = keys.sequence(cid, "customers");
+  const cacheKey = `${cid}/customers`;
+  let seq = store.sequences.get(cacheKey);
+  if (!seq) {
+    const read = await store.kv.get<number>(seqKey);
+    seq = { value: read.value ?? 0, versionstamp: read.versionstamp ?? "" };
+  }
+  const write = new Write(store, queued[0]!.actor);
+  write.check({ key: seqKey, versionstamp: seq.versionstamp || null });
+  const claimed = new Set<string>();
+  const committed: { q: QueuedCreate; next: Customer }[] = [];
+  const twice: QueuedCreate[] = [];
+  let checks = 1;
+  let bytes = 0;
+  let fitted = 0;
+  for (const q of queued) {
+    const next = { ...q.plan.next, id: seq.value + committed.length + 1 };
+    const diff = indexDiff(cid, null, next);
+    const names = diff.claim.map((c) => JSON.stringify(c.key));
+    bytes += 6 * JSON.stringify(next).length + 2048;
+    if (checks + diff.claim.length > MAX_CHECKS || bytes > GROUP_BYTES) break;
+    fitted++;
+    if (names.some((n) => claimed.has(n))) {
+      twice.push(q);
+      continue;
+    }
+    for (const n of names) claimed.add(n);
+    checks += diff.claim.length;
+    addIndexDiff(write, diff, { claims: { entries: diff.claim.map(absent), optimistic: true }, id: next.id });
+    addChange(write, { ...q.plan, next });
+    committed.push({ q, next });
+  }
+  const unfit = queued.slice(fitted);
+  if (committed.length < 2) return { alone: queued.slice(0, fitted), unfit };
+  const last = seq.value + committed.length;
+  write.set(seqKey, last);
+  const versionstamp = await write.commit("save customers");
+  if (!versionstamp) {
+    store.sequences.delete(cacheKey);
+    return { alone: queued.slice(0, fitted), unfit };
+  }
+  store.sequences.set(cacheKey, { value: last, versionstamp });
+  for (const { q, next } of committed) q.settle(Promise.resolve({ customer: next, isNew: true }));
+  return { alone: twice, unfit };
+}
+
+/** A unique key's entry as assumed by an optimistic write: absent. */
+function absent({ key }: { key: Deno.KvKey }): Deno.KvEntryMaybe<unknown> {
+  return { key, value: null, versionstamp: null };
+}
+
 /** One optimistic commit; null means a versionstamp check failed and the caller should try again. */
 async function commit(write: Write, plan: Plan): Promise<(UpsertResult & { versionstamp: string }) | null> {
+  const cid = write.actor!.companyId;
+  const { entry, next } = plan;
+  write.check({ key: keys.customer(cid, next.id), versionstamp: entry?.versionstamp ?? null });
+  addIndexDiff(write, indexDiff(cid, entry?.value ?? null, next), { claims: plan.claims, id: next.id });
+  if (!entry && plan.link) write.check(plan.link).set(plan.link.key, next.id);
+  addChange(write, plan);
+  const versionstamp = await write.commit("save customer");
+  return versionstamp ? { customer: next, isNew: !entry, versionstamp } : null;
+}
+
+/**
+ * The mutations of one customer's change besides its checks, claimed keys and link: released and list index keys,
+ * list and name counters, a group it creates, the record and its audit entry.
+ */
+function addChange(write: Write, plan: Plan): void {
   const cid = write.actor!.companyId;
   const { entry, next } = plan;
   const existing = entry?.value ?? null;
   const id = next.id;
   const recordKey = keys.customer(cid, id);
-  write.check({ key: recordKey, versionstamp: entry?.versionstamp ?? null });
-  addIndexDiff(write, indexDiff(cid, existing, next), { claims: plan.claims, id });
-  if (!existing && plan.link) write.check(plan.link).set(plan.link.key, id);
   // Every list a customer enters or leaves is counted, whole and per bucket, by grow-only counters.
   const oldLists = existing ? customerLists(existing) : [];
   const newLists = customerLists(next);
@@ -266,8 +417,6 @@ async function commit(write: Write, plan: Plan): Promise<(UpsertResult & { versi
   if (plan.group?.pending) addPendingEntry(write, cid, "groups", plan.group.pending);
   write.set(recordKey, next);
   write.audit({ entity: "customer", entityId: id, before: existing, after: next });
-  const versionstamp = await write.commit("save customer");
-  return versionstamp ? { customer: next, isNew: !existing, versionstamp } : null;
 }
 
 /** Reads one customer by id. */
