@@ -2,6 +2,8 @@ import { ValidationError } from "../domain/errors.ts";
 
 /** Strict UTF-8: one invalid byte fails the whole text instead of turning into U+FFFD. */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+/** Strict UTF-8 for escaped text: a U+FEFF there is a character of the text, kept as decodeURIComponent keeps it. */
+const ESCAPED_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 /** Maps every byte to one character, so ASCII markers can be found by index in any body. */
 const BYTES = new TextDecoder("latin1");
 /** Runs of percent escapes: each run must decode to whole UTF-8 characters on its own. */
@@ -48,8 +50,12 @@ export function decodeComponent(text: string): string | null {
   const out = spaced.replace(ESCAPE_RUN, (run) => {
     const bytes = new Uint8Array(run.length / 3);
     for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(run.slice(3 * i + 1, 3 * i + 3), 16);
-    const decoded = decodeUtf8(bytes);
-    if (decoded === null) ok = false;
+    let decoded: string | null = null;
+    try {
+      decoded = ESCAPED_UTF8.decode(bytes);
+    } catch {
+      ok = false;
+    }
     return decoded ?? "";
   });
   return ok ? out : null;

@@ -4,7 +4,7 @@ import { decodeComponent } from "./wire.ts";
 
 /** The decoding rule, spelled out: each run of escapes is UTF-8 on its own (fatal), "+" a space, a lone "%" kept. */
 function reference(text: string): string | null {
-  const utf8 = new TextDecoder("utf-8", { fatal: true });
+  const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   let ok = true;
   const out = text.replaceAll("+", " ").replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
     const bytes = new Uint8Array(run.length / 3);
@@ -22,7 +22,7 @@ function reference(text: string): string | null {
 const piece = fc.oneof(
   fc.integer({ min: 0, max: 255 }).map((b) => `%${b.toString(16).padStart(2, "0")}`),
   fc.integer({ min: 0, max: 255 }).map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`),
-  fc.constantFrom("%", "%4", "%zz", "+", "a", "=", "Ж", "😀", " "),
+  fc.constantFrom("%", "%4", "%zz", "+", "a", "=", "Ж", "😀", " ", "%EF%BB%BF", "\uFEFF"),
   fc.string({ maxLength: 3 }).filter((s) => s.isWellFormed()),
 );
 
@@ -36,5 +36,8 @@ Deno.test("decodeComponent decodes every mix of escapes, text and stray % as the
   );
   // Escapes of whole UTF-8 characters, and the ones UTF-8 refuses: overlong forms, surrogates, cut characters.
   assert.equal(decodeComponent("%D0%96%F0%9F%98%80+%2B"), "Ж😀 +");
+  // U+FEFF is text like any other, with or without a stray % beside it.
+  assert.equal(decodeComponent("Sale%EF%BB%BF50"), "Sale\uFEFF50");
+  assert.equal(decodeComponent("Sale%EF%BB%BF50%"), "Sale\uFEFF50%");
   for (const bad of ["%C0%AF", "%ED%A0%80", "%D0", "%FF", "%E2%82"]) assert.equal(decodeComponent(bad), null, bad);
 });
