@@ -6,18 +6,19 @@
  * saves about 13 us of CPU of the 62 a read by id cost over HTTP (docs/performance.md).
  *
  * Anything the door does not answer exactly as the generic path would goes there instead, untouched: another path,
- * method or parameter, a second lookup, a value its rule refuses, a missing, unknown or revoked key, two different
- * keys, a store error (the generic path reads again and answers it, so such a request takes two tokens of its key's
- * rate limit).
+ * method or parameter, a second lookup, a value its rule refuses, a missing, unknown or revoked key (the router
+ * answers it 401 and counts it against the address), two different keys. A store error is answered here, 500 and an
+ * error line in the log, as the router's error handler answers it.
  */
 import type { Config } from "../config.ts";
+import { AppError, AuthError } from "../domain/errors.ts";
 import type { CustomerLookup } from "../usecases/customers.ts";
 import type { KeyProver } from "./auth.ts";
 import type { Caller, Format } from "./context.ts";
 import type { PointLookups } from "./customer.ts";
-import { requestIdFor, requestLine } from "./log.ts";
+import { errorLine, requestIdFor, requestLine } from "./log.ts";
 import type { ApiLimits } from "./rate_limit.ts";
-import { render } from "./reply.ts";
+import { errorReply, internalErrorReply, render } from "./reply.ts";
 import { keyOutsideBody, queryParams } from "./request.ts";
 
 /** The one path the door serves, and the route it logs. */
@@ -88,21 +89,20 @@ export function pointDoor(parts: DoorParts): Door {
     const id = requestIdFor(headers.get("x-request-id"));
     const blocked = limits.badKeyRefusal(limits.addressOf(info), format);
     if (blocked) return finish(blocked, id, undefined, started);
-    let caller: Caller;
+    let caller: Caller | undefined;
     try {
       caller = await prove(key);
-    } catch {
-      return null;
+      const refused = limits.rateRefusal(caller, format);
+      if (refused) return finish(refused, id, caller, started);
+      return finish(render(format, await point.answer(caller, lookup)), id, caller, started);
+    } catch (error) {
+      // An unknown or revoked key: the router answers it 401 and counts it against the address.
+      if (error instanceof AuthError) return null;
+      if (error instanceof AppError) return finish(errorReply(format, error), id, caller, started);
+      // A store error (or a bug), answered and logged as the router's error handler does.
+      if (log) log(errorLine(json, { id, caller, route: PATH, method: "GET", path: PATH }, error));
+      return finish(internalErrorReply(format), id, caller, started);
     }
-    const refused = limits.rateRefusal(caller, format);
-    if (refused) return finish(refused, id, caller, started);
-    let body;
-    try {
-      body = await point.answer(caller, lookup);
-    } catch {
-      return null;
-    }
-    return finish(render(format, body), id, caller, started);
   };
 
   return (req, info) => {

@@ -21,11 +21,6 @@ function routeOf(c: Context<AppEnv>): string | null {
   return last === undefined || last.endsWith("*") ? null : last;
 }
 
-/** What a request log entry says about the caller, when the key was proven. */
-function callerOf(c: Context<AppEnv>): { company: string | null; key_id: string | null } {
-  return callerFields(c.get("caller"));
-}
-
 function callerFields(caller: Caller | undefined): { company: string | null; key_id: string | null } {
   return { company: caller?.companyId ?? null, key_id: caller?.keyId ?? null };
 }
@@ -111,22 +106,34 @@ export function logError(
   log: ((line: string) => void) | undefined,
 ): void {
   if (!log) return;
+  log(errorLine(config.logFormat === "json", {
+    id: c.get("requestId") ?? null,
+    caller: c.get("caller"),
+    route: routeOf(c),
+    method: c.req.method,
+    path: c.req.path,
+  }, error));
+}
+
+/** The log line of an unexpected error in a request (logError). */
+export function errorLine(
+  json: boolean,
+  r: Omit<RequestRecord, "id" | "status" | "ms"> & { id: string | null },
+  error: unknown,
+): string {
   const stack = error instanceof Error ? error.stack ?? String(error) : String(error);
-  if (config.logFormat === "json") {
-    log(JSON.stringify({
-      time: new Date().toISOString(),
-      level: "error",
-      request_id: c.get("requestId") ?? null,
-      ...callerOf(c),
-      route: routeOf(c),
-      method: c.req.method,
-      path: c.req.path,
-      error: error instanceof Error ? error.message : String(error),
-      stack,
-    }));
-  } else {
-    log(`ERROR ${c.req.method} ${c.req.path}: ${stack}`);
-  }
+  if (!json) return `ERROR ${r.method} ${r.path}: ${stack}`;
+  return JSON.stringify({
+    time: new Date().toISOString(),
+    level: "error",
+    request_id: r.id,
+    ...callerFields(r.caller),
+    route: r.route,
+    method: r.method,
+    path: r.path,
+    error: error instanceof Error ? error.message : String(error),
+    stack,
+  });
 }
 
 let isoAt = NaN;

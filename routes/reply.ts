@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import type { AppError } from "../domain/errors.ts";
 import type { AppEnv, Format } from "./context.ts";
 
 import { type ReplyBody, toXml, XML_DECLARATION, xmlFields as fields, xmlItem as itemXml } from "../domain/xml.ts";
@@ -15,6 +16,18 @@ export function render(format: Format, body: ReplyBody, status = 200): Response 
     return new Response(toXml(body), { status, headers: { "content-type": XML_TYPE } });
   }
   return new Response(JSON.stringify(body), { status, headers: { "content-type": JSON_TYPE } });
+}
+
+/** The reply to a refused request (an AppError): its message, and the field it names. */
+export function errorReply(format: Format, error: AppError): Response {
+  const body: ReplyBody = { success: 0, info: error.message };
+  if (error.field) body.field = error.field;
+  return render(format, body, error.status);
+}
+
+/** The reply to a request that failed on a bug or a store error (logged with its stack where it happened). */
+export function internalErrorReply(format: Format): Response {
+  return render(format, { success: 0, info: "Internal error" }, 500);
 }
 
 /** Replies in the format the request asked for. */
