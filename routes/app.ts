@@ -20,7 +20,7 @@ import { connectionRoutes } from "./connection.ts";
 import { webhookRoutes } from "./webhooks.ts";
 import { logError, requestLog } from "./log.ts";
 import { apiGuard, ApiLimits } from "./rate_limit.ts";
-import { render, type ReplyBody } from "./reply.ts";
+import { errorReply, internalErrorReply, render } from "./reply.ts";
 import { IMPORT_PATH, importRoutes } from "./import.ts";
 import { GROUP_SETTINGS, PROGRAM_SETTINGS } from "../domain/program_settings.ts";
 import { adminRoutes, isAdminPath } from "./admin/mod.tsx";
@@ -49,6 +49,9 @@ const BONUS_PROGRAMS: DirectoryShape = {
   settings: PROGRAM_SETTINGS,
 };
 
+/** A Host header as RFC 9110 has it: a host name, IPv4 or [IPv6] address, and an optional port. */
+const SANE_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?$/;
+
 /** What the app is built from. */
 export interface AppOptions {
   /** The store; the app never opens or closes it. */
@@ -65,12 +68,6 @@ export interface AppOptions {
   fastPaths?: boolean;
 }
 
-function errorBody(error: AppError): ReplyBody {
-  const body: ReplyBody = { success: 0, info: error.message };
-  if (error.field) body.field = error.field;
-  return body;
-}
-
 /**
  * Builds the HTTP app over a store: routes, authentication, rate limits, `/health`, the error envelope and
  * request logging.
@@ -85,9 +82,9 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   const log = options.log;
   const handleError = (error: Error, c: Context<AppEnv>): Response => {
     const format: Format = c.get("format") ?? "json";
-    if (error instanceof AppError) return render(format, errorBody(error), error.status);
+    if (error instanceof AppError) return errorReply(format, error);
     logError(c, error, options.config, log);
-    return render(format, { success: 0, info: "Internal error" }, 500);
+    return internalErrorReply(format);
   };
 
   const limits = new ApiLimits(deps);
@@ -110,7 +107,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     if (format !== undefined && format !== "json" && format !== "xml") {
       // Answered here rather than thrown, so that the log line sees the real status.
       const error = new ValidationError("format", `Invalid format "${format}": must be json or xml`);
-      c.res = render("json", errorBody(error), error.status);
+      c.res = errorReply("json", error);
       return;
     }
     const refused = methodCheck(c);
@@ -152,13 +149,19 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
 
   app.notFound((c) => render(c.get("format") ?? "json", { success: 0, info: `No such endpoint: ${c.req.path}` }, 404));
   app.onError(handleError);
-  if (options.fastPaths !== false) {
-    const door = pointDoor({ config: options.config, log, limits, prove, point: customers.point });
-    const routed = app.fetch;
-    app.fetch = (req, env, ctx) => {
-      const taken = door(req, env);
-      return taken === null ? routed(req, env, ctx) : taken.then((res) => res ?? routed(req, env, ctx));
-    };
-  }
+  const routed = app.fetch;
+  const door = options.fastPaths === false
+    ? null
+    : pointDoor({ config: options.config, log, limits, prove, point: customers.point });
+  app.fetch = (req, env, ctx) => {
+    // The runtime builds the request's URL from the Host header and the target: a Host holding a "/" or "?" would
+    // become part of the path or query (GET /health answered as a customer lookup), so it is refused first.
+    const host = req.headers.get("host");
+    if (host !== null && !SANE_HOST.test(host)) {
+      return errorReply("json", new ValidationError("host", "Invalid Host header: must be a host name and port"));
+    }
+    const taken = door === null ? null : door(req, env);
+    return taken === null ? routed(req, env, ctx) : taken.then((res) => res ?? routed(req, env, ctx));
+  };
   return app;
 }

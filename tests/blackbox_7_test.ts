@@ -91,7 +91,7 @@ async function rawHttp(port: number, text: string): Promise<string> {
 // ---------------------------------------------------------------------------------------------------------------
 // Defects
 
-Deno.test("DEFECT door: a store error in the door's lookup is run again by the router: the key pays two tokens (429 where the generic path answers 500), the reply differs and the store error is never logged", async () => {
+Deno.test("fixed: door: a store error in the door's lookup is run again by the router: the key pays two tokens (429 where the generic path answers 500), the reply differs and the store error is never logged", async () => {
   const run = async (fastPaths: boolean) => {
     const kv = await Deno.openKv(":memory:");
     try {
@@ -131,7 +131,7 @@ Deno.test("DEFECT door: a store error in the door's lookup is run again by the r
   assert.deepEqual(await run(true), generic);
 });
 
-Deno.test("DEFECT wire: a stray % elsewhere in a form component makes an escaped U+FEFF vanish from the text stored", async () => {
+Deno.test("fixed: wire: a stray % elsewhere in a form component makes an escaped U+FEFF vanish from the text stored", async () => {
   await using w = await world();
   const stored = async (body: string, type: string) => {
     const res = await w.app.request(`/api/customer/update?apikey=${encodeURIComponent(w.key)}`, {
@@ -157,7 +157,7 @@ Deno.test("DEFECT wire: a stray % elsewhere in a form component makes an escaped
   assert.equal(await stored("custom_information=Sale%EF%BB%BF50%", "application/x-www-form-urlencoded"), meant);
 });
 
-Deno.test("DEFECT server: the Host header is spliced into the request URL, so GET /health with a Host holding a path and query is answered as a customer lookup", async () => {
+Deno.test("fixed: server: the Host header is spliced into the request URL, so GET /health with a Host holding a path and query is answered as a customer lookup", async () => {
   await using dir = await tempDir("bb7_");
   const kvPath = `${dir.path}/store.kv`;
   const setup = await Deno.openKv(kvPath);

@@ -193,3 +193,18 @@ Deno.test("door: the key's token bucket and the bad-key limit are the generic pa
     await w[Symbol.asyncDispose]();
   });
 });
+
+Deno.test("a Host header that is not a host is refused 400 naming host, before the door and the router", async () => {
+  const { w, anna } = await twoWays();
+  const k = encodeURIComponent(w.key);
+  for (const host of ["x/api/customer?apikey=1", "x?y", "x#y", "user@x", "x y", "x\\y"]) {
+    const res = await w.app.fetch(new Request(`http://x/health`, { headers: { host } }));
+    assert.equal(res.status, 400, host);
+    assert.equal((await res.json()).field, "host");
+  }
+  for (const host of ["localhost", "shop.example.com:8443", "127.0.0.1:8000", "[::1]:8000", "xn--80a.xn--p1ai"]) {
+    const res = await w.app.fetch(new Request(`http://x/api/customer?id=${anna}&apikey=${k}`, { headers: { host } }));
+    assert.equal(res.status, 200, host);
+  }
+  await w[Symbol.asyncDispose]();
+});
