@@ -241,7 +241,12 @@ export function bufferedWriter(out: {
     if (writing) return;
     writing = true;
     try {
-      for (let chunks = take(); chunks.length > 0; chunks = take()) for (const bytes of chunks) await writeAll(bytes);
+      // What came in while a write was under way is written at once only when it fills a chunk; else it waits for
+      // the next interval. (Writing it at once made one write per few requests under load: each an async op with a
+      // thread hop, about 4 us of CPU per request.)
+      do {
+        for (const bytes of take()) await writeAll(bytes);
+      } while (heldBytes >= FLUSH_BYTES);
     } catch {
       // The output is gone (a closed pipe): nothing more can be logged.
       full = [];
@@ -249,6 +254,10 @@ export function bufferedWriter(out: {
       heldBytes = 0;
     } finally {
       writing = false;
+      if (heldBytes > 0 && !scheduled) {
+        scheduled = true;
+        setTimeout(drain, FLUSH_MS);
+      }
     }
   };
   return {

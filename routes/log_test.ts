@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { bufferedWriter } from "./log.ts";
 
 /** An output that records what reaches it; `hold` keeps asynchronous writes pending until released. */
-function output(options: { hold?: boolean; partial?: boolean } = {}) {
+function output(options: { hold?: boolean; partial?: boolean; slow?: boolean } = {}) {
   const written: Uint8Array[] = [];
   const pending: (() => void)[] = [];
   return {
@@ -13,6 +13,8 @@ function output(options: { hold?: boolean; partial?: boolean } = {}) {
       // A partial write takes at most 1000 bytes, as a pipe may.
       const n = options.partial ? Math.min(1000, bytes.length) : bytes.length;
       written.push(bytes.slice(0, n));
+      // A slow write finishes a turn of the event loop later, as a write to a pipe does.
+      if (options.slow) return new Promise((resolve) => setTimeout(() => resolve(n), 1));
       if (!options.hold) return Promise.resolve(n);
       return new Promise((resolve) => pending.push(() => resolve(n)));
     },
@@ -52,4 +54,32 @@ Deno.test("bufferedWriter drops lines past 8 MiB held and says how many when it 
   assert.ok(kept > 8 * 1024 - 64 && kept < 9 * 1024, `kept ${kept}`);
   assert.match(text, new RegExp(` WARN ${9 * 1024 - kept} log lines dropped: the output was too slow\n$`));
   for (const release of out.pending) release();
+});
+
+Deno.test("bufferedWriter writes lines that come in during a write later, in one write per interval, not one per turn", async () => {
+  const out = output({ slow: true });
+  const w = bufferedWriter(out);
+  const lines = Array.from({ length: 120 }, (_, i) => `request ${i}`);
+  // One line per turn of the event loop, as a busy server logs, while writes take a turn or two each.
+  for (const line of lines) {
+    w.write(line);
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(out.text(), lines.join("\n") + "\n");
+  assert.ok(out.written.length <= lines.length / 4, `${out.written.length} writes for ${lines.length} lines`);
+});
+
+Deno.test("bufferedWriter: a line logged while a write is pending is written after it, without a flush", async () => {
+  const out = output({ hold: true });
+  const w = bufferedWriter(out);
+  w.write("first");
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(out.pending.length, 1);
+  w.write("second");
+  out.pending.shift()!();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(out.pending.length, 1);
+  out.pending.shift()!();
+  assert.equal(out.text(), "first\nsecond\n");
 });
