@@ -214,6 +214,18 @@ function indexDiff(cid: string, before: Customer | null, after: Customer) {
   return diffIndexes(before ? customerIndexKeys(cid, before) : null, customerIndexKeys(cid, after));
 }
 
+/** The company's customer id sequence as this process's last create left it (cached), or as read. */
+async function idSequence(store: Store, cid: string) {
+  const seqKey = keys.sequence(cid, "customers");
+  const cacheKey = `${cid}/customers`;
+  let seq = store.sequences.get(cacheKey);
+  if (!seq) {
+    const read = await store.kv.get<number>(seqKey);
+    seq = { value: read.value ?? 0, versionstamp: read.versionstamp ?? "" };
+  }
+  return { seqKey, cacheKey, seq };
+}
+
 /**
  * Commits a create: it takes the next id of the sequence (cached from this process's last commit) in its own commit,
  * checked, so ids stay dense and in commit order across processes: a new customer always has the highest id, which
@@ -222,13 +234,7 @@ function indexDiff(cid: string, before: Customer | null, after: Customer) {
  */
 async function commitCreate(store: Store, actor: Actor, plan: Plan): Promise<UpsertResult | null> {
   const cid = actor.companyId;
-  const seqKey = keys.sequence(cid, "customers");
-  const cacheKey = `${cid}/customers`;
-  let seq = store.sequences.get(cacheKey);
-  if (!seq) {
-    const read = await store.kv.get<number>(seqKey);
-    seq = { value: read.value ?? 0, versionstamp: read.versionstamp ?? "" };
-  }
+  const { seqKey, cacheKey, seq } = await idSequence(store, cid);
   const id = seq.value + 1;
   const write = new Write(store, actor);
   write.check({ key: seqKey, versionstamp: seq.versionstamp || null }).set(seqKey, id);
@@ -328,13 +334,7 @@ async function createTogether(
   cid: string,
   queued: QueuedCreate[],
 ): Promise<{ alone: QueuedCreate[]; unfit: QueuedCreate[] }> {
-  const seqKey = keys.sequence(cid, "customers");
-  const cacheKey = `${cid}/customers`;
-  let seq = store.sequences.get(cacheKey);
-  if (!seq) {
-    const read = await store.kv.get<number>(seqKey);
-    seq = { value: read.value ?? 0, versionstamp: read.versionstamp ?? "" };
-  }
+  const { seqKey, cacheKey, seq } = await idSequence(store, cid);
   const write = new Write(store, queued[0]!.actor);
   write.check({ key: seqKey, versionstamp: seq.versionstamp || null });
   const claimed = new Set<string>();
