@@ -285,29 +285,22 @@ function queueCreate(store: Store, actor: Actor, plan: Plan): Promise<UpsertResu
 function drainLater(store: Store, cid: string, list: QueuedCreate[]): void {
   store.mutex.run(`customers:${cid}`, async () => {
     if (list.length === 0) return;
-    // One write has one actor (its audit entries name it): those of the first one's actor go now, the rest next.
+    // One write has one actor (its audit entries name it): the first in line and those right behind it of the same
+    // actor go now, so a create of another caller waits only for those that came before it.
     const first = list[0]!.actor;
-    const same = (a: Actor) => a.name === first.name && a.userId === first.userId;
-    const now = list.filter((q, i) => i < CREATES_PER_COMMIT && same(q.actor));
-    const later = list.filter((q) => !now.includes(q));
-    list.length = 0;
-    list.push(...later);
-    if (later.length > 0) drainLater(store, cid, list);
+    let run = 1;
+    while (run < list.length && run < CREATES_PER_COMMIT && sameActor(list[run]!.actor, first)) run++;
+    const now = list.splice(0, run);
+    if (list.length > 0) drainLater(store, cid, list);
     let alone = now;
     if (now.length > 1) {
-      try {
-        const left = await createTogether(store, cid, now);
-        alone = left.alone;
-        // Those that did not fit wait for the next turn of the queue, first in line, to go together again.
-        if (left.unfit.length > 0) {
-          const wasEmpty = list.length === 0;
-          list.unshift(...left.unfit);
-          if (wasEmpty) drainLater(store, cid, list);
-        }
-      } catch (error) {
-        // The write itself failed (not a lost check): every create of it gets the error, as a create alone would.
-        for (const q of now) q.settle(Promise.reject(error));
-        return;
+      const left = await createTogether(store, cid, now);
+      alone = left.alone;
+      // Those that did not fit wait for the next turn of the queue, first in line, to go together again.
+      if (left.unfit.length > 0) {
+        const wasEmpty = list.length === 0;
+        list.unshift(...left.unfit);
+        if (wasEmpty) drainLater(store, cid, list);
       }
     }
     for (const q of alone) {
@@ -316,6 +309,10 @@ function drainLater(store: Store, cid: string, list: QueuedCreate[]): void {
       await result.catch(() => {});
     }
   }).catch(() => {});
+}
+
+function sameActor(a: Actor, b: Actor): boolean {
+  return a.name === b.name && a.userId === b.userId;
 }
 
 /**
@@ -327,14 +324,21 @@ function drainLater(store: Store, cid: string, list: QueuedCreate[]): void {
  * (MAX_CHECKS). Returns the creates it did not commit: `alone`, in order, for the one-at-a-time path (all those it
  * tried when a check failed, so that path tells a clash, 409, from a race; else those claiming a key another of them
  * claims), and `unfit`, those past the limits, to go together on the queue's next turn. A write that fails otherwise
- * (a store error) throws.
+ * (a store error) gives its own creates that error and none other.
  */
 async function createTogether(
   store: Store,
   cid: string,
   queued: QueuedCreate[],
 ): Promise<{ alone: QueuedCreate[]; unfit: QueuedCreate[] }> {
-  const { seqKey, cacheKey, seq } = await idSequence(store, cid);
+  let sequence;
+  try {
+    sequence = await idSequence(store, cid);
+  } catch {
+    // The sequence could not be read: each create tries alone (and gets its own error if the store still fails).
+    return { alone: queued, unfit: [] };
+  }
+  const { seqKey, cacheKey, seq } = sequence;
   const write = new Write(store, queued[0]!.actor);
   write.check({ key: seqKey, versionstamp: seq.versionstamp || null });
   const claimed = new Set<string>();
@@ -364,7 +368,16 @@ async function createTogether(
   if (committed.length < 2) return { alone: queued.slice(0, fitted), unfit };
   const last = seq.value + committed.length;
   write.set(seqKey, last);
-  const versionstamp = await write.commit("save customers");
+  let versionstamp: string | null;
+  try {
+    versionstamp = await write.commit("save customers");
+  } catch (error) {
+    // The write itself failed (not a lost check): each create in it gets the error, as a create alone would; the
+    // others go on.
+    store.sequences.delete(cacheKey);
+    for (const { q } of committed) q.settle(Promise.reject(error));
+    return { alone: twice, unfit };
+  }
   if (!versionstamp) {
     store.sequences.delete(cacheKey);
     return { alone: queued.slice(0, fitted), unfit };

@@ -88,7 +88,7 @@ function failNextGroupWrite(kv: Deno.Kv, cid: string, afterApplying = false): { 
   return { kv: proxy, failed };
 }
 
-Deno.test("DEFECT a store error in one write of creates together fails creates that were not in that write", async () => {
+Deno.test("fixed: a store error in one write of creates together fails creates that were not in that write", async () => {
   let fault: ReturnType<typeof failNextGroupWrite> | null = null;
   await using w = await world({ kv: (kv) => (fault = failNextGroupWrite(kv, "acme")).kv });
   assertJson(await create(w, { fname: "first", phone: phoneOf(0) }), 200);
@@ -487,7 +487,7 @@ Deno.test("held: creates together across a count bucket's edge (id 500): deep pa
   assert.deepEqual(await defects(w.kv), []);
 });
 
-Deno.test("DEFECT a create of one key waits behind creates of another key that were sent after it (they go first, turn after turn)", async () => {
+Deno.test("fixed: a create of one key waits behind creates of another key that were sent after it (they go first, turn after turn)", async () => {
   await using w = await world();
   const other = await createApiKey(w.kv, { companyId: "acme", userId: 9, access: "write" });
   let sent = 0;
