@@ -327,7 +327,14 @@ Deno.test({
         await shoot(page, "connections");
         await clickAndWait(page, "tr[data-dead='browser-dead-1'] button[type=submit]");
         assert.match(await page.$eval("#connections-ok", (e) => e.textContent ?? ""), /Put back in the queue/);
-        assert.equal(await page.$("tr[data-dead='browser-dead-1']"), null);
+        // The delivery is queued again, and the service's queue listener may already have failed it anew (its body
+        // is empty): the row is then back with that new error, never with the one it was put back with.
+        if (await page.$("tr[data-dead='browser-dead-1']")) {
+          assert.doesNotMatch(
+            await page.$eval("tr[data-dead='browser-dead-1']", (e) => e.textContent ?? ""),
+            /Shop timed out/,
+          );
+        }
         await go(page, `${base}/admin`);
         assert.ok(await page.$("[data-widget=webhooks] #stat-deliveries"), "the dashboard shows deliveries");
         assert.match(await page.$eval("#latest-imports", (e) => e.textContent ?? ""), /new_customers\.csv/);
