@@ -53,7 +53,7 @@ const EXPIRE_HEAP_MB = 64;
 /** Written under the table: why the 1.5x multi-core row is reported, not gated. */
 const NOTE = "Note: with wrk on the same two cores, one worker already keeps about 1.4 cores busy, so even the bare " +
   "baseline scales about 1.0x on two workers here; the 1.5x multi-core target needs more cores than the load " +
-  "generator takes away (README, Speed and scale). The service's scaling relative to the bare server's is gated " +
+  "generator takes away (docs/performance.md, One machine, many cores). The service's scaling relative to the bare server's is gated " +
   "in CI at half its target.";
 
 async function ensureWrk(): Promise<string> {
