@@ -49,7 +49,8 @@ export async function openKv(path: string | undefined): Promise<Deno.Kv> {
   if (path && path !== ":memory:" && !/^https?:\/\//.test(path)) {
     const slash = path.lastIndexOf("/");
     if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
-    return waitWhenBusy(await Deno.openKv(path));
+    // Processes started together on a new file (WORKERS=2) may find it locked while another sets up its tables.
+    return waitWhenBusy(await retryBusy(() => Deno.openKv(path)));
   }
   return await Deno.openKv(path);
 }
