@@ -333,15 +333,18 @@ export async function readClaims(
   diff: IndexDiff,
   options: { id: number; clash: (name: string) => typeof RETRY | never; optimistic?: boolean },
 ): Promise<Claims | typeof RETRY> {
-  if (options.optimistic) {
-    return { entries: diff.claim.map(({ key }) => ({ key, value: null, versionstamp: null })), optimistic: true };
-  }
+  if (options.optimistic) return assumedFree(diff);
   const current = diff.claim.length === 0 ? [] : await getManyChecked(kv, diff.claim.map((c) => c.key));
   for (const [i, { name }] of diff.claim.entries()) {
     const value = current[i]!.value;
     if (value !== null && indexedId(value) !== options.id && options.clash(name) === RETRY) return RETRY;
   }
   return { entries: current, optimistic: false };
+}
+
+/** The keys a diff claims, taken as free without a read: each is checked absent at commit (optimistic claims). */
+export function assumedFree(diff: IndexDiff): Claims {
+  return { entries: diff.claim.map(({ key }) => ({ key, value: null, versionstamp: null })), optimistic: true };
 }
 
 /**

@@ -7,6 +7,7 @@ import { lastNameKey } from "../domain/name_index.ts";
 import { getByIds } from "./batch.ts";
 import {
   addIndexDiff,
+  assumedFree,
   type Claims,
   diffIndexes,
   explainFailure,
@@ -360,7 +361,7 @@ async function createTogether(
     }
     for (const n of names) claimed.add(n);
     checks += diff.claim.length;
-    addIndexDiff(write, diff, { claims: { entries: diff.claim.map(absent), optimistic: true }, id: next.id });
+    addIndexDiff(write, diff, { claims: assumedFree(diff), id: next.id });
     addChange(write, { ...q.plan, next });
     committed.push({ q, next });
   }
@@ -387,11 +388,6 @@ async function createTogether(
   return { alone: twice, unfit };
 }
 
-/** A unique key's entry as assumed by an optimistic write: absent. */
-function absent({ key }: { key: Deno.KvKey }): Deno.KvEntryMaybe<unknown> {
-  return { key, value: null, versionstamp: null };
-}
-
 /** One optimistic commit; null means a versionstamp check failed and the caller should try again. */
 async function commit(write: Write, plan: Plan): Promise<(UpsertResult & { versionstamp: string }) | null> {
   const cid = write.actor!.companyId;
@@ -405,8 +401,8 @@ async function commit(write: Write, plan: Plan): Promise<(UpsertResult & { versi
 }
 
 /**
- * The mutations of one customer's change besides its checks, claimed keys and link: released and list index keys,
- * list and name counters, a group it creates, the record and its audit entry.
+ * The mutations of one customer's change besides its checks, index keys and link: list and name counters, a group
+ * it creates, the record and its audit entry.
  */
 function addChange(write: Write, plan: Plan): void {
   const cid = write.actor!.companyId;
