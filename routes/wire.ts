@@ -21,10 +21,10 @@ function badName(where: string): ValidationError {
   return new ValidationError(where, `Invalid ${where}: parameter names must be valid UTF-8 text`);
 }
 
-/** Decodes bytes as strict UTF-8; null when they are not. */
-export function decodeUtf8(bytes: Uint8Array): string | null {
+/** Decodes bytes as strict UTF-8 (by default a leading BOM dropped); null when they are not. */
+export function decodeUtf8(bytes: Uint8Array, decoder: TextDecoder = UTF8): string | null {
   try {
-    return UTF8.decode(bytes);
+    return decoder.decode(bytes);
   } catch {
     return null;
   }
@@ -50,12 +50,8 @@ export function decodeComponent(text: string): string | null {
   const out = spaced.replace(ESCAPE_RUN, (run) => {
     const bytes = new Uint8Array(run.length / 3);
     for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(run.slice(3 * i + 1, 3 * i + 3), 16);
-    let decoded: string | null = null;
-    try {
-      decoded = ESCAPED_UTF8.decode(bytes);
-    } catch {
-      ok = false;
-    }
+    const decoded = decodeUtf8(bytes, ESCAPED_UTF8);
+    if (decoded === null) ok = false;
     return decoded ?? "";
   });
   return ok ? out : null;
