@@ -23,6 +23,8 @@ import { keyOutsideBody, queryParams } from "./request.ts";
 
 /** The one path the door serves, and the route it logs. */
 const PATH = "/api/customer";
+/** What the door's log lines say of the request besides its id and caller. */
+const LOGGED = { route: PATH, method: "GET", path: PATH } as const;
 
 /** A request's reply from the door, or null for a request the generic path must answer. */
 export type Door = (req: Request, info: unknown) => Promise<Response | null> | null;
@@ -46,7 +48,7 @@ export function pointDoor(parts: DoorParts): Door {
     res.headers.set("X-Request-Id", id);
     if (log && config.logRequests) {
       const ms = performance.now() - started;
-      log(requestLine(json, { id, caller, route: PATH, method: "GET", path: PATH, status: res.status, ms }));
+      log(requestLine(json, { ...LOGGED, id, caller, status: res.status, ms }));
     }
     return res;
   };
@@ -100,7 +102,7 @@ export function pointDoor(parts: DoorParts): Door {
       if (error instanceof AuthError) return null;
       if (error instanceof AppError) return finish(errorReply(format, error), id, caller, started);
       // A store error (or a bug), answered and logged as the router's error handler does.
-      if (log) log(errorLine(json, { id, caller, route: PATH, method: "GET", path: PATH }, error));
+      if (log) log(errorLine(json, { ...LOGGED, id, caller }, error));
       return finish(internalErrorReply(format), id, caller, started);
     }
   };
