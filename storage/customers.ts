@@ -19,6 +19,7 @@ import {
 } from "./commit.ts";
 import { BUCKET_SIZE, MAX_ATOMIC_BYTES, MAX_CHECKS } from "./limits.ts";
 import type { Store } from "./store.ts";
+import { type Left, type Queued, togetherQueue } from "./together.ts";
 
 /** The unique customer fields and the index each one lives in. */
 const UNIQUE = {
@@ -250,70 +251,26 @@ const CREATES_PER_COMMIT = 16;
 /** Bytes of the records and audit entries of the creates committed together, at most: well inside MAX_ATOMIC_BYTES. */
 const GROUP_BYTES = MAX_ATOMIC_BYTES / 2;
 
-/** A create waiting for its company's queue. */
-interface QueuedCreate {
-  actor: Actor;
-  plan: Plan;
-  settle: (result: Promise<UpsertResult | null>) => void;
-}
+/** A customer create waiting for its company's queue. */
+type QueuedCreate = Queued<{ plan: Plan }, UpsertResult | null>;
 
-/** Creates waiting, by store and company. */
-const waiting = new WeakMap<Store, Map<string, QueuedCreate[]>>();
+/** Customer creates, committed together when they queue (storage/together.ts). */
+const creates = togetherQueue<{ plan: Plan }, UpsertResult | null>({
+  queueKey: (cid) => `customers:${cid}`,
+  perCommit: CREATES_PER_COMMIT,
+  together: (store, cid, queued) => createTogether(store, cid, queued),
+  alone: (store, q) => commitCreate(store, q.actor, q.plan),
+});
 
 /**
- * Commits a create in its company's queue. Creates that arrive while the queue is busy wait together, and whoever
- * holds the queue next commits them together (createTogether): under a burst of creates a company's creates take
- * one commit per turn of the queue instead of one each, still in commit order with dense ids. A create that links
- * another system's customer or makes a new group goes alone.
+ * Commits a create in its company's queue; creates that queue are committed together (storage/together.ts). A
+ * create that links another system's customer or makes a new group goes alone.
  */
 function queueCreate(store: Store, actor: Actor, plan: Plan): Promise<UpsertResult | null> {
-  const cid = actor.companyId;
   if (plan.link || plan.group?.pending || actor.commits) {
-    return store.mutex.run(`customers:${cid}`, () => commitCreate(store, actor, plan));
+    return store.mutex.run(`customers:${actor.companyId}`, () => commitCreate(store, actor, plan));
   }
-  let byCompany = waiting.get(store);
-  if (!byCompany) waiting.set(store, byCompany = new Map());
-  let queue = byCompany.get(cid);
-  if (!queue) byCompany.set(cid, queue = []);
-  const list = queue;
-  return new Promise((resolve, reject) => {
-    list.push({ actor, plan, settle: (result) => result.then(resolve, reject) });
-    if (list.length === 1) drainLater(store, cid, list);
-  });
-}
-
-/** Takes the waiting creates when the company's queue comes to them. */
-function drainLater(store: Store, cid: string, list: QueuedCreate[]): void {
-  store.mutex.run(`customers:${cid}`, async () => {
-    if (list.length === 0) return;
-    // One write has one actor (its audit entries name it): the first in line and those right behind it of the same
-    // actor go now, so a create of another caller waits only for those that came before it.
-    const first = list[0]!.actor;
-    let run = 1;
-    while (run < list.length && run < CREATES_PER_COMMIT && sameActor(list[run]!.actor, first)) run++;
-    const now = list.splice(0, run);
-    if (list.length > 0) drainLater(store, cid, list);
-    let alone = now;
-    if (now.length > 1) {
-      const left = await createTogether(store, cid, now);
-      alone = left.alone;
-      // Those that did not fit wait for the next turn of the queue, first in line, to go together again.
-      if (left.unfit.length > 0) {
-        const wasEmpty = list.length === 0;
-        list.unshift(...left.unfit);
-        if (wasEmpty) drainLater(store, cid, list);
-      }
-    }
-    for (const q of alone) {
-      const result = commitCreate(store, q.actor, q.plan);
-      q.settle(result);
-      await result.catch(() => {});
-    }
-  }).catch(() => {});
-}
-
-function sameActor(a: Actor, b: Actor): boolean {
-  return a.name === b.name && a.userId === b.userId;
+  return creates.add(store, actor, { plan });
 }
 
 /**
@@ -331,7 +288,7 @@ async function createTogether(
   store: Store,
   cid: string,
   queued: QueuedCreate[],
-): Promise<{ alone: QueuedCreate[]; unfit: QueuedCreate[] }> {
+): Promise<Left<QueuedCreate>> {
   let sequence;
   try {
     sequence = await idSequence(store, cid);
