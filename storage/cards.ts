@@ -40,9 +40,10 @@ import {
   withRetry,
   Write,
 } from "./commit.ts";
-import { MAX_GET_MANY } from "./limits.ts";
+import { MAX_CHECKS, MAX_GET_MANY } from "./limits.ts";
 import { uidToEan13 } from "../domain/ean13.ts";
 import type { Store } from "./store.ts";
+import { type Left, type Queued, togetherQueue } from "./together.ts";
 
 /** Range lists of the owner index in flight at once when the cards of many customers are read. */
 const PARALLEL_LISTS = 256;
@@ -438,11 +439,6 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
   const uid = lookup.uid ?? null;
   const externalId = lookup.external_id ?? null;
   const barcode = change.barcode ?? null;
-  // A clash on a lookup key while updateCard creates means the card was created concurrently: find it again.
-  const lookupClash = (field: UniqueField, value: string): typeof RETRY => {
-    if (request.mode === "update" && field !== "barcode") return RETRY;
-    throw cardClash(field, value, true);
-  };
 
   const givenFields: [UniqueField, string][] = [];
   if (uid !== null) givenFields.push(["uid", uid]);
@@ -453,127 +449,261 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
     kv.getMany<(number | null)[]>(givenFields.map(([field, value]) => UNIQUE[field](cid, value))),
   ]);
   for (const [i, [field, value]] of givenFields.entries()) {
-    if (given[i]!.value !== null) return lookupClash(field, value);
+    // A clash on a lookup key while updateCard creates means the card was created concurrently: find it again.
+    if (given[i]!.value !== null) {
+      if (request.mode === "update" && field !== "barcode") return RETRY;
+      throw cardClash(field, value, true);
+    }
+  }
+  const create: CardCreate = { request, resolved, givenFields, given };
+  // A card whose number and barcode are all generated, of a known type, can go together with others that queue.
+  if (givenFields.length === 0 && wantsGeneratedBarcode(change) && !resolved.pendingType && !actor.commits) {
+    return await cardCreates.add(store, actor, create);
+  }
+  return await store.mutex.run(`cards:${cid}`, () => createAlone(store, actor, create));
+}
+
+/** A card create with what was read for it outside the queue: its refs and the given unique values (free). */
+interface CardCreate {
+  request: SaveCard;
+  resolved: Resolved;
+  givenFields: [UniqueField, string][];
+  given: Deno.KvEntryMaybe<number | null>[];
+}
+
+/** Commits one card create in its company's queue (held by the caller): takes its sequence numbers and commits. */
+async function createAlone(
+  store: Store,
+  actor: Actor,
+  create: CardCreate,
+): Promise<SaveCardResult | typeof RETRY> {
+  const { kv } = store;
+  const cid = actor.companyId;
+  const { request, resolved, givenFields, given } = create;
+  const { change, lookup } = request;
+  const uid = lookup.uid ?? null;
+  const externalId = lookup.external_id ?? null;
+  // The queue is held for a few store round trips per card; under load each await also waits its turn in the
+  // event loop, so the candidates the sequences most likely point at (where this process left them) are read in
+  // the same round as the sequences, and used only when the sequences read as guessed.
+  const guess = sequenceGuesses(store).get(cid);
+  const guessedEan13 = guess ? uidToEan13(String(guess.number + 1)) : null;
+  // When this process's last create left the sequences with the versionstamps it knows (no other writer since,
+  // as far as it knows), nothing is read: the sequences are taken as left and the first candidates as free, all
+  // checked at commit; a commit that finds otherwise is retried with the reads.
+  const known = guess?.stamps;
+  const [[idSeq, numberSeq, barcodeSeq], uidGuess, barcodeGuess] = known
+    ? [
+      [known.id, known.number, known.barcode],
+      uid === null ? assumeFree(uidCandidates(guess!.number), (v) => cardKeys.byUid(cid, v)) : null,
+      uid === null && wantsGeneratedBarcode(change)
+        ? assumeFree(barcodeCandidates(guessedEan13, guess!.barcode), (v) => cardKeys.byBarcode(cid, v))
+        : null,
+    ] as const
+    : await Promise.all([
+      kv.getMany<[number, number, number]>([
+        cardKeys.idSequence(cid),
+        cardKeys.numberSequence(cid),
+        cardKeys.barcodeSequence(cid),
+      ]),
+      guess && uid === null ? firstFreeWithin(kv, cid, uidCandidates(guess.number)) : null,
+      guess && uid === null && wantsGeneratedBarcode(change)
+        ? firstFreeWithin(
+          kv,
+          cid,
+          barcodeCandidates(guessedEan13, guess.barcode),
+          (v) => cardKeys.byBarcode(cid, v),
+        )
+        : null,
+    ]);
+  const write = new Write(store, actor);
+  const id = (idSeq.value ?? 0) + 1;
+  write.check(idSeq, { key: cardKeys.card(cid, id), versionstamp: null }).set(cardKeys.idSequence(cid), id);
+  // The card's unique index keys, set (to cardIndexValue) once the card is built.
+  const indexKeys: Deno.KvKey[] = [];
+  for (const [i, [field, value]] of givenFields.entries()) {
+    write.check(given[i]!);
+    indexKeys.push(UNIQUE[field](cid, value));
   }
 
-  return await store.mutex.run(`cards:${cid}`, async () => {
-    // The queue is held for a few store round trips per card; under load each await also waits its turn in the
-    // event loop, so the candidates the sequences most likely point at (where this process left them) are read in
-    // the same round as the sequences, and used only when the sequences read as guessed.
-    const guess = sequenceGuesses(store).get(cid);
-    const guessedEan13 = guess ? uidToEan13(String(guess.number + 1)) : null;
-    // When this process's last create left the sequences with the versionstamps it knows (no other writer since,
-    // as far as it knows), nothing is read: the sequences are taken as left and the first candidates as free, all
-    // checked at commit; a commit that finds otherwise is retried with the reads.
-    const known = guess?.stamps;
-    const [[idSeq, numberSeq, barcodeSeq], uidGuess, barcodeGuess] = known
-      ? [
-        [known.id, known.number, known.barcode],
-        uid === null ? assumeFree(uidCandidates(guess!.number), (v) => cardKeys.byUid(cid, v)) : null,
-        uid === null && wantsGeneratedBarcode(change)
-          ? assumeFree(barcodeCandidates(guessedEan13, guess!.barcode), (v) => cardKeys.byBarcode(cid, v))
-          : null,
-      ] as const
-      : await Promise.all([
-        kv.getMany<[number, number, number]>([
-          cardKeys.idSequence(cid),
-          cardKeys.numberSequence(cid),
+  // No uid given: the next free number of the sequence, skipping numbers some card holds as its uid.
+  let cardUid = uid;
+  let nextNumber = numberSeq.value ?? 0;
+  let nextBarcode = barcodeSeq.value ?? 0;
+  if (cardUid === null) {
+    const lastNumber = numberSeq.value ?? 0;
+    const free = (guess?.number === lastNumber ? uidGuess : null) ?? await firstFreeUid(kv, cid, lastNumber);
+    cardUid = free.candidate.value;
+    nextNumber = free.candidate.position;
+    write.check(numberSeq, free.index).set(cardKeys.numberSequence(cid), free.candidate.position);
+    indexKeys.push(cardKeys.byUid(cid, cardUid));
+  }
+
+  const now = store.clock();
+  const card = applyCardChange(null, change, {
+    id,
+    uid: cardUid,
+    externalId,
+    typeId: resolved.typeId,
+    customerId: resolved.customerId,
+    now,
+    userId: actor.userId,
+  });
+
+  // No barcode given: the uid_ean13 when free, else the next free in-store EAN-13.
+  if (wantsGeneratedBarcode(change)) {
+    const lastInStore = barcodeSeq.value ?? 0;
+    // The guessed batch holds the same candidates when the uid_ean13 and the sequence are the guessed ones.
+    const guessed = guess?.barcode === lastInStore && card.uid_ean13 === guessedEan13 ? barcodeGuess : null;
+    const candidates = barcodeCandidates(card.uid_ean13, lastInStore);
+    const free = guessed ?? await firstFree(kv, candidates, (v) => cardKeys.byBarcode(cid, v));
+    card.barcode = free.candidate.value;
+    write.check(free.index);
+    indexKeys.push(cardKeys.byBarcode(cid, card.barcode));
+    const position = free.candidate.position;
+    if (position !== null) {
+      write.check(barcodeSeq).set(cardKeys.barcodeSequence(cid), position);
+      nextBarcode = position;
+    }
+  }
+
+  for (const key of indexKeys) write.set(key, cardIndexValue(card));
+  if (card.customer_id !== null) write.set(cardKeys.ofCustomerEntry(cid, card.customer_id, id), null);
+  addRefs(write, cid, card, resolved);
+  write.set(cardKeys.card(cid, id), card);
+  addCardCount(write, cid, 1);
+  write.audit({ entity: "card", entityId: id, before: null, after: card });
+  const committed = await write.commit("create card");
+  // Where the sequences stand now, if this commit went in (else a guess all the same: it only picks what to read),
+  // with their versionstamps when it did: the commit's for those it set, the ones it checked for the others.
+  const stamped = (key: Deno.KvKey, value: number, before: Deno.KvEntryMaybe<number>, set: boolean) =>
+    ({
+      key,
+      value: set ? value : before.value,
+      versionstamp: set ? committed! : before.versionstamp,
+    }) as Deno.KvEntryMaybe<number>;
+  sequenceGuesses(store).set(cid, {
+    number: nextNumber,
+    barcode: nextBarcode,
+    stamps: committed
+      ? {
+        id: stamped(cardKeys.idSequence(cid), id, idSeq, true),
+        number: stamped(cardKeys.numberSequence(cid), nextNumber, numberSeq, nextNumber !== (numberSeq.value ?? 0)),
+        barcode: stamped(
           cardKeys.barcodeSequence(cid),
-        ]),
-        guess && uid === null ? firstFreeWithin(kv, cid, uidCandidates(guess.number)) : null,
-        guess && uid === null && wantsGeneratedBarcode(change)
-          ? firstFreeWithin(
-            kv,
-            cid,
-            barcodeCandidates(guessedEan13, guess.barcode),
-            (v) => cardKeys.byBarcode(cid, v),
-          )
-          : null,
-      ]);
-    const write = new Write(store, actor);
-    const id = (idSeq.value ?? 0) + 1;
-    write.check(idSeq, { key: cardKeys.card(cid, id), versionstamp: null }).set(cardKeys.idSequence(cid), id);
-    // The card's unique index keys, set (to cardIndexValue) once the card is built.
-    const indexKeys: Deno.KvKey[] = [];
-    for (const [i, [field, value]] of givenFields.entries()) {
-      write.check(given[i]!);
-      indexKeys.push(UNIQUE[field](cid, value));
-    }
+          nextBarcode,
+          barcodeSeq,
+          nextBarcode !== (barcodeSeq.value ?? 0),
+        ),
+      }
+      : undefined,
+  });
+  return committed ? { card, isNew: true } : RETRY;
+}
 
-    // No uid given: the next free number of the sequence, skipping numbers some card holds as its uid.
-    let cardUid = uid;
-    let nextNumber = numberSeq.value ?? 0;
-    let nextBarcode = barcodeSeq.value ?? 0;
-    if (cardUid === null) {
-      const lastNumber = numberSeq.value ?? 0;
-      const free = (guess?.number === lastNumber ? uidGuess : null) ?? await firstFreeUid(kv, cid, lastNumber);
-      cardUid = free.candidate.value;
-      nextNumber = free.candidate.position;
-      write.check(numberSeq, free.index).set(cardKeys.numberSequence(cid), free.candidate.position);
-      indexKeys.push(cardKeys.byUid(cid, cardUid));
-    }
+/** A card create waiting for its company's queue. */
+type QueuedCard = Queued<CardCreate, SaveCardResult | typeof RETRY>;
 
-    const now = store.clock();
-    const card = applyCardChange(null, change, {
+/** Card creates, committed together when they queue (storage/together.ts). */
+const cardCreates = togetherQueue<CardCreate, SaveCardResult | typeof RETRY>({
+  queueKey: (cid) => `cards:${cid}`,
+  perCommit: 8,
+  together: (store, cid, queued) => createCardsTogether(store, cid, queued),
+  alone: (store, q) => createAlone(store, q.actor, q),
+});
+
+/**
+ * Commits several card creates of one actor, each with a generated number and its uid_ean13 as barcode, in one
+ * atomic operation, as optimistic as a create alone that knows the sequences: nothing is read (the id and number
+ * sequences as this process's last card create left them, checked), each card takes the next id and number, its
+ * uid and barcode are checked absent and its owner unchanged. Card ids and numbers above the sequences are never
+ * written by a create (a given uid may be any number, which is why each uid is checked), so the records need no
+ * check of their own. MAX_CHECKS allows two cards of different owners a write (more of one owner). Returns those it
+ * did not commit: `alone`, in order, for the one-at-a-time path, which reads the sequences (all those it tried when
+ * a check failed, or the first in line when the sequences are not known or it cannot go with another), and `unfit`,
+ * past the limits, for the queue's next turn. A write that fails otherwise (a store error) gives its own creates that
+ * error and none other.
+ */
+async function createCardsTogether(store: Store, cid: string, queued: QueuedCard[]): Promise<Left<QueuedCard>> {
+  const guesses = sequenceGuesses(store);
+  const guess = guesses.get(cid);
+  const known = guess?.stamps;
+  if (!guess || !known) return { alone: queued, unfit: [] };
+  const lastId = known.id.value ?? 0;
+  const lastNumber = known.number.value ?? 0;
+  const write = new Write(store, queued[0]!.actor);
+  write.check(known.id, known.number);
+  let checks = 2;
+  const owners = new Set<string>();
+  const made: { q: QueuedCard; card: Card }[] = [];
+  const now = store.clock();
+  for (const q of queued) {
+    const id = lastId + made.length + 1;
+    const number = lastNumber + made.length + 1;
+    const { resolved } = q;
+    const card = applyCardChange(null, q.request.change, {
       id,
-      uid: cardUid,
-      externalId,
+      uid: String(number),
+      externalId: null,
       typeId: resolved.typeId,
       customerId: resolved.customerId,
       now,
-      userId: actor.userId,
+      userId: q.actor.userId,
     });
-
-    // No barcode given: the uid_ean13 when free, else the next free in-store EAN-13.
-    if (wantsGeneratedBarcode(change)) {
-      const lastInStore = barcodeSeq.value ?? 0;
-      // The guessed batch holds the same candidates when the uid_ean13 and the sequence are the guessed ones.
-      const guessed = guess?.barcode === lastInStore && card.uid_ean13 === guessedEan13 ? barcodeGuess : null;
-      const candidates = barcodeCandidates(card.uid_ean13, lastInStore);
-      const free = guessed ?? await firstFree(kv, candidates, (v) => cardKeys.byBarcode(cid, v));
-      card.barcode = free.candidate.value;
-      write.check(free.index);
-      indexKeys.push(cardKeys.byBarcode(cid, card.barcode));
-      const position = free.candidate.position;
-      if (position !== null) {
-        write.check(barcodeSeq).set(cardKeys.barcodeSequence(cid), position);
-        nextBarcode = position;
-      }
+    if (card.uid_ean13 === null) break;
+    card.barcode = card.uid_ean13;
+    const owner = resolved.customer && card.customer_id !== null ? resolved.customer : null;
+    const ownerCheck = owner ? `${JSON.stringify(owner.key)}@${owner.versionstamp}` : null;
+    const newOwner = ownerCheck !== null && !owners.has(ownerCheck);
+    if (checks + 2 + (newOwner ? 1 : 0) > MAX_CHECKS) break;
+    const uidKey = cardKeys.byUid(cid, card.uid);
+    const barcodeKey = cardKeys.byBarcode(cid, card.barcode);
+    write.check({ key: uidKey, versionstamp: null }, { key: barcodeKey, versionstamp: null });
+    checks += 2;
+    if (newOwner) {
+      write.check(owner!);
+      owners.add(ownerCheck!);
+      checks++;
     }
-
-    for (const key of indexKeys) write.set(key, cardIndexValue(card));
+    const value = cardIndexValue(card);
+    write.set(uidKey, value).set(barcodeKey, value);
     if (card.customer_id !== null) write.set(cardKeys.ofCustomerEntry(cid, card.customer_id, id), null);
-    addRefs(write, cid, card, resolved);
     write.set(cardKeys.card(cid, id), card);
     addCardCount(write, cid, 1);
     write.audit({ entity: "card", entityId: id, before: null, after: card });
-    const committed = await write.commit("create card");
-    // Where the sequences stand now, if this commit went in (else a guess all the same: it only picks what to read),
-    // with their versionstamps when it did: the commit's for those it set, the ones it checked for the others.
-    const stamped = (key: Deno.KvKey, value: number, before: Deno.KvEntryMaybe<number>, set: boolean) =>
-      ({
-        key,
-        value: set ? value : before.value,
-        versionstamp: set ? committed! : before.versionstamp,
-      }) as Deno.KvEntryMaybe<number>;
-    sequenceGuesses(store).set(cid, {
-      number: nextNumber,
-      barcode: nextBarcode,
-      stamps: committed
-        ? {
-          id: stamped(cardKeys.idSequence(cid), id, idSeq, true),
-          number: stamped(cardKeys.numberSequence(cid), nextNumber, numberSeq, nextNumber !== (numberSeq.value ?? 0)),
-          barcode: stamped(
-            cardKeys.barcodeSequence(cid),
-            nextBarcode,
-            barcodeSeq,
-            nextBarcode !== (barcodeSeq.value ?? 0),
-          ),
-        }
-        : undefined,
-    });
-    return committed ? { card, isNew: true } : RETRY;
+    made.push({ q, card });
+  }
+  const fitted = made.length;
+  if (fitted < 2) return { alone: queued.slice(0, Math.max(fitted, 1)), unfit: queued.slice(Math.max(fitted, 1)) };
+  const unfit = queued.slice(fitted);
+  const id = lastId + fitted;
+  const number = lastNumber + fitted;
+  write.set(cardKeys.idSequence(cid), id).set(cardKeys.numberSequence(cid), number);
+  // Until a commit says where the sequences stand, the next create reads them.
+  const unknown = () => guesses.set(cid, { number: guess.number, barcode: guess.barcode });
+  let versionstamp: string | null;
+  try {
+    versionstamp = await write.commit("create cards");
+  } catch (error) {
+    unknown();
+    for (const { q } of made) q.settle(Promise.reject(error));
+    return { alone: [], unfit };
+  }
+  if (!versionstamp) {
+    unknown();
+    return { alone: queued.slice(0, fitted), unfit };
+  }
+  guesses.set(cid, {
+    number,
+    barcode: guess.barcode,
+    stamps: {
+      id: { key: cardKeys.idSequence(cid), value: id, versionstamp },
+      number: { key: cardKeys.numberSequence(cid), value: number, versionstamp },
+      barcode: known.barcode,
+    },
   });
+  for (const { q, card } of made) q.settle(Promise.resolve({ card, isNew: true }));
+  return { alone: [], unfit };
 }
 
 /**
