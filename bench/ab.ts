@@ -20,7 +20,7 @@ import { rawInsertCustomers } from "../storage/seed.ts";
 import { cardKeys } from "../storage/keys.ts";
 import { cardIdOf } from "../storage/cards.ts";
 import { seedExtras } from "./seed_extras.ts";
-import { barcodeLua, cpuSeconds, untilServing } from "./common.ts";
+import { barcodeTableLua, cpuSeconds, untilServing } from "./common.ts";
 
 const N = Number(Deno.args[0] ?? 20_000);
 const ROUNDS = Number(Deno.args[1] ?? 5);
@@ -132,7 +132,7 @@ const QUERIES: Record<string, string> = {
   phone: `"phone=%2B" .. string.format("79%09d", id)`,
   email: `"email=user" .. id .. "%40example.com"`,
   external_id: `"external_id=EXT" .. id`,
-  barcode: `"card_barcode=" .. body .. check`,
+  barcode: `"card_barcode=" .. barcodes[id]`,
   uid: `"uid=" .. (1000000 + id)`,
 };
 if (!QUERIES[WHAT]) throw new Error(`Unknown path ${WHAT}: one of ${Object.keys(QUERIES).join(", ")}`);
@@ -145,9 +145,9 @@ async function wrk(name: string, url: string, pid: number, seconds: number) {
   const script = `${dir}/s.lua`;
   await Deno.writeTextFile(
     script,
-    `request = function()\n  local id = math.random(1, ${N - 1})\n${
-      WHAT === "barcode" ? barcodeLua : ""
-    }  return wrk.format("GET", ${path(name)})\nend\n`,
+    `${WHAT === "barcode" ? barcodeTableLua(N) : ""}request = function()\n  local id = math.random(1, ${
+      N - 1
+    })\n  return wrk.format("GET", ${path(name)})\nend\n`,
   );
   const cpu = cpuSeconds(pid);
   const out = await new Deno.Command("wrk", {

@@ -16,7 +16,7 @@ import { createStore } from "../storage/store.ts";
 import { createAdminUser, saveDirectoryEntry, signIn } from "../usecases/mod.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
 import { seedExtras } from "../bench/seed_extras.ts";
-import { barcodeLua, cpuSeconds, untilServing } from "../bench/common.ts";
+import { barcodeTableLua, cpuSeconds, untilServing } from "../bench/common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -190,6 +190,8 @@ async function wrk(
     seconds?: number;
     base?: number;
     pid?: number;
+    /** Lua run once when wrk loads the script, before `request` (tables the requests pick from). */
+    head?: string;
     /** Lua appended after `request` (a `response` or `done` function). */
     tail?: string;
   },
@@ -200,11 +202,9 @@ async function wrk(
   const script = `${dir}/s.lua`;
   await Deno.writeTextFile(
     script,
-    `math.randomseed(42)\nlocal n = ${
-      options.base ?? 0
-    }\nlocal N = ${N}\nlocal RUN = ${RUN}\nrequest = function()\n  n = n + 1\n  local id = math.random(1, N)\n${options.lua}\nend\n${
-      options.tail ?? ""
-    }`,
+    `math.randomseed(42)\nlocal n = ${options.base ?? 0}\nlocal N = ${N}\nlocal RUN = ${RUN}\n${
+      options.head ?? ""
+    }request = function()\n  n = n + 1\n  local id = math.random(1, N)\n${options.lua}\nend\n${options.tail ?? ""}`,
   );
   const out = await new Deno.Command(await ensureWrk(), {
     args: [
@@ -381,7 +381,7 @@ const mixLua = (k: string) => {
     if id % 10 == 0 then id = id + 1 end
     return wrk.format("GET", "/api/customer?phone=%2B" .. string.format("79%09d", id) .. ${k})
   elseif r < 50 then
-${barcodeLua.replace(/^/gm, "  ")}    return wrk.format("GET", "/api/customer?card_barcode=" .. body .. check .. ${k})
+    return wrk.format("GET", "/api/customer?card_barcode=" .. barcodes[id] .. ${k})
   elseif r < 65 then
     return wrk.format("GET", "/api/customer?page=" .. (id % ${pages} + 1) .. "&page_size=50" .. ${k})
   elseif r < 75 then
@@ -474,7 +474,8 @@ try {
       name: "customer by card barcode",
       options: {
         url: app.url,
-        lua: barcodeLua + get(`"/api/customer?card_barcode=" .. body .. check .. ${k}`),
+        head: barcodeTableLua(N),
+        lua: get(`"/api/customer?card_barcode=" .. barcodes[id] .. ${k}`),
       },
     },
     {
@@ -556,7 +557,7 @@ try {
     },
     {
       name: MIXED,
-      options: { url: app.url, connections: 64, lua: mixLua(k), tail: MIX_TAIL },
+      options: { url: app.url, connections: 64, head: barcodeTableLua(N), lua: mixLua(k), tail: MIX_TAIL },
     },
     {
       name: "customer by id, 2 workers",
