@@ -456,8 +456,12 @@ async function tryCreate(store: Store, actor: Actor, request: SaveCard): Promise
     }
   }
   const create: CardCreate = { request, resolved, givenFields, given };
-  // A card whose number and barcode are all generated, of a known type, can go together with others that queue.
-  if (givenFields.length === 0 && wantsGeneratedBarcode(change) && !resolved.pendingType && !actor.commits) {
+  // A card whose number, uid_ean13 and barcode are all generated, of a known type, can go together with others that
+  // queue (a given uid_ean13 would be its barcode, which another card of the write may hold: tests/blackbox_9_test.ts).
+  if (
+    givenFields.length === 0 && change.uid_ean13 === undefined && wantsGeneratedBarcode(change) &&
+    !resolved.pendingType && !actor.commits
+  ) {
     return await cardCreates.add(store, actor, create);
   }
   return await store.mutex.run(`cards:${cid}`, () => createAlone(store, actor, create));
@@ -650,7 +654,8 @@ async function createCardsTogether(store: Store, cid: string, queued: QueuedCard
       now,
       userId: q.actor.userId,
     });
-    if (card.uid_ean13 === null) break;
+    // Generated numbers are distinct, and so their uid_ean13s; a card whose barcode is not its own number's goes alone.
+    if (card.uid_ean13 === null || card.uid_ean13 !== uidToEan13(card.uid)) break;
     card.barcode = card.uid_ean13;
     const owner = resolved.customer && card.customer_id !== null ? resolved.customer : null;
     const ownerCheck = owner ? `${JSON.stringify(owner.key)}@${owner.versionstamp}` : null;

@@ -1,6 +1,6 @@
 /**
  * Black-box review 9: card creates committed together (storage/together.ts, createCardsTogether) under mixed load.
- * "DEFECT ..." tests fail on the code as reviewed; "held: ..." tests are attacks that held.
+ * "fixed: ..." tests failed on the code as reviewed (a defect, since fixed); "held: ..." tests are attacks that held.
  */
 import assert from "node:assert/strict";
 import { uidToEan13 } from "../domain/ean13.ts";
@@ -92,7 +92,7 @@ async function makeCustomers(w: Awaited<ReturnType<typeof world>>, n: number, ke
   return ids;
 }
 
-Deno.test("DEFECT queued card inserts giving one uid_ean13 go in one write and get the same barcode", async (t) => {
+Deno.test("fixed: queued card inserts giving one uid_ean13 go in one write and get the same barcode", async (t) => {
   // Whether two creates land in one write depends on the queue's turns: each scenario is repeated (10 rounds) and
   // the store checked after all of them. One at a time, the later card finds the barcode taken and gets an in-store
   // one; in one write, every card's barcode key is checked absent before any is set, so all of them take it.
