@@ -500,9 +500,9 @@ async function tailUpdate(kv: Deno.Kv, cid: string, list: string, known: BucketS
 
 /**
  * The list's bucket counts summed up. Every change of a bucket counter also moves one of the list's two totals,
- * in the same atomic write, and both only grow, so sums read between two equal readings of the totals are exact
- * and stay exact while the totals read the same: a deep page then costs one read of the totals, not a list of
- * every bucket before it (2,000 buckets at a million customers). After creates (changes at the end of the list)
+ * in the same atomic write, and both only grow, so sums of one moment's counters are exact and stay exact while the
+ * totals read the same: a deep page then costs one read of the totals, not a list of every bucket before it (2,000
+ * buckets at a million customers). After creates (changes at the end of the list)
  * the sums are brought up to date from the last two buckets' counters (tailUpdate), in the same one read.
  */
 async function bucketSums(kv: Deno.Kv, cid: string, list: string): Promise<BucketSums> {
@@ -517,11 +517,13 @@ async function bucketSums(kv: Deno.Kv, cid: string, list: string): Promise<Bucke
       return updated;
     }
   }
-  // A write to the list while its buckets are listed leaves sums that may not match any one moment: read again (a
-  // few times; under a steady stream of creates one of them falls between two) before giving up on caching them.
+  // A listing read in one batch is one consistent reading (every bucket as of one moment), and the totals are the
+  // sums of the buckets in the same write, so it is exact whatever is written meanwhile. A longer list comes in
+  // several reads: it is exact when the totals read after it equal its sums (every counter only grows, so equal sums
+  // mean no counter moved while it was read); under a steady stream of creates that may take a few attempts.
   for (let attempt = 1;; attempt++) {
-    const sums = await listBuckets(kv, cid, list);
-    if ((await totalsOf(kv, cid, list)) === sums.totals) {
+    const { sums, oneRead } = await listBuckets(kv, cid, list);
+    if (oneRead || (await totalsOf(kv, cid, list)) === sums.totals) {
       if (cache.size >= MAX_CACHED_LISTS) cache.delete(cache.keys().next().value!);
       cache.set(name, sums);
       return sums;
@@ -533,14 +535,22 @@ async function bucketSums(kv: Deno.Kv, cid: string, list: string): Promise<Bucke
 /** Attempts at a reading of a list's buckets that no write overlapped, before one is used uncached. */
 const SUM_ATTEMPTS = 3;
 
-/** Reads a list's totals, then every bucket counter of it, summed. */
-async function listBuckets(kv: Deno.Kv, cid: string, list: string): Promise<BucketSums> {
-  const totals = await totalsOf(kv, cid, list);
-  const [totalIn, totalOut] = totals.split("/").map(BigInt) as [bigint, bigint];
+/** Bucket counters a list read takes at once: a list of fewer is one consistent reading. */
+const BUCKETS_BATCH = 1000;
+
+/**
+ * Reads every bucket counter of a list, summed, with the totals they add up to; `oneRead`: the listing took one read
+ * (fewer than BUCKETS_BATCH counters, up to 250,000 customers in the list), so it is one moment's.
+ */
+async function listBuckets(
+  kv: Deno.Kv,
+  cid: string,
+  list: string,
+): Promise<{ sums: BucketSums; oneRead: boolean }> {
   const sums: BucketSums = {
-    totals,
-    totalIn,
-    totalOut,
+    totals: "",
+    totalIn: 0n,
+    totalOut: 0n,
     buckets: [],
     before: [],
     sizes: [],
@@ -548,7 +558,10 @@ async function listBuckets(kv: Deno.Kv, cid: string, list: string): Promise<Buck
     outs: [],
   };
   let before = 0;
-  for await (const e of kv.list<Deno.KvU64>({ prefix: keys.customerBuckets(cid, list) }, { batchSize: 1000 })) {
+  let counters = 0;
+  const entries = kv.list<Deno.KvU64>({ prefix: keys.customerBuckets(cid, list) }, { batchSize: BUCKETS_BATCH });
+  for await (const e of entries) {
+    counters++;
     const b = e.key.at(-2) as number;
     const isIn = e.key.at(-1) === "in";
     const n = Number(e.value.value) * (isIn ? 1 : -1);
@@ -561,10 +574,16 @@ async function listBuckets(kv: Deno.Kv, cid: string, list: string): Promise<Buck
       sums.ins.push(0n);
       sums.outs.push(0n);
     }
-    if (isIn) sums.ins[sums.ins.length - 1] = e.value.value;
-    else sums.outs[sums.outs.length - 1] = e.value.value;
+    if (isIn) {
+      sums.ins[sums.ins.length - 1] = e.value.value;
+      sums.totalIn += e.value.value;
+    } else {
+      sums.outs[sums.outs.length - 1] = e.value.value;
+      sums.totalOut += e.value.value;
+    }
   }
-  return sums;
+  sums.totals = `${sums.totalIn}/${sums.totalOut}`;
+  return { sums, oneRead: counters < BUCKETS_BATCH };
 }
 
 /** Lists whose bucket sums one store keeps at once (a few lists per company). */

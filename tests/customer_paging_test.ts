@@ -151,3 +151,55 @@ Deno.test("deep pages stay exact while creates extend the list and changes reach
   assert.deepEqual(await ids({ with_phone: "0" }), [3]);
   assert.deepEqual(await ids({}), expected);
 });
+
+Deno.test("a list's bucket sums are read again in one listing while customers keep being created, then cached", async () => {
+  const cid = "acme";
+  const bucketPrefix = JSON.stringify(["company", cid, "customer_buckets", "all"]);
+  let bucketListings = 0;
+  let nextId = 0;
+  let real!: Deno.Kv;
+  const now = Date.now();
+  // Every listing of the bucket counters is followed, before the listing ends, by another customer created: a
+  // steady stream of creates, so no two readings of the totals around a listing are ever equal.
+  const wrap = (kv: Deno.Kv): Deno.Kv => {
+    real = kv;
+    return new Proxy(kv, {
+      get(target, prop) {
+        if (prop !== "list") {
+          const v = Reflect.get(target, prop, target);
+          return typeof v === "function" ? v.bind(target) : v;
+        }
+        return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+          const iter = target.list(selector, options);
+          const prefix = "prefix" in selector ? JSON.stringify(selector.prefix) : "";
+          if (prefix !== bucketPrefix) return iter;
+          bucketListings++;
+          return (async function* () {
+            yield* iter;
+            await rawInsertCustomers(target, cid, [seeded(++nextId, now)]);
+          })();
+        };
+      },
+    });
+  };
+  await using w = await world({ kv: wrap });
+  const first = Array.from({ length: BUCKET_SIZE * 2 }, (_, i) => seeded(i + 1, now));
+  await rawInsertCustomers(real, cid, first);
+  nextId = first.length;
+  const ids = async (page: number) =>
+    ((await w.call("GET", "/api/customer", { query: { page, page_size: 50 } })).body.customers as { id: number }[])
+      .map((c) => c.id);
+  const expected = (page: number) => first.slice((page - 1) * 50, page * 50).map((c) => c.id);
+  assert.deepEqual(await ids(3), expected(3));
+  // Far more creates than the cached sums can be brought up to date from (the last two buckets).
+  const more = Array.from({ length: BUCKET_SIZE * 3 }, (_, i) => seeded(nextId + i + 1, now));
+  await rawInsertCustomers(real, cid, more);
+  nextId += more.length;
+  const listingsBefore = bucketListings;
+  assert.deepEqual(await ids(7), expected(7));
+  assert.equal(bucketListings - listingsBefore, 1, "one listing is enough, though a create followed it");
+  // Cached now: later pages read no bucket counters again (the creates since sit in the last bucket).
+  assert.deepEqual(await ids(12), expected(12));
+  assert.deepEqual(await ids(2), expected(2));
+  assert.equal(bucketListings - listingsBefore, 1);
+});
