@@ -10,19 +10,11 @@ import { uidToEan13 } from "../domain/ean13.ts";
 import { createApiKey, listApiKeys } from "../storage/api_keys.ts";
 import { listHistory } from "../storage/audit.ts";
 import { cardIndexValue, getCard } from "../storage/cards.ts";
-import { cardKeys, claimKeys, keys } from "../storage/keys.ts";
-import { verifyStore } from "../storage/verify.ts";
-import { assertJson, kvProxy, type Reply, request, type World, world } from "./kit.ts";
+import { cardKeys, keys } from "../storage/keys.ts";
+import { assertJson, commitsOf, kvProxy, type Reply, request, storeDefects, type World, world } from "./kit.ts";
 
-async function commits(w: World): Promise<bigint> {
-  return (await w.kv.get<Deno.KvU64>(claimKeys.changes("acme"))).value?.value ?? 0n;
-}
-
-async function defects(w: World): Promise<string[]> {
-  const found: string[] = [];
-  await verifyStore(w.kv, { onFinding: (f) => f.severity === "defect" && found.push(f.message) });
-  return found;
-}
+const commits = (w: World) => commitsOf(w.kv, "acme");
+const defects = (w: World) => storeDefects(w.kv);
 
 /** Customers 1..n of company acme, made through the API. */
 async function customers(w: World, n: number): Promise<void> {

@@ -9,23 +9,15 @@ import { DEFAULT_CONFIG } from "../config.ts";
 import { createApp } from "../routes/app.ts";
 import { createApiKey, listApiKeys } from "../storage/api_keys.ts";
 import { listHistory } from "../storage/audit.ts";
-import { claimKeys, keys } from "../storage/keys.ts";
-import { verifyStore } from "../storage/verify.ts";
-import { assertJson, type Reply, request, type World, world } from "./kit.ts";
+import { keys } from "../storage/keys.ts";
+import { assertJson, commitsOf, type Reply, request, storeDefects, type World, world } from "./kit.ts";
 
 const phoneOf = (i: number) => `+7933${String(i).padStart(7, "0")}`;
 const create = (w: World, i: number, key = w.key): Promise<Reply> =>
   request(w.app, "POST", "/api/customer/update", { key, form: { fname: `T${i}`, phone: phoneOf(i) } });
 
-async function commits(w: World): Promise<bigint> {
-  return (await w.kv.get<Deno.KvU64>(claimKeys.changes("acme"))).value?.value ?? 0n;
-}
-
-async function defects(w: World): Promise<string[]> {
-  const found: string[] = [];
-  await verifyStore(w.kv, { onFinding: (f) => f.severity === "defect" && found.push(f.message) });
-  return found;
-}
+const commits = (w: World) => commitsOf(w.kv, "acme");
+const defects = (w: World) => storeDefects(w.kv);
 
 Deno.test("a burst of creates: fewer commits than creates, dense ids, each with its record, keys and audit entry", async () => {
   await using w = await world();

@@ -9,6 +9,8 @@ import { type Config, DEFAULT_CONFIG } from "../config.ts";
 import { createApp } from "../routes/app.ts";
 import { openRows, type ReadRow } from "../domain/import/read.ts";
 import { createApiKey } from "../storage/api_keys.ts";
+import { claimKeys } from "../storage/keys.ts";
+import { verifyStore } from "../storage/verify.ts";
 
 /** The repository root, the working directory of every process a test starts. */
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -536,4 +538,16 @@ export async function* csvRowBatches(text: string, onRead?: () => void): AsyncGe
     onRead?.();
     yield batch;
   }
+}
+
+/** The company's change counter: every commit that changes the company adds one (storage/commit.ts). */
+export async function commitsOf(kv: Deno.Kv, cid: string): Promise<bigint> {
+  return (await kv.get<Deno.KvU64>(claimKeys.changes(cid))).value?.value ?? 0n;
+}
+
+/** What `deno task verify` reports as defects of the store (empty when it is whole). */
+export async function storeDefects(kv: Deno.Kv): Promise<string[]> {
+  const found: string[] = [];
+  await verifyStore(kv, { onFinding: (f) => f.severity === "defect" && found.push(f.message) });
+  return found;
 }
