@@ -1,6 +1,7 @@
 /**
  * Review of "bucket sums in one listing" (f91aa41): a listing of fewer than 1,000 bucket counters is taken as one
- * consistent read and its totals as the sums of the counters listed. Black-box: real store, real app.
+ * consistent read and its totals as the sums of the counters listed. Black-box: real store, real app. "fixed: ..."
+ * failed on the code as reviewed (a defect, since fixed); "held: ..." are attacks that held.
  */
 import assert from "node:assert/strict";
 import { blankCustomer, type Customer } from "../domain/customer.ts";
