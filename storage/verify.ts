@@ -949,13 +949,15 @@ class CompanyCheck {
         // A total left off its buckets would stay off (pages take a listing of the buckets as exact because the total
         // is their sum: storage/customers.ts, bucketSums), so a repair that a concurrent write made fail is retried
         // from a new reading rather than reported as a conflict.
+        const retryable = attempt < STABLE_ATTEMPTS - 1;
         const outcome = await this.#defect(
           "total_count",
           `List "${list}": total says ${total}, its bucket counts say ${sum}`,
           (op) => this.#grow(op, { in: inc, out, by: sum - total }),
-          { retryable: attempt < STABLE_ATTEMPTS - 1 },
+          { retryable },
         );
-        if (outcome === "conflict") done = false;
+        // The last attempt's conflict is reported as one; only a retried one leaves the list to read again.
+        if (outcome === "conflict" && retryable) done = false;
       }
       if (!done) this.#busy(`List "${list}" total: changed on every read, not checked`);
     }

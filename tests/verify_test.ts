@@ -8,6 +8,7 @@ import { bonusKeys, cardKeys, directoryKeys, keys } from "../storage/keys.ts";
 import { rawInsertBalances, rawInsertCards, rawInsertCustomers } from "../storage/seed.ts";
 import { type Finding, verifyStore } from "../storage/verify.ts";
 import { randomCustomer, request } from "./helpers.ts";
+import { kvProxy } from "./kit.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const CID = "acme";
@@ -372,4 +373,32 @@ Deno.test("verifyStore() checks orders and returns: clean after real purchases, 
     'order_return_orphan: Return "R-9" of order "GONE": the order does not exist',
   ]);
   assert.equal(((await kv.get<Record<string, unknown>>(orderKey)).value!).returned, 1_000_000, "not repaired");
+});
+
+Deno.test("verifyStore() retries a list total's repair that a concurrent write made fail, and reports the last one", async (t) => {
+  await using kv = await Deno.openKv(":memory:");
+  await populate(kv);
+  await kv.atomic().sum(keys.customerTotal(CID, "email1", "in"), 5n).commit();
+  const moveTotal = () => kv.atomic().sum(keys.customerTotal(CID, "email1", "in"), 1n).commit();
+
+  await t.step("a write before the first repair only: retried from a new reading, repaired", async () => {
+    const proxy = kvProxy(kv);
+    proxy.beforeCommit(moveTotal);
+    const findings: Finding[] = [];
+    await verifyStore(proxy.kv, { repair: true, onFinding: (f) => findings.push(f) });
+    assert.deepEqual(findings.map((f) => `${f.check} ${f.repair ?? f.severity}`), ["total_count repaired"]);
+    assert.deepEqual(await check(kv), []);
+  });
+
+  await t.step(
+    "a write before every repair: one conflict reported, and no note that the total was not checked",
+    async () => {
+      await kv.atomic().sum(keys.customerTotal(CID, "email1", "in"), 5n).commit();
+      const proxy = kvProxy(kv);
+      for (let i = 0; i < 10; i++) proxy.beforeCommit(moveTotal);
+      const findings: Finding[] = [];
+      await verifyStore(proxy.kv, { repair: true, onFinding: (f) => findings.push(f) });
+      assert.deepEqual(findings.map((f) => `${f.check} ${f.repair ?? f.severity}`), ["total_count conflict"]);
+    },
+  );
 });
