@@ -502,8 +502,8 @@ async function tailUpdate(kv: Deno.Kv, cid: string, list: string, known: BucketS
  * The list's bucket counts summed up. Every change of a bucket counter also moves one of the list's two totals,
  * in the same atomic write, and both only grow, so sums of one moment's counters are exact and stay exact while the
  * totals read the same: a deep page then costs one read of the totals, not a list of every bucket before it (2,000
- * buckets at a million customers). After creates (changes at the end of the list)
- * the sums are brought up to date from the last two buckets' counters (tailUpdate), in the same one read.
+ * buckets at a million customers). After creates (changes at the end of the list) the sums are brought up to date
+ * from the last two buckets' counters (tailUpdate), in the same one read.
  */
 async function bucketSums(kv: Deno.Kv, cid: string, list: string): Promise<BucketSums> {
   let cache = BUCKET_SUMS.get(kv);
