@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { AuthError, ForbiddenError } from "../domain/errors.ts";
-import { lookupKey } from "../usecases/api_keys.ts";
+import { cachedKey, lookupKey } from "../usecases/api_keys.ts";
 import type { AppEnv, Caller, Deps } from "./context.ts";
 import type { ApiKeyRecord } from "../domain/api_key.ts";
 import { outsideKey, rawOf } from "./request.ts";
@@ -19,8 +19,11 @@ export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
   };
 }
 
-/** The caller an API key proves, or the AuthError thrown for a missing, unknown or revoked key. */
-export type KeyProver = (key: string | undefined) => Promise<Caller>;
+/**
+ * The caller an API key proves, or the AuthError thrown for a missing, unknown or revoked key: at once for a key in
+ * the cache, else once the store has answered.
+ */
+export type KeyProver = (key: string | undefined) => Caller | Promise<Caller>;
 
 /**
  * Proves callers by key. Lookups are kept for `authCacheMs`; one caller object is made per key record the store's
@@ -29,9 +32,7 @@ export type KeyProver = (key: string | undefined) => Promise<Caller>;
 export function keyProver(deps: Deps): KeyProver {
   const maxAgeMs = deps.config.authCacheMs;
   const callers = new WeakMap<ApiKeyRecord, Caller>();
-  return async (key) => {
-    if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
-    const record = await lookupKey(deps.store, key, { maxAgeMs });
+  const callerOf = (record: ApiKeyRecord | null): Caller => {
     if (!record) throw new AuthError("Invalid API key");
     if (record.revoked_date !== null) throw new AuthError(`API key "${record.id}" is revoked`);
     let caller = callers.get(record);
@@ -46,6 +47,11 @@ export function keyProver(deps: Deps): KeyProver {
       callers.set(record, caller);
     }
     return caller;
+  };
+  return (key) => {
+    if (!key) throw new AuthError("Missing API key: pass the apikey parameter or an X-API-Key header");
+    const hit = cachedKey(deps.store, key);
+    return hit !== undefined ? callerOf(hit) : lookupKey(deps.store, key, { maxAgeMs }).then(callerOf);
   };
 }
 

@@ -8,7 +8,15 @@ import { bool, type FieldParser, id, nonEmpty, type Parsed, parsersOf, text } fr
 import { customerListReply, customerWriteReply } from "../domain/replies.ts";
 import { normalizePhone } from "../domain/phone.ts";
 import { DEFAULT_PAGE_SIZE, encodeCursor, pageWithCursor, PAGING_PARSERS } from "../domain/paging.ts";
-import { type CustomerLookup, findCustomerBy, findCustomers, groupNames, saveCustomer } from "../usecases/customers.ts";
+import {
+  cachedGroupNames,
+  type CustomerLookup,
+  findCustomerBy,
+  findCustomers,
+  groupNames,
+  saveCustomer,
+} from "../usecases/customers.ts";
+import type { DirectoryEntry } from "../domain/directory.ts";
 import type { Actor } from "../domain/audit.ts";
 import { requireWrite } from "./auth.ts";
 import { actorOf, type AppEnv, type Caller, type Deps } from "./context.ts";
@@ -129,6 +137,16 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
         groupNames(store, actor, { customers, maxAgeMs: config.directoryCacheMs }),
         ...wanted.map((name) => extras[name]!(deps, { actor, customers })),
       ]);
+    return viewsOf(customers, groups, wanted, extraMaps);
+  }
+
+  /** The views of customers, given their groups and each wanted extra's map of customer id to values. */
+  function viewsOf(
+    customers: Customer[],
+    groups: Map<number, DirectoryEntry>,
+    wanted: string[],
+    extraMaps: Map<number, ReplyValue>[],
+  ): ReplyBody[] {
     const today = todayAt(store.clock());
     return customers.map((c) => {
       const view: ReplyBody = customerView(c, {
@@ -218,11 +236,16 @@ export function customerRoutes(deps: Deps, extras: CustomerExtras = {}) {
     });
   }
 
-  /** One point lookup alone (the door's request): the reply `build` gives for it (no paging, no extras). */
+  /**
+   * One point lookup alone (the door's request): the reply `build` gives for it (no paging, no extras), with the
+   * group's name from the cache at once when it is there.
+   */
   async function lookupOne(caller: Caller, lookup: CustomerLookup): Promise<ReplyBody> {
     const actor = actorOf(caller);
     const found = await findCustomerBy(store, actor, lookup);
-    const customers = found === null ? [] : await views(actor, [found], NO_EXTRAS);
+    if (found === null) return { success: 1, type: "customer", count: 0, customers: [] };
+    const groups = cachedGroupNames(store, actor, [found]);
+    const customers = groups ? viewsOf([found], groups, NO_EXTRAS, []) : await views(actor, [found], NO_EXTRAS);
     return { success: 1, type: "customer", count: customers.length, customers };
   }
 

@@ -92,6 +92,24 @@ export async function getEntriesCached(
 }
 
 /**
+ * The entries getEntriesCached would give, when the store's cache holds every one of them (no store read, no turn
+ * of the event loop), else undefined.
+ */
+export function cachedEntries(
+  store: Store,
+  cid: string,
+  options: { kind: DirectoryKind; ids: Iterable<number> },
+): Map<number, DirectoryEntry> | undefined {
+  const out = new Map<number, DirectoryEntry>();
+  for (const id of options.ids) {
+    const hit = store.directories.get(`${cid}/${options.kind}/${id}`);
+    if (!hit) return undefined;
+    out.set(id, hit);
+  }
+  return out;
+}
+
+/**
  * Lists a whole directory, served from the store's cache when read less than `maxAgeMs` ago (a change made in this
  * process shows at once; one made by another process within `maxAgeMs`).
  */

@@ -47,6 +47,11 @@ export async function revokeKey(
   return revoked;
 }
 
+/** The record of a presented key while the store's memory holds it (null: unknown), else undefined. */
+export function cachedKey(store: Store, key: string): ApiKeyRecord | null | undefined {
+  return store.apiKeys.get(key);
+}
+
 /**
  * The record of a presented key (null: unknown), kept in the store's memory for `maxAgeMs` by the key itself, so a
  * hit costs neither a store read nor a hash, and a revoked key stops within that time.
@@ -56,7 +61,7 @@ export async function lookupKey(
   key: string,
   options: { maxAgeMs: number },
 ): Promise<ApiKeyRecord | null> {
-  const hit = store.apiKeys.get(key);
+  const hit = cachedKey(store, key);
   if (hit !== undefined) return hit;
   const record = await findApiKey(store.kv, await hashApiKey(key));
   store.apiKeys.set(key, record, options.maxAgeMs);

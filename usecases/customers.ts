@@ -27,7 +27,7 @@ import {
   upsertCustomer,
   type UpsertResult,
 } from "../storage/customers.ts";
-import { getEntriesCached } from "../storage/directories.ts";
+import { cachedEntries, getEntriesCached } from "../storage/directories.ts";
 import type { Store } from "../storage/store.ts";
 
 /** Settings the customer use cases depend on. */
@@ -172,14 +172,22 @@ export type CustomerLookup =
  * The customer one unique value names, or null: what findCustomers answers for a query of that lookup alone, in
  * the fewest awaits (the index entry, then the record; by id the record alone).
  */
-export async function findCustomerBy(store: Store, actor: Actor, lookup: CustomerLookup): Promise<Customer | null> {
+export function findCustomerBy(store: Store, actor: Actor, lookup: CustomerLookup): Promise<Customer | null> {
+  // By id, the record's read is the answer (no async step of its own: this is the till's lookup).
+  if (lookup.field === "id") return getCustomer(store.kv, actor.companyId, lookup.value);
+  return findCustomerByIndex(store, actor, lookup);
+}
+
+/** findCustomerBy through an index: the owner's id, then the record. */
+async function findCustomerByIndex(
+  store: Store,
+  actor: Actor,
+  lookup: Exclude<CustomerLookup, { field: "id" }>,
+): Promise<Customer | null> {
   const { kv } = store;
   const cid = actor.companyId;
   let id: number | null;
   switch (lookup.field) {
-    case "id":
-      id = lookup.value;
-      break;
     case "card_barcode":
       id = await findCardOwner(kv, cid, { card_barcode: lookup.value });
       break;
@@ -197,13 +205,27 @@ function ownerOf(kv: Deno.Kv, cid: string, lookup: CardLookup): Promise<number |
   return findCardOwner(kv, cid, lookup);
 }
 
+/** The ids of these customers' groups. */
+function groupIds(customers: Customer[]): number[] {
+  return customers.flatMap((c) => c.group_id === null ? [] : [c.group_id]);
+}
+
+/** groupNames' answer when the directory cache holds every name it needs (nothing read), else undefined. */
+export function cachedGroupNames(
+  store: Store,
+  actor: Actor,
+  customers: Customer[],
+): Map<number, DirectoryEntry> | undefined {
+  return cachedEntries(store, actor.companyId, { kind: "groups", ids: groupIds(customers) });
+}
+
 /** Names of the groups of these customers, from the store's directory cache. */
 export async function groupNames(
   store: Store,
   actor: Actor,
   options: { customers: Customer[]; maxAgeMs: number },
 ): Promise<Map<number, DirectoryEntry>> {
-  const ids = options.customers.flatMap((c) => c.group_id === null ? [] : [c.group_id]);
+  const ids = groupIds(options.customers);
   return await getEntriesCached(store, actor.companyId, { kind: "groups", ids, maxAgeMs: options.maxAgeMs });
 }
 
