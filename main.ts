@@ -20,7 +20,7 @@ const kv = await openKv(config.kvPath);
 /** Where log lines go: stdout, as text lines or JSON objects (LOG_FORMAT), batched and written asynchronously. */
 const stdout = bufferedWriter(Deno.stdout);
 globalThis.addEventListener("unload", () => stdout.flushSync());
-export const log = logSink(config, stdout.write);
+export const log = logSink(config, stdout);
 const store = createStore(kv, { auditRetentionDays: config.auditRetentionDays });
 const firstKey = await firstStartKey(store);
 if (firstKey) {

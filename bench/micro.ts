@@ -32,7 +32,7 @@ await rawInsertCustomers(kv, "bench", batch);
 await seedExtras(kv, "bench", { customers: N, now });
 
 const devNull = await Deno.open("/dev/null", { write: true });
-const sinkOf = (config: typeof DEFAULT_CONFIG) => logSink(config, bufferedWriter(devNull).write);
+const sinkOf = (config: typeof DEFAULT_CONFIG) => logSink(config, bufferedWriter(devNull));
 const base = { ...DEFAULT_CONFIG, kvPath: ":memory:", rateLimitPerSecond: 1e8, rateLimitBurst: 1e8 };
 const apps = {
   "as shipped (logging on)": createApp({ kv, config: base, log: sinkOf(base) }),

@@ -18,7 +18,7 @@ import { openApiRoutes } from "./openapi.ts";
 import { healthRoutes } from "./health.ts";
 import { connectionRoutes } from "./connection.ts";
 import { webhookRoutes } from "./webhooks.ts";
-import { logError, requestLog } from "./log.ts";
+import { logError, type LogSink, requestLog } from "./log.ts";
 import { apiGuard, ApiLimits } from "./rate_limit.ts";
 import { errorReply, internalErrorReply, render } from "./reply.ts";
 import { IMPORT_PATH, importRoutes } from "./import.ts";
@@ -62,8 +62,8 @@ export interface AppOptions {
   config: Config;
   /** Clock, epoch ms; defaults to Date.now. */
   now?: () => number;
-  /** Where log lines go: one per request (when config.logRequests) and every internal error. */
-  log?: (line: string) => void;
+  /** Where log lines go: one per request (when config.logRequests) and every internal error (LogSink). */
+  log?: LogSink;
   /** Whether point lookups take the door (routes/door.ts; default true); false answers them by the generic path. */
   fastPaths?: boolean;
 }

@@ -16,7 +16,7 @@ import type { CustomerLookup } from "../usecases/customers.ts";
 import type { KeyProver } from "./auth.ts";
 import type { Caller, Format } from "./context.ts";
 import type { PointLookups } from "./customer.ts";
-import { errorLine, requestIdFor, requestLine } from "./log.ts";
+import { errorLine, type LogSink, requestIdFor, requestLine } from "./log.ts";
 import type { ApiLimits } from "./rate_limit.ts";
 import { errorReply, internalErrorReply, render } from "./reply.ts";
 import { keyOutsideBody, queryParams } from "./request.ts";
@@ -25,6 +25,8 @@ import { keyOutsideBody, queryParams } from "./request.ts";
 const PATH = "/api/customer";
 /** What the door's log lines say of the request besides its id and caller. */
 const LOGGED = { route: PATH, method: "GET", path: PATH } as const;
+/** The text log line's method and path (requestText). */
+const HEAD = `${LOGGED.method} ${LOGGED.path}`;
 
 /** A request's reply from the door, or null for a request the generic path must answer. */
 export type Door = (req: Request, info: unknown) => Promise<Response | null> | null;
@@ -32,7 +34,7 @@ export type Door = (req: Request, info: unknown) => Promise<Response | null> | n
 /** What the door is built from: the app's own limits, key checks and lookups, so both ways share their state. */
 export interface DoorParts {
   config: Config;
-  log: ((line: string) => void) | undefined;
+  log: LogSink | undefined;
   limits: ApiLimits;
   prove: KeyProver;
   point: PointLookups;
@@ -42,13 +44,16 @@ export interface DoorParts {
 export function pointDoor(parts: DoorParts): Door {
   const { config, log, limits, prove, point } = parts;
   const json = config.logFormat === "json";
+  /** The sink's way to take a text request line as numbers (LogSink), when it has one. */
+  const request = log && !json ? log.request : undefined;
 
   /** Gives the reply its request id and logs it, as the request log middleware does. */
   const finish = (res: Response, id: string, caller: Caller | undefined, started: number): Response => {
     res.headers.set("X-Request-Id", id);
     if (log && config.logRequests) {
       const ms = performance.now() - started;
-      log(requestLine(json, { ...LOGGED, id, caller, status: res.status, ms }));
+      if (request) request(HEAD, res.status, ms);
+      else log(requestLine(json, { ...LOGGED, id, caller, status: res.status, ms }));
     }
     return res;
   };

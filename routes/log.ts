@@ -49,7 +49,7 @@ export interface RequestRecord {
  * never a key.
  */
 export function requestLine(json: boolean, r: RequestRecord): string {
-  if (!json) return `${r.method} ${r.path} ${r.status} ${r.ms.toFixed(1)}ms`;
+  if (!json) return requestText(`${r.method} ${r.path}`, r.status, r.ms);
   return JSON.stringify({
     time: new Date().toISOString(),
     level: "info",
@@ -61,6 +61,11 @@ export function requestLine(json: boolean, r: RequestRecord): string {
     status: r.status,
     duration_ms: Math.round(r.ms * 10) / 10,
   });
+}
+
+/** A request's text line after its method and path (`head`): `GET /api/customer 200 3.5ms`. */
+export function requestText(head: string, status: number, ms: number): string {
+  return `${head} ${status} ${ms.toFixed(1)}ms`;
 }
 
 /**
@@ -136,25 +141,44 @@ export function errorLine(
   });
 }
 
-let isoAt = NaN;
+let isoMs = NaN;
 let isoText = "";
 
-/** `new Date().toISOString()`, formatted once per millisecond: a busy service logs many lines in one. */
-function isoNow(): string {
-  const now = Date.now();
-  if (now !== isoAt) {
-    isoAt = now;
-    isoText = new Date(now).toISOString();
+/** `new Date(ms).toISOString()`, formatted once per millisecond: a busy service logs many lines in one. */
+function isoAt(ms: number): string {
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
   }
   return isoText;
 }
 
+/** A line of the text format: the line after its time (`ms`, epoch milliseconds). */
+export function textLine(ms: number, line: string): string {
+  return `${isoAt(ms)} ${line}`;
+}
+
+/**
+ * A log sink (logSink): a function taking a line. In the text format it may also take a request's line as its parts
+ * (`request`: the method and path, the status, the duration), queued as numbers and formatted when its batch is
+ * written, so that a request pays for no string; the line is the one `requestLine` and the sink would have made.
+ */
+export type LogSink = ((line: string) => void) & {
+  request?: (head: string, status: number, ms: number) => void;
+};
+
 /**
  * Where log lines go in a running service: stdout, each text line after its time, and in JSON format every
- * line one JSON object (plain messages wrapped as `{"time","level","message"}`).
+ * line one JSON object (plain messages wrapped as `{"time","level","message"}`). Given a BufferedWriter, text-format
+ * request lines may go to it as their parts (LogSink's `request`).
  */
-export function logSink(config: Config, write: (line: string) => void): (line: string) => void {
-  if (config.logFormat !== "json") return (line) => write(`${isoNow()} ${line}`);
+export function logSink(config: Config, to: ((line: string) => void) | BufferedWriter): LogSink {
+  const write = typeof to === "function" ? to : to.write;
+  if (config.logFormat !== "json") {
+    const sink: LogSink = (line) => write(textLine(Date.now(), line));
+    if (typeof to !== "function") sink.request = to.textRequest;
+    return sink;
+  }
   return (line) => {
     if (line.startsWith("{")) return write(line);
     const level = /^(WARN|ERROR) /.exec(line)?.[1];
@@ -177,9 +201,17 @@ const MAX_HELD_BYTES = 8 * 1024 * 1024;
 export interface BufferedWriter {
   /** Queues one line (a newline is added). */
   write: (line: string) => void;
+  /**
+   * Queues a request's line of the text format (`textLine` of `requestText`), timed now, as numbers: it is formatted
+   * when its batch is written, in its place among the other lines.
+   */
+  textRequest: (head: string, status: number, ms: number) => void;
   /** Writes whatever is queued, synchronously (on exit). */
   flushSync: () => void;
 }
+
+/** Request lines (`textRequest`) held as numbers before they are formatted together. */
+const RECORDS = 512;
 
 /**
  * Batches log lines and writes them with one asynchronous write per 20 ms (or per 64 KiB), so a
@@ -187,12 +219,23 @@ export interface BufferedWriter {
  * encoded at once into 64 KiB chunks, so what waits for the write is a few byte arrays, not a string per line that
  * the garbage collector would copy while it waits. If the output cannot keep up, at most 8 MiB are held; further
  * lines are dropped and a warning says how many.
+ *
+ * Request lines of the text format (`textRequest`) are held as numbers in typed arrays (up to 512) and formatted
+ * together before the next line or write: formatted one per request, the line cost about 1 us of the request's CPU
+ * over HTTP, formatted in a batch a few tenths (docs/performance.md).
  */
 export function bufferedWriter(out: {
   write: (bytes: Uint8Array) => Promise<number>;
   writeSync: (bytes: Uint8Array) => number;
-}): BufferedWriter {
+}, options: { now?: () => number } = {}): BufferedWriter {
+  const now = options.now ?? Date.now;
   const encoder = new TextEncoder();
+  /** Request lines waiting to be formatted: when, the method and path, the status and the duration. */
+  const recordAt = new Float64Array(RECORDS);
+  const recordHead: string[] = new Array(RECORDS).fill("");
+  const recordStatus = new Uint16Array(RECORDS);
+  const recordMs = new Float64Array(RECORDS);
+  let records = 0;
   /** Chunks filled and waiting for the write. */
   let full: Uint8Array[] = [];
   /** The chunk being filled, and how much of it is. */
@@ -203,6 +246,14 @@ export function bufferedWriter(out: {
   let writing = false;
   let scheduled = false;
 
+  /** Formats the request lines held as numbers into the chunks, in the order they came. */
+  const format = () => {
+    const n = records;
+    records = 0;
+    for (let i = 0; i < n; i++) {
+      put(textLine(recordAt[i]!, requestText(recordHead[i]!, recordStatus[i]!, recordMs[i]!)));
+    }
+  };
   /** Encodes one line and its newline into the current chunk, starting a new chunk when it may not fit. */
   const put = (line: string) => {
     // A UTF-16 unit is at most 3 bytes of UTF-8.
@@ -218,6 +269,7 @@ export function bufferedWriter(out: {
     heldBytes += written + 1;
   };
   const take = (): Uint8Array[] => {
+    if (records > 0) format();
     if (dropped > 0) {
       put(`${new Date().toISOString()} WARN ${dropped} log lines dropped: the output was too slow`);
       dropped = 0;
@@ -252,13 +304,21 @@ export function bufferedWriter(out: {
       full = [];
       used = 0;
       heldBytes = 0;
+      records = 0;
     } finally {
       writing = false;
-      if (heldBytes > 0 && !scheduled) {
+      if ((heldBytes > 0 || records > 0) && !scheduled) {
         scheduled = true;
         setTimeout(drain, FLUSH_MS);
       }
     }
+  };
+  /** Has the queued lines written: at once when a chunk is full, else after FLUSH_MS. */
+  const schedule = () => {
+    if (writing || scheduled) return;
+    scheduled = true;
+    if (heldBytes >= FLUSH_BYTES) queueMicrotask(drain);
+    else setTimeout(drain, FLUSH_MS);
   };
   return {
     write(line) {
@@ -266,11 +326,21 @@ export function bufferedWriter(out: {
         dropped++;
         return;
       }
+      if (records > 0) format();
       put(line);
-      if (writing || scheduled) return;
-      scheduled = true;
-      if (heldBytes >= FLUSH_BYTES) queueMicrotask(drain);
-      else setTimeout(drain, FLUSH_MS);
+      schedule();
+    },
+    textRequest(head, status, ms) {
+      if (heldBytes > MAX_HELD_BYTES) {
+        dropped++;
+        return;
+      }
+      recordAt[records] = now();
+      recordHead[records] = head;
+      recordStatus[records] = status;
+      recordMs[records] = ms;
+      if (++records === RECORDS) format();
+      schedule();
     },
     flushSync() {
       for (const bytes of take()) {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { bufferedWriter } from "./log.ts";
+import { DEFAULT_CONFIG } from "../config.ts";
+import { bufferedWriter, logSink, requestLine, textLine } from "./log.ts";
 
 /** An output that records what reaches it; `hold` keeps asynchronous writes pending until released. */
 function output(options: { hold?: boolean; partial?: boolean; slow?: boolean } = {}) {
@@ -82,4 +83,64 @@ Deno.test("bufferedWriter: a line logged while a write is pending is written aft
   assert.equal(out.pending.length, 1);
   out.pending.shift()!();
   assert.equal(out.text(), "first\nsecond\n");
+});
+
+Deno.test("bufferedWriter: text request lines held as numbers come out as the sink makes them, in their place", () => {
+  const out = output();
+  const at = Date.UTC(2026, 10, 30, 12, 34, 56, 789);
+  const w = bufferedWriter(out, { now: () => at });
+  const record = (status: number, ms: number) => ({
+    id: "r",
+    caller: undefined,
+    route: "/api/customer",
+    method: "GET",
+    path: "/api/customer",
+    status,
+    ms,
+  });
+  const expected: string[] = [];
+  w.write("first");
+  expected.push("first");
+  // More than the 512 held at once, so that some are formatted before the write, in order.
+  for (let i = 0; i < 700; i++) {
+    const [status, ms] = [i % 3 === 0 ? 404 : 200, i / 7];
+    w.textRequest("GET /api/customer", status, ms);
+    expected.push(textLine(at, requestLine(false, record(status, ms))));
+    if (i === 100 || i === 600) {
+      w.write(`plain ${i}`);
+      expected.push(`plain ${i}`);
+    }
+  }
+  w.flushSync();
+  assert.equal(out.text(), expected.join("\n") + "\n");
+  assert.equal(expected[2], "2026-11-30T12:34:56.789Z GET /api/customer 200 0.1ms");
+});
+
+Deno.test("bufferedWriter: a request line logged while a write is pending is written after it, without a flush", async () => {
+  const out = output({ hold: true });
+  const w = bufferedWriter(out, { now: () => 0 });
+  w.write("first");
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(out.pending.length, 1);
+  w.textRequest("GET /api/customer", 200, 1.25);
+  out.pending.shift()!();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(out.pending.length, 1);
+  out.pending.shift()!();
+  assert.equal(out.text(), "first\n1970-01-01T00:00:00.000Z GET /api/customer 200 1.3ms\n");
+});
+
+Deno.test("logSink over a writer: text request lines go as numbers, JSON ones as lines", () => {
+  const out = output();
+  const w = bufferedWriter(out, { now: () => 0 });
+  const text = logSink({ ...DEFAULT_CONFIG, logFormat: "text" }, w);
+  assert.equal(typeof text.request, "function");
+  text.request!("GET /api/customer", 200, 2);
+  text("hello");
+  assert.equal(logSink({ ...DEFAULT_CONFIG, logFormat: "json" }, w).request, undefined);
+  assert.equal(logSink({ ...DEFAULT_CONFIG, logFormat: "text" }, (l) => w.write(l)).request, undefined);
+  w.flushSync();
+  const [request, hello] = out.text().split("\n");
+  assert.equal(request, "1970-01-01T00:00:00.000Z GET /api/customer 200 2.0ms");
+  assert.match(hello!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z hello$/);
 });

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { XMLParser } from "fast-xml-parser";
 import { type Config, DEFAULT_CONFIG } from "../config.ts";
 import { createApp } from "../routes/app.ts";
+import type { LogSink } from "../routes/log.ts";
 import { openRows, type ReadRow } from "../domain/import/read.ts";
 import { createApiKey } from "../storage/api_keys.ts";
 import { claimKeys } from "../storage/keys.ts";
@@ -49,7 +50,7 @@ export interface WorldOptions {
   /** Settings over the defaults (the store is always in memory; request logging is off unless set). */
   config?: Partial<Config>;
   /** Receives the app's log lines (request lines when config.logRequests, and every internal error). */
-  log?: (line: string) => void;
+  log?: LogSink;
   /** Wraps the store the app is given (e.g. `(kv) => kvProxy(kv).kv`); keys are still made on the real one. */
   kv?: (kv: Deno.Kv) => Deno.Kv;
 }
