@@ -27,17 +27,15 @@ const zoneFormats = new Map<string, (ms: number) => string>();
 /** Latest instant (exclusive) that the arithmetic of `isoFormat` handles: 10000-01-01. */
 const YEAR_10000 = 253_402_300_800_000;
 
-/** "00" to "99": two-digit parts of a date without a new string per part. */
-const TWO_DIGITS = Array.from({ length: 100 }, (_, n) => (n < 10 ? `0${n}` : `${n}`));
-
-function pad2(n: number): string {
-  return TWO_DIGITS[n]!;
-}
+/** The character code of a decimal digit. */
+const digit = (n: number): number => 48 + n;
 
 /**
  * UTC "YYYY-MM-DD HH:MM:SS" by arithmetic (H. Hinnant's days-to-civil): about five times cheaper than
- * `toISOString`, and every reply formats three dates per customer. Instants before 1970 or past 9999 take
- * the `Date` route.
+ * `toISOString`, and every reply formats three dates per customer. The string is made in one piece from its
+ * character codes: built by concatenation it was a tree of pieces that `JSON.stringify` had to copy together, and a
+ * reply of one customer cost 0.75 us more (1.55 against 0.80 us for a customer's view and its JSON). Instants before
+ * 1970 or past 9999 take the `Date` route.
  */
 function isoFormat(ms: number): string {
   if (!(ms >= 0 && ms < YEAR_10000)) {
@@ -54,12 +52,32 @@ function isoFormat(ms: number): string {
   const mp = Math.floor((5 * doy + 2) / 153);
   const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
   const month = mp < 10 ? mp + 3 : mp - 9;
+  // 1970 to 9999 here: always four digits.
   const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
   const hh = Math.floor(secs / 3600);
   const mm = Math.floor((secs % 3600) / 60);
-  return `${year < 1000 ? String(year).padStart(4, "0") : year}-${pad2(month)}-${pad2(day)} ${pad2(hh)}:${pad2(mm)}:${
-    pad2(secs % 60)
-  }`;
+  const ss = secs % 60;
+  return String.fromCharCode(
+    digit(Math.floor(year / 1000)),
+    digit(Math.floor(year / 100) % 10),
+    digit(Math.floor(year / 10) % 10),
+    digit(year % 10),
+    45, // -
+    digit(Math.floor(month / 10)),
+    digit(month % 10),
+    45,
+    digit(Math.floor(day / 10)),
+    digit(day % 10),
+    32, // space
+    digit(Math.floor(hh / 10)),
+    digit(hh % 10),
+    58, // :
+    digit(Math.floor(mm / 10)),
+    digit(mm % 10),
+    58,
+    digit(Math.floor(ss / 10)),
+    digit(ss % 10),
+  );
 }
 
 /** Builds the wire formatter of a zone: the fast "sv-SE" pattern when it provably matches the parts, else the parts. */

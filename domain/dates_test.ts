@@ -68,6 +68,8 @@ Deno.test("formatDateTime: wire format in UTC and in zones", () => {
   assert.equal(formatDateTime(0, "UTC"), "1970-01-01 00:00:00");
   assert.equal(formatDateTime(Date.UTC(1900, 0, 1), "UTC"), "1900-01-01 00:00:00");
   assert.equal(formatDateTime(Date.UTC(2200, 11, 31, 23, 59, 59), "UTC"), "2200-12-31 23:59:59");
+  assert.equal(formatDateTime(Date.UTC(9999, 11, 31, 23, 59, 59, 999), "UTC"), "9999-12-31 23:59:59");
+  assert.equal(formatDateTime(Date.UTC(2000, 1, 29, 1, 2, 3), "UTC"), "2000-02-29 01:02:03");
   // Milliseconds are cut, never rounded up.
   assert.equal(formatDateTime(ms + 999, "UTC"), "2016-07-18 10:54:37");
   assert.equal(formatDateTime(ms + 999, "Europe/Moscow"), "2016-07-18 13:54:37");
