@@ -221,8 +221,8 @@ const RECORDS = 512;
  * lines are dropped and a warning says how many.
  *
  * Request lines of the text format (`textRequest`) are held as numbers in typed arrays (up to 512) and formatted
- * together before the next line or write: formatted one per request, the line cost about 1 us of the request's CPU
- * over HTTP, formatted in a batch a few tenths (docs/performance.md).
+ * together before the next line or write, so a request pays for none of its line's strings and calls between its
+ * reply and the socket (docs/performance.md, "The door's log lines are held as numbers").
  */
 export function bufferedWriter(out: {
   write: (bytes: Uint8Array) => Promise<number>;
