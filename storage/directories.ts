@@ -66,6 +66,11 @@ const ENTITY: Record<DirectoryKind, AuditEntity> = {
   bonus_programs: "bonus_program",
 };
 
+/** The key of one entry in the store's directory cache (`store.directories`). */
+function entryCacheKey(cid: string, kind: DirectoryKind, id: number): string {
+  return `${cid}/${kind}/${id}`;
+}
+
 /**
  * Like getEntries, but serves entries read less than `maxAgeMs` ago from the store's cache, so naming a group or
  * type on a hot read costs no store round trip. A rename in this process shows at once; one made by another
@@ -79,13 +84,13 @@ export async function getEntriesCached(
   const out = new Map<number, DirectoryEntry>();
   const missing: number[] = [];
   for (const id of options.ids) {
-    const hit = store.directories.get(`${cid}/${options.kind}/${id}`);
+    const hit = store.directories.get(entryCacheKey(cid, options.kind, id));
     if (hit) out.set(id, hit);
     else missing.push(id);
   }
   if (missing.length === 0) return out;
   for (const [id, entry] of await getEntries(store.kv, cid, options.kind, missing)) {
-    store.directories.set(`${cid}/${options.kind}/${id}`, entry, options.maxAgeMs);
+    store.directories.set(entryCacheKey(cid, options.kind, id), entry, options.maxAgeMs);
     out.set(id, entry);
   }
   return out;
@@ -102,7 +107,7 @@ export function cachedEntries(
 ): Map<number, DirectoryEntry> | undefined {
   const out = new Map<number, DirectoryEntry>();
   for (const id of options.ids) {
-    const hit = store.directories.get(`${cid}/${options.kind}/${id}`);
+    const hit = store.directories.get(entryCacheKey(cid, options.kind, id));
     if (!hit) return undefined;
     out.set(id, hit);
   }
@@ -240,7 +245,7 @@ export async function saveEntry(
       after: entry,
     });
     if (!await write.commit(`save ${LABEL[kind].toLowerCase()}`)) return RETRY;
-    store.directories.delete(`${cid}/${kind}/${entry.id}`);
+    store.directories.delete(entryCacheKey(cid, kind, entry.id));
     store.directoryLists.delete(`${cid}/${kind}`);
     return { entry, isNew: options.id === undefined };
   }, { message: `Cannot save ${LABEL[kind].toLowerCase()}: it changed concurrently, try again` });
