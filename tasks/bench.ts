@@ -653,13 +653,12 @@ try {
       for (let i = 0; i < LOGGING_PAIRS; i++) {
         await new Promise((r) => setTimeout(r, 500));
         const base = 900_000_000 + i * 1_000_000;
+        const runOn = () => wrk("(pair) logging on", { ...on, base });
+        const runOff = () => wrk("(pair) logging off", { ...off, base });
+        // The two start in turn, and which starts first alternates.
         const [a, b] = i % 2 === 0
-          ? await Promise.all([wrk("(pair) logging on", { ...on, base }), wrk("(pair) logging off", { ...off, base })])
-          : (await Promise.all([
-            wrk("(pair) logging off", { ...off, base }),
-            wrk("(pair) logging on", { ...on, base }),
-          ]))
-            .reverse();
+          ? await Promise.all([runOn(), runOff()])
+          : (await Promise.all([runOff(), runOn()])).reverse();
         loggingPairs.push((a!.cores / a!.rps - b!.cores / b!.rps) * 1e6);
       }
     } finally {
