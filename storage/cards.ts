@@ -40,7 +40,7 @@ import {
   withRetry,
   Write,
 } from "./commit.ts";
-import { MAX_CHECKS, MAX_GET_MANY } from "./limits.ts";
+import { MAX_CHECKS, MAX_CREATE_RETRIES, MAX_GET_MANY, MAX_RETRIES } from "./limits.ts";
 import { uidToEan13 } from "../domain/ean13.ts";
 import type { Store } from "./store.ts";
 import { type Left, type Queued, togetherQueue } from "./together.ts";
@@ -200,7 +200,10 @@ export async function saveCard(store: Store, actor: Actor, request: SaveCard): P
     if (entry) return await tryUpdate(store, actor, request, { entry, optimistic: attempt === 1 });
     if (!request.create) throw cardNotFound(steps);
     return await tryCreate(store, actor, request);
-  }, { message: "Cannot save card: it was changed concurrently, try again" });
+  }, {
+    message: "Cannot save card: it was changed concurrently, try again",
+    attempts: request.mode === "insert" || request.create ? MAX_CREATE_RETRIES : MAX_RETRIES,
+  });
 }
 
 /** Deletes the card a lookup finds, with all its index keys, in one atomic operation; sequences are kept. */

@@ -17,7 +17,7 @@ import {
   withRetry,
   Write,
 } from "./commit.ts";
-import { BUCKET_SIZE, MAX_ATOMIC_BYTES, MAX_CHECKS } from "./limits.ts";
+import { BUCKET_SIZE, MAX_ATOMIC_BYTES, MAX_CHECKS, MAX_CREATE_RETRIES, MAX_RETRIES } from "./limits.ts";
 import type { Store } from "./store.ts";
 import { type Left, type Queued, togetherQueue } from "./together.ts";
 
@@ -120,7 +120,10 @@ export async function upsertCustomer(store: Store, actor: Actor, request: Upsert
       id: plan.next.id,
       clash: plan.clash,
     });
-  }, { message: "Cannot save customer: it was changed concurrently, try again" });
+  }, {
+    message: "Cannot save customer: it was changed concurrently, try again",
+    attempts: request.create && request.id === undefined ? MAX_CREATE_RETRIES : MAX_RETRIES,
+  });
 }
 
 async function locate(

@@ -14,5 +14,12 @@ export const MAX_KEY_BYTES = 2 * 1024;
 export const MAX_ATOMIC_BYTES = 800 * 1024;
 /** How often a write that lost a versionstamp race is re-read and tried again. */
 export const MAX_RETRIES = 8;
+/**
+ * How often a write that may create is tried. A create contends only on its company's id sequence, where every lost
+ * race is another create landing, so a loss carries nothing the caller should see: with two processes creating at
+ * once a create loses about half its tries, and 8 tries failed one insert in 500 (tests/blackbox_9_test.ts in CI).
+ * 40 tries make that 2^-40; the backoff (at most 64 ms a try) bounds the wait near 2.5 s.
+ */
+export const MAX_CREATE_RETRIES = 40;
 /** Ids per count bucket: deep pages skip whole buckets by their counts instead of reading their keys. */
 export const BUCKET_SIZE = 500;

@@ -3,6 +3,7 @@ import { ConflictError, NotFoundError } from "../domain/errors.ts";
 import { cardKeys, deleteCard, getCard, type SaveCard, saveCard } from "../storage/cards.ts";
 import { keys } from "../storage/keys.ts";
 import { createStore } from "../storage/store.ts";
+import { MAX_CREATE_RETRIES } from "../storage/limits.ts";
 import { kvProxy } from "./kit.ts";
 
 const CID = "acme";
@@ -99,4 +100,32 @@ Deno.test("an updateCard create that loses its uid to a concurrent create update
   assert.deepEqual([result.card.id, result.isNew], [1, false]);
   assert.equal((await getCard(kv, CID, 1))!.medium, "MAGNET");
   assert.equal(await getCard(kv, CID, 2), null);
+});
+
+Deno.test("a card create that keeps losing its id to other processes' creates lands, within a bound of its own", async (t) => {
+  await t.step("12 creates of another process slip in first: the 13th try commits", async () => {
+    using kv = await Deno.openKv(":memory:");
+    const racy = racyKv(kv);
+    // Each hook is a create of another process (its own store): it takes the next id of the company's sequence.
+    for (let i = 1; i <= 12; i++) racy.before(() => save(kv, { mode: "insert", lookup: { uid: `OTHER${i}` } }));
+    const result = await save(racy.kv, { mode: "insert", lookup: { uid: "MINE" }, refs: {} });
+    assert.deepEqual([result.card.id, result.isNew, racy.commits()], [13, true, 13]);
+    assert.notEqual((await kv.get(cardKeys.byUid(CID, "MINE"))).value, null);
+  });
+  await t.step(
+    "creates slipping in before every try: 409 after MAX_CREATE_RETRIES tries, nothing written",
+    async () => {
+      using kv = await Deno.openKv(":memory:");
+      const racy = racyKv(kv);
+      for (let i = 1; i <= MAX_CREATE_RETRIES + 5; i++) {
+        racy.before(() => save(kv, { mode: "insert", lookup: { uid: `OTHER${i}` } }));
+      }
+      await assert.rejects(
+        save(racy.kv, { mode: "insert", lookup: { uid: "MINE" } }),
+        (e) => e instanceof ConflictError && e.message === "Cannot save card: it was changed concurrently, try again",
+      );
+      assert.equal(racy.commits(), MAX_CREATE_RETRIES);
+      assert.equal((await kv.get(cardKeys.byUid(CID, "MINE"))).value, null);
+    },
+  );
 });

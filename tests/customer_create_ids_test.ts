@@ -8,7 +8,8 @@ import { keys } from "../storage/keys.ts";
 import { verifyStore } from "../storage/verify.ts";
 import { createApp } from "../routes/app.ts";
 import { DEFAULT_CONFIG } from "../config.ts";
-import { assertJson, type Reply, request, type World, world } from "./kit.ts";
+import { MAX_RETRIES } from "../storage/limits.ts";
+import { assertJson, kvProxy, type Reply, request, type World, world } from "./kit.ts";
 
 const create = (w: World, i: number): Promise<Reply> =>
   w.call("POST", "/api/customer/update", { form: { fname: `C${i}`, phone: `+7911${String(i).padStart(7, "0")}` } });
@@ -58,4 +59,31 @@ Deno.test("two apps (processes) on one store creating at once never share an id"
   const defects: string[] = [];
   await verifyStore(w.kv, { onFinding: (f) => f.severity === "defect" && defects.push(f.message) });
   assert.deepEqual(defects, []);
+});
+
+Deno.test("a create that keeps losing its id to another process's creates lands; an update gives up sooner", async () => {
+  await using w = await world();
+  const proxy = kvProxy(w.kv);
+  const racyApp = createApp({ kv: proxy.kv, config: { ...DEFAULT_CONFIG, kvPath: ":memory:", logRequests: false } });
+  // Another process (its own app on the same store) creates a customer just before each of our next 12 commits.
+  for (let i = 1; i <= 12; i++) proxy.beforeCommit(() => create(w, i));
+  const mine = await request(racyApp, "POST", "/api/customer/update", {
+    key: w.key,
+    form: { fname: "Mine", phone: "+79330000001" },
+  });
+  assert.equal(assertJson(mine, 200).id, 13);
+  assert.equal(proxy.calls.commit, 13);
+  // An update by id is not a create: after MAX_RETRIES lost races it is a 409 and the customer is unchanged.
+  for (let i = 1; i <= 20; i++) {
+    proxy.beforeCommit(() => w.call("POST", "/api/customer/update", { query: { id: 13 }, form: { lname: `L${i}` } }));
+  }
+  const update = await request(racyApp, "POST", "/api/customer/update", {
+    key: w.key,
+    query: { id: 13 },
+    form: { fname: "Changed" },
+  });
+  assert.equal(update.status, 409, update.text);
+  assert.equal(proxy.calls.commit, 13 + MAX_RETRIES);
+  const stored = assertJson(await w.call("GET", "/api/customer", { query: { id: 13 } }), 200);
+  assert.equal(stored.customers[0].fname, "Mine");
 });
