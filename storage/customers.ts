@@ -170,7 +170,7 @@ interface Plan {
   /** Unique index entries the new version claims, as read or assumed free (checked at commit). */
   claims: Claims;
   /** Throws the 409 of a unique value held by another customer. */
-  clash: (field: string) => never;
+  clash: (field: string) => typeof RETRY;
   /** A create's link (UpsertCustomer.link), as read: checked and pointed at the new id. */
   link?: Deno.KvEntryMaybe<number>;
 }
@@ -207,7 +207,10 @@ async function prepare(
   }
   // Unique keys do not depend on the id, so a new customer's claims are read before its id is taken.
   const unique = customerUniqueKeys(next);
-  const clash = (field: string): never => {
+  const clash = (field: string): typeof RETRY => {
+    // A create found by this external id lost it to a concurrent create of the same customer: find that one and
+    // update it, as the request would have had it come a moment later.
+    if (!existing && field === "external_id" && request.externalId !== undefined) return RETRY;
     throw uniqueClash(field, field === "email" ? next.email! : unique[field as UniqueField]!, !existing);
   };
   const claims = await readClaims(kv, indexDiff(cid, existing, next), { id, clash, optimistic: options.optimistic });

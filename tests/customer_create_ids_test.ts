@@ -87,3 +87,27 @@ Deno.test("a create that keeps losing its id to another process's creates lands;
   const stored = assertJson(await w.call("GET", "/api/customer", { query: { id: 13 } }), 200);
   assert.equal(stored.customers[0].fname, "Mine");
 });
+
+Deno.test("concurrent find-or-create by one external_id: one creates, the others update it, in one or two processes", async () => {
+  await using w = await world();
+  const other = createApp({ kv: w.kv, config: { ...DEFAULT_CONFIG, kvPath: ":memory:", logRequests: false } });
+  const replies = await Promise.all(
+    Array.from({ length: 12 }, (_, i) =>
+      request(i % 3 === 0 ? other : w.app, "POST", "/api/customer/update", {
+        key: w.key,
+        query: { external_id: "1C-000042" },
+        form: { fname: `F${i}`, ...(i === 5 ? { phone: "+79440000005" } : {}) },
+      })),
+  );
+  const bodies = replies.map((r) => assertJson(r, 200));
+  assert.equal(bodies.filter((b) => b.isnew === 1).length, 1, JSON.stringify(bodies));
+  assert.equal(new Set(bodies.map((b) => b.id)).size, 1);
+  const found = assertJson(await w.call("GET", "/api/customer", { query: { external_id: "1C-000042" } }), 200);
+  assert.equal(found.count, 1);
+  assert.equal(found.customers[0].phone, "79440000005", "an update that lost the create is applied, not dropped");
+  const all = assertJson(await w.call("GET", "/api/customer", { query: { page: 1, page_size: 10 } }), 200);
+  assert.equal(all.total_count, 1);
+  // external_id given in the body (it sets the value, it finds nothing) still clashes: 409 naming it.
+  const clash = await w.call("POST", "/api/customer/update", { form: { fname: "X", external_id: "1C-000042" } });
+  assert.equal(assertJson(clash, 409).field, "external_id");
+});
