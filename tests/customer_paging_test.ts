@@ -203,3 +203,80 @@ Deno.test("a list's bucket sums are read again in one listing while customers ke
   assert.deepEqual(await ids(2), expected(2));
   assert.equal(bucketListings - listingsBefore, 1);
 });
+
+Deno.test("a list of over 1,000 bucket counters is cached after a listing that creates followed; a change behind it is not", async () => {
+  const cid = "acme";
+  const bucketPrefix = JSON.stringify(["company", cid, "customer_buckets", "all"]);
+  const now = Date.now();
+  const customer = (id: number): Customer => ({ ...blankCustomer(id, { now, userId: 1 }), fname: `F${id}` });
+  let bucketListings = 0;
+  /** What runs while the next listing of the bucket counters is under way: after its first entry, or after its last. */
+  const during: { afterFirst?: () => Promise<unknown>; afterLast?: () => Promise<unknown> }[] = [];
+  let real!: Deno.Kv;
+  const wrap = (kv: Deno.Kv): Deno.Kv => {
+    real = kv;
+    return new Proxy(kv, {
+      get(target, prop) {
+        if (prop !== "list") {
+          const v = Reflect.get(target, prop, target);
+          return typeof v === "function" ? v.bind(target) : v;
+        }
+        return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+          const iter = target.list(selector, options);
+          const prefix = "prefix" in selector ? JSON.stringify(selector.prefix) : "";
+          if (prefix !== bucketPrefix) return iter;
+          bucketListings++;
+          const hooks = during.shift() ?? {};
+          return (async function* () {
+            let n = 0;
+            for await (const e of iter) {
+              yield e;
+              if (n++ === 0) await hooks.afterFirst?.();
+            }
+            await hooks.afterLast?.();
+          })();
+        };
+      },
+    });
+  };
+  await using w = await world({ kv: wrap });
+  // One customer in each of 1,100 buckets: 1,100 counters, more than one listing batch (1,000) reads at once.
+  const ids = Array.from({ length: 1100 }, (_, b) => b * BUCKET_SIZE + 1);
+  await rawInsertCustomers(real, cid, ids.map(customer));
+  let lastId = ids.at(-1)!;
+  const create = () => rawInsertCustomers(real, cid, [customer(ids[ids.push(++lastId) - 1]!)]);
+  const page = async (n: number) => {
+    const r = await w.call("GET", "/api/customer", { query: { page: n, page_size: 50 } });
+    assert.equal(r.status, 200, r.text);
+    return (r.body.customers as { id: number }[]).map((c) => c.id);
+  };
+  const expected = (n: number) => [...ids].sort((a, b) => a - b).slice((n - 1) * 50, n * 50);
+
+  // A create lands after the listing has read the last bucket: the last buckets read again with the totals make the
+  // listing exact, so it is cached (before, each page listed all 1,100 counters three times and cached nothing).
+  during.push({ afterLast: create });
+  assert.deepEqual(await page(3), expected(3));
+  assert.equal(bucketListings, 1);
+  await create();
+  assert.deepEqual(await page(22), expected(22));
+  assert.deepEqual(await page(2), expected(2));
+  assert.equal(bucketListings, 1, "cached: later pages read no bucket counters, creates since included");
+
+  // A customer enters an early bucket (as an update moving one into a list would), so the cached sums are stale; while
+  // they are listed again, another enters bucket 5, which the listing's first batch has already read. That listing
+  // is not exact and is not cached: it is read again, and the pages count both.
+  const early = [2 * BUCKET_SIZE + 7, 5 * BUCKET_SIZE + 9];
+  await rawInsertCustomers(real, cid, [customer(early[0]!)]);
+  ids.push(early[0]!);
+  during.push({
+    afterFirst: async () => {
+      await rawInsertCustomers(real, cid, [customer(early[1]!)]);
+      ids.push(early[1]!);
+    },
+  });
+  assert.deepEqual(await page(4), expected(4));
+  assert.equal(bucketListings, 3, "the overlapped listing was read again");
+  assert.deepEqual(await page(60), expected(60));
+  assert.deepEqual(await page(23), expected(23));
+  assert.equal(bucketListings, 3);
+});
