@@ -279,15 +279,16 @@ export function bufferedWriter(out: {
       chunk = new Uint8Array(FLUSH_BYTES);
       used = 0;
     }
-    const taken = full;
+    const chunks = full;
     full = [];
     heldBytes = 0;
-    return taken;
+    return chunks;
   };
-  const writeAll = async (bytes: Uint8Array) => {
-    let at = 0;
-    while (at < bytes.length) at += await out.write(bytes.subarray(at));
-  };
+  /**
+   * Chunks taken for the asynchronous write, in order; the first is being written while `writing`. They stay here
+   * until written, so that `flushSync` (an exit during a write) writes those not yet begun before the newer lines.
+   */
+  const taken: Uint8Array[] = [];
   const drain = async () => {
     scheduled = false;
     if (writing) return;
@@ -297,10 +298,17 @@ export function bufferedWriter(out: {
       // the next interval. (Writing it at once made one write per few requests under load: each an async op with a
       // thread hop, about 4 us of CPU per request.)
       do {
-        for (const bytes of take()) await writeAll(bytes);
+        taken.push(...take());
+        while (taken.length > 0) {
+          const bytes = taken[0]!;
+          let at = 0;
+          while (at < bytes.length) at += await out.write(bytes.subarray(at));
+          taken.shift();
+        }
       } while (heldBytes >= FLUSH_BYTES);
     } catch {
       // The output is gone (a closed pipe): nothing more can be logged.
+      taken.length = 0;
       full = [];
       used = 0;
       heldBytes = 0;
@@ -343,7 +351,10 @@ export function bufferedWriter(out: {
       schedule();
     },
     flushSync() {
-      for (const bytes of take()) {
+      // A write under way keeps its chunk (it may yet land, and must not land twice); the chunks taken after it and
+      // not yet begun go first, then the lines held since.
+      const waiting = writing ? taken.splice(1) : taken.splice(0);
+      for (const bytes of [...waiting, ...take()]) {
         let at = 0;
         try {
           while (at < bytes.length) at += out.writeSync(bytes.subarray(at));

@@ -39,6 +39,24 @@ Deno.test("bufferedWriter writes every line once, in order, across chunks and pa
   assert.equal(out.text(), [...lines, "x".repeat(100_000), "last"].join("\n") + "\n");
 });
 
+Deno.test("bufferedWriter: an exit during a write writes the chunks not yet begun before the newer lines", async () => {
+  const out = output({ hold: true });
+  const w = bufferedWriter(out);
+  // About 210 KB: four chunks, taken together for the asynchronous write, whose first write is then held.
+  const lines = Array.from({ length: 3000 }, (_, i) => `line ${i} ${"z".repeat(60)}`);
+  for (const line of lines) w.write(line);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(out.pending.length, 1, "the first chunk's write is under way");
+  w.write("after");
+  // What an exit (unload) during that write does: the other three chunks first, then the line held since.
+  w.flushSync();
+  const all = [...lines, "after"].join("\n") + "\n";
+  assert.equal(out.text(), all);
+  for (const release of out.pending.splice(0)) release();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(out.text(), all, "nothing is written twice when the held write finishes");
+});
+
 Deno.test("bufferedWriter drops lines past 8 MiB held and says how many when it can write again", async () => {
   const out = output({ hold: true });
   const w = bufferedWriter(out);
