@@ -6,20 +6,6 @@ import type { ApiKeyRecord } from "../domain/api_key.ts";
 import { outsideKey, rawOf } from "./request.ts";
 
 /**
- * Proves the caller by API key (header `X-API-Key`, `Authorization: Bearer`, or the `apikey` parameter; empty ones
- * are ignored and two different ones refused).
- * Lookups are kept for `authCacheMs`, so a request costs no store read and a revoked key stops within
- * that time.
- */
-export function authenticate(deps: Deps): MiddlewareHandler<AppEnv> {
-  const prove = proveCaller(deps);
-  return async (c, next) => {
-    await prove(c);
-    await next();
-  };
-}
-
-/**
  * The caller an API key proves, or the AuthError thrown for a missing, unknown or revoked key: at once for a key in
  * the cache, else once the store has answered.
  */
@@ -56,8 +42,10 @@ export function keyProver(deps: Deps): KeyProver {
 }
 
 /**
- * The check of `authenticate` on its own, for a middleware that runs it among other steps: sets the caller, or
- * throws the error the request gets.
+ * Proves the caller by API key (header `X-API-Key`, `Authorization: Bearer`, or the `apikey` parameter; empty ones
+ * are ignored and two different ones refused), for a middleware that runs it among other steps: sets the caller, or
+ * throws the error the request gets. Lookups are kept for `authCacheMs`, so a request costs no store read and a
+ * revoked key stops within that time.
  */
 export function proveCaller(deps: Deps, prove: KeyProver = keyProver(deps)): (c: Context<AppEnv>) => Promise<void> {
   return async (c) => {

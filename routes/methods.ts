@@ -1,4 +1,4 @@
-import type { Context, Hono, MiddlewareHandler } from "hono";
+import type { Context, Hono } from "hono";
 import { requireWrite } from "./auth.ts";
 import type { AppEnv } from "./context.ts";
 import { render } from "./reply.ts";
@@ -16,24 +16,11 @@ function byOrder(a: string, b: string): number {
 }
 
 /**
- * Answers 405 with an `Allow` header when a path the app routes is asked with a method it does not take, before
- * authentication or the body. The methods come from the app's own routes (so every endpoint added later is covered):
- * those registered for the path, plus HEAD for a read-only path, one taken by GET alone without `requireWrite`.
- * Hono answers HEAD by running the GET handler, which must never happen for a write. Routes for all methods
- * (middleware) do not count; a path no route takes falls through to 404.
- */
-export function allowedMethods(app: Hono<AppEnv>): MiddlewareHandler<AppEnv> {
-  const refusal = methodRefusal(app);
-  return async (c, next) => {
-    const refused = refusal(c);
-    if (refused) c.res = refused;
-    else await next();
-  };
-}
-
-/**
- * The check of `allowedMethods` on its own, for a middleware that runs it among other steps: the 405 reply for a
- * request whose method its path does not take, else undefined.
+ * The 405 reply (with an `Allow` header) for a request whose method its path does not take, else undefined; run
+ * before authentication or the body, among the other steps of one middleware. The methods come from the app's own
+ * routes (so every endpoint added later is covered): those registered for the path, plus HEAD for a read-only path,
+ * one taken by GET alone without `requireWrite`. Hono answers HEAD by running the GET handler, which must never
+ * happen for a write. Routes for all methods (middleware) do not count; a path no route takes falls through to 404.
  */
 export function methodRefusal(app: Hono<AppEnv>): (c: Context<AppEnv>) => Response | undefined {
   let methods: string[] | undefined;
