@@ -20,7 +20,7 @@ import { backoff, RETRY, withRetry, Write } from "./commit.ts";
 import { cardKeys, claimKeys, keys } from "./keys.ts";
 import { addCardCount } from "./points_stats.ts";
 import { cardIndexValue } from "./cards.ts";
-import { BUCKET_SIZE, MAX_CHECKS, MAX_MUTATIONS, OWN_MUTATIONS } from "./limits.ts";
+import { BUCKET_SIZE, MAX_CHECKS, MAX_CREATE_RETRIES, MAX_MUTATIONS, OWN_MUTATIONS } from "./limits.ts";
 import type { Store } from "./store.ts";
 
 /** One new customer with its card and opening balance, already decided by the domain rules (ids left to fill). */
@@ -40,7 +40,11 @@ async function reserve(store: Store, key: Deno.KvKey, n: number): Promise<number
     const first = (seq.value ?? 0) + 1;
     const res = await store.kv.atomic().check(seq).set(key, first + n - 1).commit();
     return res.ok ? first : RETRY;
-  }, { message: "Cannot import: the id sequence was changed concurrently too often, try again" });
+  }, {
+    message: "Cannot import: the id sequence was changed concurrently too often, try again",
+    // A reservation is a create's id: every lost race is another create landing (see MAX_CREATE_RETRIES).
+    attempts: MAX_CREATE_RETRIES,
+  });
 }
 
 /** A row with its ids filled and the unique keys it claims. */
