@@ -1,5 +1,5 @@
 import { type Customer, customerLists, customerUniqueKeys, uniqueClash } from "../domain/customer.ts";
-import { NotFoundError, ValidationError } from "../domain/errors.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../domain/errors.ts";
 import type { Actor } from "../domain/audit.ts";
 import { addPendingEntry, type NameResolution, requireEntry, resolveName } from "./directories.ts";
 import { keys, nameKeys } from "./keys.ts";
@@ -109,17 +109,27 @@ export async function upsertCustomer(store: Store, actor: Actor, request: Upsert
   const cid = actor.companyId;
   return await withRetry(async (attempt) => {
     const { entry, link } = await locate(store.kv, cid, request);
-    // The first attempt takes new unique values as free without reading them; a clash shows as a failed commit.
-    const prepared = await prepare(store, actor, request, entry, { optimistic: attempt === 1 });
-    if (prepared === RETRY) return RETRY;
-    const plan = link ? { ...prepared, link } : prepared;
-    const result = entry ? await commit(new Write(store, actor), plan) : await queueCreate(store, actor, plan);
-    if (result) return result;
-    return await explainFailure(store.kv, indexDiff(cid, entry?.value ?? null, plan.next), {
-      claims: plan.claims,
-      id: plan.next.id,
-      clash: plan.clash,
-    });
+    try {
+      // The first attempt takes new unique values as free without reading them; a clash shows as a failed commit.
+      const prepared = await prepare(store, actor, request, entry, { optimistic: attempt === 1 });
+      if (prepared === RETRY) return RETRY;
+      const plan = link ? { ...prepared, link } : prepared;
+      const result = entry ? await commit(new Write(store, actor), plan) : await queueCreate(store, actor, plan);
+      if (result) return result;
+      return await explainFailure(store.kv, indexDiff(cid, entry?.value ?? null, plan.next), {
+        claims: plan.claims,
+        id: plan.next.id,
+        clash: plan.clash,
+      });
+    } catch (error) {
+      // A create found by external id that clashed (on any value: a till's retry carries the same phone) because a
+      // concurrent create of that customer came first: update the customer it made, as if this request had come a
+      // moment later. Only when the lookup now finds one: a value held by anyone else stays a 409 naming it.
+      if (!entry && request.externalId !== undefined && error instanceof ConflictError) {
+        if ((await locate(store.kv, cid, request)).entry) return RETRY;
+      }
+      throw error;
+    }
   }, {
     message: "Cannot save customer: it was changed concurrently, try again",
     attempts: request.create && request.id === undefined ? MAX_CREATE_RETRIES : MAX_RETRIES,
@@ -170,7 +180,7 @@ interface Plan {
   /** Unique index entries the new version claims, as read or assumed free (checked at commit). */
   claims: Claims;
   /** Throws the 409 of a unique value held by another customer. */
-  clash: (field: string) => typeof RETRY;
+  clash: (field: string) => never;
   /** A create's link (UpsertCustomer.link), as read: checked and pointed at the new id. */
   link?: Deno.KvEntryMaybe<number>;
 }
@@ -207,10 +217,7 @@ async function prepare(
   }
   // Unique keys do not depend on the id, so a new customer's claims are read before its id is taken.
   const unique = customerUniqueKeys(next);
-  const clash = (field: string): typeof RETRY => {
-    // A create found by this external id lost it to a concurrent create of the same customer: find that one and
-    // update it, as the request would have had it come a moment later.
-    if (!existing && field === "external_id" && request.externalId !== undefined) return RETRY;
+  const clash = (field: string): never => {
     throw uniqueClash(field, field === "email" ? next.email! : unique[field as UniqueField]!, !existing);
   };
   const claims = await readClaims(kv, indexDiff(cid, existing, next), { id, clash, optimistic: options.optimistic });

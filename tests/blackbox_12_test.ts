@@ -1,6 +1,7 @@
 /**
  * Review of round 12's four fixes (bb12): create retries, find-or-create by external id, bucket sums of long lists,
- * the log writer's flush. "DEFECT ..." tests fail on the reviewed code; "held: ..." tests pass.
+ * the log writer's flush. "fixed: ..." tests failed on the reviewed code (DEFECTs the review found, fixed after it);
+ * "held: ..." tests pass.
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -28,7 +29,7 @@ import {
   world,
 } from "./kit.ts";
 
-Deno.test("DEFECT find-or-create: a request racing its own retry (same external_id, phone and email) gets 409 phone, not the update", async () => {
+Deno.test("fixed: find-or-create racing its own retry (same external_id, phone and email) updates the customer the retry made", async () => {
   await using w = await world();
   const proxy = kvProxy(w.kv);
   const racyApp = createApp({ kv: proxy.kv, config: { ...DEFAULT_CONFIG, kvPath: ":memory:", logRequests: false } });
@@ -44,7 +45,7 @@ Deno.test("DEFECT find-or-create: a request racing its own retry (same external_
   assert.equal(original.body.isnew, 0);
 });
 
-Deno.test("DEFECT find-or-create: concurrent identical requests (external_id with phone and email) on two processes: some get 409", async () => {
+Deno.test("fixed: concurrent identical find-or-creates (external_id with phone and email) on two processes all answer 200", async () => {
   await using w = await world();
   const other = createApp({ kv: w.kv, config: { ...DEFAULT_CONFIG, kvPath: ":memory:", logRequests: false } });
   const replies = await Promise.all(
@@ -58,7 +59,7 @@ Deno.test("DEFECT find-or-create: concurrent identical requests (external_id wit
   assert.deepEqual(replies.map((r) => r.status), replies.map(() => 200), replies.map((r) => r.text).join("\n"));
 });
 
-Deno.test('DEFECT (regression of d4ddf0a) find-or-create of a new external_id whose body sets another, taken one: 40 retries, then 409 "changed concurrently" without field, not 409 external_id', async () => {
+Deno.test("fixed: find-or-create of a new external_id whose body sets another, taken one is 409 naming external_id (a regression of d4ddf0a)", async () => {
   await using w = await world();
   assertJson(await w.call("POST", "/api/customer/update", { form: { fname: "Held", external_id: "TAKEN" } }), 200);
   const before = await snapshot(w.kv);
@@ -378,13 +379,13 @@ Deno.test("held: find-or-create by one external_id under concurrency: one custom
 // ---------------------------------------------------------------------------------------------------------------
 // 1. creates retried MAX_CREATE_RETRIES times
 
-Deno.test("DEFECT an import's id reservation gives up after 8 lost races to API creates: the import stops", async () => {
+Deno.test("fixed: an import's id reservation outlasts 12 lost races to API creates (it gave up after 8)", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     const seqKey = JSON.stringify(keys.sequence("acme", "customers"));
     const till = createStore(kv);
     let raced = 0;
-    // storage/import_batch.ts reserve() keeps MAX_RETRIES (8). Seen for real: POST /api/import of 20 rows beside 32
+    // storage/import_batch.ts reserve() kept MAX_RETRIES (8); it now takes MAX_CREATE_RETRIES. Seen for real: POST /api/import of 20 rows beside 32
     // clients creating customers on two workers answered 409 "the id sequence was changed concurrently too often"
     // for 1 to 5 of 60 imports per run. Here, deterministically:
     // another process's API create lands just before each of the import's next 12 commits that move the sequence
