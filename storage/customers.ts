@@ -521,6 +521,37 @@ async function bucketSums(kv: Deno.Kv, cid: string, list: string): Promise<Bucke
       return updated;
     }
   }
+  // Pages that find the sums stale at once (a cold start, a change to an early bucket) share one listing instead of
+  // each listing every counter: one that joins a listing begun before it came brings the result up to date with
+  // tailUpdate, as from the cache, so it sees every write made before it came; else it lists on its own.
+  let listings = LISTINGS.get(kv);
+  if (!listings) LISTINGS.set(kv, listings = new Map());
+  const running = listings.get(name);
+  if (running) {
+    const shared = await running.catch(() => null);
+    const updated = shared && await tailUpdate(kv, cid, list, shared);
+    if (updated) return updated;
+  }
+  const listing = listExactly(kv, cid, list, cache, name);
+  if (!running) {
+    listings.set(name, listing);
+    const done = () => listings.get(name) === listing && listings.delete(name);
+    listing.then(done, done);
+  }
+  return await listing;
+}
+
+/** Listings of bucket counters under way, by store and list. */
+const LISTINGS = new WeakMap<Deno.Kv, Map<string, Promise<BucketSums>>>();
+
+/** Lists a list's bucket counters until a listing is exact (at most SUM_ATTEMPTS times) and caches it. */
+async function listExactly(
+  kv: Deno.Kv,
+  cid: string,
+  list: string,
+  cache: Map<string, BucketSums>,
+  name: string,
+): Promise<BucketSums> {
   // A listing read in one batch is one consistent reading (every bucket as of one moment), and the totals are the
   // sums of the buckets in the same write, so it is exact whatever is written meanwhile. A longer list comes in
   // several reads: it is exact when the totals read after it equal its sums with the last buckets read again with
@@ -599,8 +630,9 @@ const MAX_CACHED_LISTS = 1000;
 
 /**
  * The smallest id at `offset` in a list: the bucket holding it is found in the summed bucket counts (binary
- * search), then at most half a bucket of keys is read, from whichever end of the bucket is nearer. So the cost
- * grows with the page size, not the offset. Null: past the end.
+ * search), then its position in the bucket from the bucket's ids kept in the process (a list of up to
+ * KEPT_LIST_BUCKETS buckets), or from at most half a bucket of keys read from whichever end of the bucket is nearer.
+ * So the cost grows with the page size, not the offset. Null: past the end.
  */
 async function idAtOffset(kv: Deno.Kv, cid: string, list: string, offset: number): Promise<number | null> {
   const sums = await bucketSums(kv, cid, list);
@@ -618,8 +650,77 @@ async function idAtOffset(kv: Deno.Kv, cid: string, list: string, offset: number
   const size = sums.sizes[at]!;
   const skip = offset - sums.before[at]!;
   if (skip >= size) return null;
-  const ids = await bucketIds(kv, cid, list, { bucket: sums.buckets[at]!, in: sums.ins[at]!, out: sums.outs[at]! });
+  const bucket = sums.buckets[at]!;
+  if (sums.buckets.length > KEPT_LIST_BUCKETS) {
+    const last = at === sums.buckets.length - 1;
+    return await idInBucket(kv, cid, list, { bucket, skip, size, last, in: sums.ins[at]!, out: sums.outs[at]! });
+  }
+  const ids = await bucketIds(kv, cid, list, { bucket, in: sums.ins[at]!, out: sums.outs[at]! });
   return ids[skip] ?? null;
+}
+
+/**
+ * Lists of at most this many buckets (128,000 customers) have their buckets' ids read whole and kept (bucketIds): the
+ * cache holds them all, so a deep page reads no index keys at all. The buckets of a longer list would only take turns
+ * in the cache, each page reading 500 keys to keep them for a page that rarely comes: at 1,000,000 customers that read
+ * was most of a page's time under the mixed load. A longer list reads only the keys up to the page's first id, from
+ * the nearer end of its bucket, and keeps those (idInBucket).
+ */
+const KEPT_LIST_BUCKETS = 256;
+
+/** The ids read from one end of a bucket of a long list, with the counters its sums had when they were read. */
+interface BucketEnd {
+  in: bigint;
+  out: bigint;
+  /** Read from the bucket's end: `ids[k]` is the member at position size - 1 - k. */
+  reverse: boolean;
+  ids: number[];
+}
+
+/** Ends of buckets of long lists by store, then by company, list and bucket; at most MAX_CACHED_BUCKETS. */
+const BUCKET_ENDS = new WeakMap<Deno.Kv, Map<string, BucketEnd>>();
+
+/**
+ * The id at position `skip` of a bucket of `size` members, reading index keys from the nearer end of the bucket (at
+ * most half of it, 250 keys). The last bucket, which creates grow, is read from its start, so a create meanwhile does
+ * not move the position. What was read is kept with the bucket's counters as the sums had them (any change of the
+ * bucket moves one, and counters only grow, so equal counters mean the same members), and serves a later page whose
+ * position it covers: a page asked for again reads no keys. A bucket found smaller than its counts said (a change
+ * meanwhile) gives the nearest id the page can go on from, after its last member or its first, and is not kept.
+ */
+async function idInBucket(
+  kv: Deno.Kv,
+  cid: string,
+  list: string,
+  at: { bucket: number; skip: number; size: number; last: boolean; in: bigint; out: bigint },
+): Promise<number | null> {
+  let cache = BUCKET_ENDS.get(kv);
+  if (!cache) BUCKET_ENDS.set(kv, cache = new Map());
+  const name = `${cid}\u0000${list}\u0000${at.bucket}`;
+  const known = cache.get(name);
+  if (known && known.in === at.in && known.out === at.out) {
+    const k = known.reverse ? at.size - 1 - at.skip : at.skip;
+    if (k < known.ids.length) {
+      cache.delete(name);
+      cache.set(name, known);
+      return known.ids[k]!;
+    }
+  }
+  const start = keys.customerListEntry(cid, list, at.bucket * BUCKET_SIZE);
+  const end = keys.customerListEntry(cid, list, (at.bucket + 1) * BUCKET_SIZE);
+  const reverse = !at.last && at.skip >= at.size / 2;
+  const limit = reverse ? at.size - at.skip : at.skip + 1;
+  const ids: number[] = [];
+  for await (const e of kv.list({ start, end }, { limit, reverse, batchSize: limit })) ids.push(e.key.at(-1) as number);
+  const id = ids.at(-1) ?? null;
+  if (ids.length === limit) {
+    cache.delete(name);
+    if (cache.size >= MAX_CACHED_BUCKETS) cache.delete(cache.keys().next().value!);
+    cache.set(name, { in: at.in, out: at.out, reverse, ids });
+    return id;
+  }
+  if (id === null) return (at.bucket + 1) * BUCKET_SIZE;
+  return reverse ? id : id + 1;
 }
 
 /** The ids of one bucket of a list, as read when its two counters were `in` and `out`. */

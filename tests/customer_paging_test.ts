@@ -204,14 +204,20 @@ Deno.test("a list's bucket sums are read again in one listing while customers ke
   assert.equal(bucketListings - listingsBefore, 1);
 });
 
-Deno.test("a list of over 1,000 bucket counters is cached after a listing that creates followed; a change behind it is not", async () => {
+/** Hooks into the listings of a list's bucket counters: what runs after a listing's first entry, or after its last. */
+type ListingHooks = { afterFirst?: () => Promise<unknown>; afterLast?: () => Promise<unknown> };
+
+/**
+ * An app over a store of one customer in each of 1,100 buckets (1,100 counters, more than one listing batch of 1,000
+ * reads at once), whose listings of the "all" list's bucket counters are counted and can run hooks.
+ */
+async function longList() {
   const cid = "acme";
   const bucketPrefix = JSON.stringify(["company", cid, "customer_buckets", "all"]);
   const now = Date.now();
   const customer = (id: number): Customer => ({ ...blankCustomer(id, { now, userId: 1 }), fname: `F${id}` });
-  let bucketListings = 0;
-  /** What runs while the next listing of the bucket counters is under way: after its first entry, or after its last. */
-  const during: { afterFirst?: () => Promise<unknown>; afterLast?: () => Promise<unknown> }[] = [];
+  const stats = { listings: 0 };
+  const during: ListingHooks[] = [];
   let real!: Deno.Kv;
   const wrap = (kv: Deno.Kv): Deno.Kv => {
     real = kv;
@@ -225,7 +231,7 @@ Deno.test("a list of over 1,000 bucket counters is cached after a listing that c
           const iter = target.list(selector, options);
           const prefix = "prefix" in selector ? JSON.stringify(selector.prefix) : "";
           if (prefix !== bucketPrefix) return iter;
-          bucketListings++;
+          stats.listings++;
           const hooks = during.shift() ?? {};
           return (async function* () {
             let n = 0;
@@ -239,44 +245,193 @@ Deno.test("a list of over 1,000 bucket counters is cached after a listing that c
       },
     });
   };
-  await using w = await world({ kv: wrap });
-  // One customer in each of 1,100 buckets: 1,100 counters, more than one listing batch (1,000) reads at once.
+  const w = await world({ kv: wrap });
   const ids = Array.from({ length: 1100 }, (_, b) => b * BUCKET_SIZE + 1);
   await rawInsertCustomers(real, cid, ids.map(customer));
   let lastId = ids.at(-1)!;
-  const create = () => rawInsertCustomers(real, cid, [customer(ids[ids.push(++lastId) - 1]!)]);
-  const page = async (n: number) => {
-    const r = await w.call("GET", "/api/customer", { query: { page: n, page_size: 50 } });
-    assert.equal(r.status, 200, r.text);
-    return (r.body.customers as { id: number }[]).map((c) => c.id);
+  return {
+    w,
+    ids,
+    stats,
+    during,
+    /** Writes customers straight to the store (as another process would), by id. */
+    insert: (...more: number[]) => {
+      ids.push(...more);
+      return rawInsertCustomers(real, cid, more.map(customer));
+    },
+    /** A create: the next id. */
+    create: () => {
+      ids.push(++lastId);
+      return rawInsertCustomers(real, cid, [customer(lastId)]);
+    },
+    page: async (n: number) => {
+      const r = await w.call("GET", "/api/customer", { query: { page: n, page_size: 50 } });
+      assert.equal(r.status, 200, r.text);
+      return (r.body.customers as { id: number }[]).map((c) => c.id);
+    },
+    expected: (n: number) => [...ids].sort((a, b) => a - b).slice((n - 1) * 50, n * 50),
   };
-  const expected = (n: number) => [...ids].sort((a, b) => a - b).slice((n - 1) * 50, n * 50);
+}
+
+Deno.test("a list of over 1,000 bucket counters is cached after a listing that creates followed; a change behind it is not", async () => {
+  const { w, stats, during, insert, create, page, expected } = await longList();
+  await using _ = w;
 
   // A create lands after the listing has read the last bucket: the last buckets read again with the totals make the
   // listing exact, so it is cached (before, each page listed all 1,100 counters three times and cached nothing).
   during.push({ afterLast: create });
   assert.deepEqual(await page(3), expected(3));
-  assert.equal(bucketListings, 1);
+  assert.equal(stats.listings, 1);
   await create();
   assert.deepEqual(await page(22), expected(22));
   assert.deepEqual(await page(2), expected(2));
-  assert.equal(bucketListings, 1, "cached: later pages read no bucket counters, creates since included");
+  assert.equal(stats.listings, 1, "cached: later pages read no bucket counters, creates since included");
 
   // A customer enters an early bucket (as an update moving one into a list would), so the cached sums are stale; while
   // they are listed again, another enters bucket 5, which the listing's first batch has already read. That listing
   // is not exact and is not cached: it is read again, and the pages count both.
-  const early = [2 * BUCKET_SIZE + 7, 5 * BUCKET_SIZE + 9];
-  await rawInsertCustomers(real, cid, [customer(early[0]!)]);
-  ids.push(early[0]!);
-  during.push({
-    afterFirst: async () => {
-      await rawInsertCustomers(real, cid, [customer(early[1]!)]);
-      ids.push(early[1]!);
-    },
-  });
+  await insert(2 * BUCKET_SIZE + 7);
+  during.push({ afterFirst: () => insert(5 * BUCKET_SIZE + 9) });
   assert.deepEqual(await page(4), expected(4));
-  assert.equal(bucketListings, 3, "the overlapped listing was read again");
+  assert.equal(stats.listings, 3, "the overlapped listing was read again");
   assert.deepEqual(await page(60), expected(60));
   assert.deepEqual(await page(23), expected(23));
-  assert.equal(bucketListings, 3);
+  assert.equal(stats.listings, 3);
 });
+
+Deno.test("a list of more buckets than are kept: pages read from the nearer end of a bucket are exact, creates meanwhile too", async () => {
+  const cid = "acme";
+  const listPrefix = JSON.stringify(["company", cid, "customer_lists", "phone1"]);
+  const now = Date.now();
+  /** Reads of a bucket's index keys with a limit (the nearer-end reads), by direction. */
+  const reads: { limit: number; reverse: boolean }[] = [];
+  /** A write made just before the next such read. */
+  let createDuringRead: (() => Promise<unknown>) | null = null;
+  let real!: Deno.Kv;
+  const wrap = (kv: Deno.Kv): Deno.Kv => {
+    real = kv;
+    return new Proxy(kv, {
+      get(target, prop) {
+        if (prop !== "list") {
+          const v = Reflect.get(target, prop, target);
+          return typeof v === "function" ? v.bind(target) : v;
+        }
+        return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+          const within = "start" in selector && "end" in selector && !("prefix" in selector) &&
+            JSON.stringify(selector.start).startsWith(listPrefix.slice(0, -1));
+          if (within && options?.limit !== undefined) {
+            reads.push({ limit: options.limit, reverse: options.reverse === true });
+            const during = createDuringRead;
+            if (during) {
+              createDuringRead = null;
+              return (async function* () {
+                await during();
+                yield* target.list(selector, options);
+              })();
+            }
+          }
+          return target.list(selector, options);
+        };
+      },
+    });
+  };
+  await using w = await world({ kv: wrap });
+  // 300 buckets (more than the 256 whose ids are kept), four customers with a phone in each, one without.
+  const customer = (id: number, phone: boolean): Customer => ({
+    ...blankCustomer(id, { now, userId: 1 }),
+    fname: `F${id}`,
+    phone: phone ? `7900${String(id).padStart(7, "0")}` : null,
+  });
+  const withPhone: number[] = [];
+  const all: Customer[] = [];
+  for (let b = 0; b < 300; b++) {
+    for (const at of [1, 100, 250, 499]) {
+      all.push(customer(b * BUCKET_SIZE + at, true));
+      withPhone.push(b * BUCKET_SIZE + at);
+    }
+    all.push(customer(b * BUCKET_SIZE + 300, false));
+  }
+  await rawInsertCustomers(real, cid, all);
+  const page = async (n: number, size: number) => {
+    const r = await w.call("GET", "/api/customer", { query: { with_phone: 1, page: n, page_size: size } });
+    assert.equal(r.status, 200, r.text);
+    return (r.body.customers as { id: number }[]).map((c) => c.id);
+  };
+  // Pages starting at every position in a bucket (page sizes 3 and 5 walk across the four members).
+  for (const size of [3, 5]) {
+    const pages = Math.ceil(withPhone.length / size);
+    for (let n = 2; n <= pages; n += 7) {
+      assert.deepEqual(await page(n, size), withPhone.slice((n - 1) * size, n * size), `page ${n} of ${size}`);
+    }
+    assert.deepEqual(await page(pages, size), withPhone.slice((pages - 1) * size));
+    assert.deepEqual(await page(pages + 1, size), []);
+  }
+  assert.ok(reads.some((r) => r.reverse) && reads.some((r) => !r.reverse), JSON.stringify(reads.slice(0, 5)));
+  assert.ok(reads.every((r) => r.limit <= BUCKET_SIZE / 2 || !r.reverse), "a reverse read takes at most half a bucket");
+  assert.ok(reads.every((r) => r.limit <= 4), "each read stops at the page's first id");
+
+  // A page asked for again reads no keys: what was read of its bucket is kept. A change to that bucket (a phone
+  // cleared) moves its counters, so the next page there reads again, and is exact.
+  const again = reads.length;
+  assert.deepEqual(await page(10, 5), withPhone.slice(45, 50));
+  assert.deepEqual(await page(10, 5), withPhone.slice(45, 50));
+  assert.ok(reads.length - again <= 1, "read at most once");
+  const repeat = reads.length;
+  assert.deepEqual(await page(10, 5), withPhone.slice(45, 50));
+  assert.equal(reads.length, repeat, "kept: no read");
+  const cleared = withPhone.splice(46, 1)[0]!;
+  const r = await w.call("POST", "/api/customer/update", { query: { id: cleared }, form: { phone: "" } });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(await page(10, 5), withPhone.slice(45, 50));
+  assert.equal(reads.length, repeat + 1, "the changed bucket is read again");
+
+  // Creates start a new last bucket; one more lands there while a page in it is being read. Read from the bucket's
+  // start, the page still begins at its position (read from the end, it would begin at the create).
+  const created: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await w.call("POST", "/api/customer/update", { form: { fname: "New", phone: `+7955000000${i}` } });
+    assert.equal(r.status, 200, r.text);
+    created.push(r.body.id);
+  }
+  const lastBucket = Math.floor(created[0]! / BUCKET_SIZE);
+  assert.ok(lastBucket >= 300 && created.every((id) => Math.floor(id / BUCKET_SIZE) === lastBucket));
+  createDuringRead = () => rawInsertCustomers(real, cid, [customer(lastBucket * BUCKET_SIZE + 450, true)]);
+  const before = reads.length;
+  // Page size 1: the page at position 1202, the third create, the last of three members (a reverse read elsewhere).
+  assert.deepEqual(await page(withPhone.length + 3, 1), [created[2]]);
+  assert.equal(reads.length - before, 1);
+  assert.equal(reads.at(-1)!.reverse, false, "the last bucket is read from its start");
+  assert.equal(createDuringRead, null, "the create landed during the read");
+});
+
+Deno.test("pages that find a long list's sums stale at once share one listing, and each sees the writes before it", async () => {
+  const { w, stats, during, create, insert, page, expected, ids } = await longList();
+  await using _ = w;
+  await create();
+  // Six pages at once on a cold cache: one listing. While it runs, after it has read the early buckets, a customer
+  // enters bucket 2, and then a seventh page is asked for: it must count that customer though the listing it may join
+  // began before the write.
+  const early = 2 * BUCKET_SIZE + 7;
+  const stale = Object.fromEntries([3, 7, 11, 15, 19, 22].map((n) => [n, expected(n)]));
+  let late: Promise<number[]> | undefined;
+  during.push({
+    afterFirst: async () => {
+      await insert(early);
+      late = page(4);
+    },
+  });
+  const pages = [3, 7, 11, 15, 19, 22];
+  const got = await Promise.all(pages.map((n) => page(n)));
+  // Asked for before the write, each page may or may not count it, but is exact either way.
+  pages.forEach((n, i) => assert.ok([stale[n], expected(n)].some((e) => deepEqualish(got[i]!, e!)), `page ${n}`));
+  assert.deepEqual(await late!, expected(4), "the page asked for after the write counts it");
+  assert.ok((await late!).length === 50 && ids.includes(early));
+  assert.ok(
+    stats.listings <= 3,
+    `listings: ${stats.listings} (one shared, read again once, at most one of the late page)`,
+  );
+});
+
+function deepEqualish(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
