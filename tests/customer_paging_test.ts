@@ -152,6 +152,30 @@ Deno.test("deep pages stay exact while creates extend the list and changes reach
   assert.deepEqual(await ids({}), expected);
 });
 
+/**
+ * A store whose `list` calls go through `hook`, which may count them, run writes around them or replace their
+ * entries; every other call reaches the store unchanged.
+ */
+function listHook(
+  kv: Deno.Kv,
+  hook: (
+    selector: Deno.KvListSelector,
+    options: Deno.KvListOptions | undefined,
+    list: () => AsyncIterable<Deno.KvEntry<unknown>>,
+  ) => AsyncIterable<Deno.KvEntry<unknown>>,
+): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, prop) {
+      if (prop !== "list") {
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      }
+      return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
+        hook(selector, options, () => target.list(selector, options));
+    },
+  });
+}
+
 Deno.test("a list's bucket sums are read again in one listing while customers keep being created, then cached", async () => {
   const cid = "acme";
   const bucketPrefix = JSON.stringify(["company", cid, "customer_buckets", "all"]);
@@ -163,23 +187,14 @@ Deno.test("a list's bucket sums are read again in one listing while customers ke
   // steady stream of creates, so no two readings of the totals around a listing are ever equal.
   const wrap = (kv: Deno.Kv): Deno.Kv => {
     real = kv;
-    return new Proxy(kv, {
-      get(target, prop) {
-        if (prop !== "list") {
-          const v = Reflect.get(target, prop, target);
-          return typeof v === "function" ? v.bind(target) : v;
-        }
-        return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
-          const iter = target.list(selector, options);
-          const prefix = "prefix" in selector ? JSON.stringify(selector.prefix) : "";
-          if (prefix !== bucketPrefix) return iter;
-          bucketListings++;
-          return (async function* () {
-            yield* iter;
-            await rawInsertCustomers(target, cid, [seeded(++nextId, now)]);
-          })();
-        };
-      },
+    return listHook(kv, (selector, _options, list) => {
+      const prefix = "prefix" in selector ? JSON.stringify(selector.prefix) : "";
+      if (prefix !== bucketPrefix) return list();
+      bucketListings++;
+      return (async function* () {
+        yield* list();
+        await rawInsertCustomers(kv, cid, [seeded(++nextId, now)]);
+      })();
     });
   };
   await using w = await world({ kv: wrap });
@@ -221,28 +236,19 @@ async function longList() {
   let real!: Deno.Kv;
   const wrap = (kv: Deno.Kv): Deno.Kv => {
     real = kv;
-    return new Proxy(kv, {
-      get(target, prop) {
-        if (prop !== "list") {
-          const v = Reflect.get(target, prop, target);
-          return typeof v === "function" ? v.bind(target) : v;
+    return listHook(kv, (selector, _options, list) => {
+      const prefix = "prefix" in selector ? JSON.stringify(selector.prefix) : "";
+      if (prefix !== bucketPrefix) return list();
+      stats.listings++;
+      const hooks = during.shift() ?? {};
+      return (async function* () {
+        let n = 0;
+        for await (const e of list()) {
+          yield e;
+          if (n++ === 0) await hooks.afterFirst?.();
         }
-        return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
-          const iter = target.list(selector, options);
-          const prefix = "prefix" in selector ? JSON.stringify(selector.prefix) : "";
-          if (prefix !== bucketPrefix) return iter;
-          stats.listings++;
-          const hooks = during.shift() ?? {};
-          return (async function* () {
-            let n = 0;
-            for await (const e of iter) {
-              yield e;
-              if (n++ === 0) await hooks.afterFirst?.();
-            }
-            await hooks.afterLast?.();
-          })();
-        };
-      },
+        await hooks.afterLast?.();
+      })();
     });
   };
   const w = await world({ kv: wrap });
@@ -310,29 +316,18 @@ Deno.test("a list of more buckets than are kept: pages read from the nearer end 
   let real!: Deno.Kv;
   const wrap = (kv: Deno.Kv): Deno.Kv => {
     real = kv;
-    return new Proxy(kv, {
-      get(target, prop) {
-        if (prop !== "list") {
-          const v = Reflect.get(target, prop, target);
-          return typeof v === "function" ? v.bind(target) : v;
-        }
-        return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
-          const within = "start" in selector && "end" in selector && !("prefix" in selector) &&
-            JSON.stringify(selector.start).startsWith(listPrefix.slice(0, -1));
-          if (within && options?.limit !== undefined) {
-            reads.push({ limit: options.limit, reverse: options.reverse === true });
-            const during = createDuringRead;
-            if (during) {
-              createDuringRead = null;
-              return (async function* () {
-                await during();
-                yield* target.list(selector, options);
-              })();
-            }
-          }
-          return target.list(selector, options);
-        };
-      },
+    return listHook(kv, (selector, options, list) => {
+      const within = "start" in selector && "end" in selector && !("prefix" in selector) &&
+        JSON.stringify(selector.start).startsWith(listPrefix.slice(0, -1));
+      if (!within || options?.limit === undefined) return list();
+      reads.push({ limit: options.limit, reverse: options.reverse === true });
+      const during = createDuringRead;
+      if (!during) return list();
+      createDuringRead = null;
+      return (async function* () {
+        await during();
+        yield* list();
+      })();
     });
   };
   await using w = await world({ kv: wrap });
