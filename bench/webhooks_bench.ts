@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { hmacKey, signBody } from "../domain/webhooks.ts";
 import { createStore } from "../storage/store.ts";
 import { saveConnection, saveDirectoryEntry } from "../usecases/mod.ts";
+import { freePort } from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -42,7 +43,8 @@ const { connection } = await saveConnection(store, actor, {
 });
 kv.close();
 
-const port = 20000 + Math.floor(Math.random() * 20000);
+// The system picks the port: a random one collided with a test server of another job (AddrInUse in CI).
+const port = freePort();
 const child = new Deno.Command(Deno.execPath(), {
   args: ["serve", "-A", "--unstable-kv", "--host", "127.0.0.1", "--port", String(port), "main.ts"],
   cwd: new URL("..", import.meta.url).pathname,
@@ -51,7 +53,11 @@ const child = new Deno.Command(Deno.execPath(), {
   stderr: "inherit",
 }).spawn();
 const base = `http://127.0.0.1:${port}`;
+const early: { status: Deno.CommandStatus | null } = { status: null };
+child.status.then((s) => early.status = s);
 for (let i = 0; i < 600; i++) {
+  // A service that could not start is an error at once, never a bench against whatever else answers on the port.
+  if (early.status) throw new Error(`the service exited with code ${early.status.code} before serving on ${base}`);
   try {
     const r = await fetch(`${base}/health`);
     await r.body?.cancel();

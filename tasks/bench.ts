@@ -16,7 +16,7 @@ import { createStore } from "../storage/store.ts";
 import { createAdminUser, saveDirectoryEntry, signIn } from "../usecases/mod.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
 import { seedExtras } from "../bench/seed_extras.ts";
-import { barcodeTableLua, cpuSeconds, untilServing } from "../bench/common.ts";
+import { barcodeTableLua, cpuSeconds, freePort, untilServing } from "../bench/common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -123,13 +123,6 @@ async function seed(kvPath: string): Promise<{ key: string }> {
   await saveDirectoryEntry(store, actor, { kind: "bonus_programs", id: 1, settings: { accrual_percent: 500 } });
   kv.close();
   return { key };
-}
-
-function freePort(): number {
-  const l = Deno.listen({ port: 0, hostname: "127.0.0.1" });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 interface Server {
