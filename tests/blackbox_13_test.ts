@@ -10,7 +10,7 @@ import { blankCustomer, type Customer } from "../domain/customer.ts";
 import { BUCKET_SIZE } from "../storage/limits.ts";
 import { rawInsertCustomers } from "../storage/seed.ts";
 import { createApiKey } from "../storage/api_keys.ts";
-import { keys } from "../storage/keys.ts";
+import { directoryKeys, keys } from "../storage/keys.ts";
 import { openKv } from "../storage/open.ts";
 import { createStore } from "../storage/store.ts";
 import { saveCustomer } from "../usecases/customers.ts";
@@ -431,6 +431,8 @@ Deno.test("held: concurrent identical find-or-creates that also make a new group
   const found = await w.call("GET", "/api/customer", { query: { external_id: "G-1" } });
   const groupId = found.body.customers[0].group_id;
   assert.ok(typeof groupId === "number", found.text);
+  const groups = await Array.fromAsync(w.kv.list({ prefix: directoryKeys.entries("acme", "groups") }));
+  assert.deepEqual(groups.map((e) => e.key.at(-1)), [groupId], "one group");
   const total = await w.call("GET", "/api/customer", { query: { page: 1, page_size: 10 } });
   assert.equal(total.body.total_count, 1);
 });
@@ -600,5 +602,62 @@ Deno.test("held: a move landing during a bucket's nearer-end read (either end, i
         await move(moved);
       }
     }
+  }
+});
+
+Deno.test("held: a list of 1,100 buckets (listed in several reads): pages asked after writes in early buckets count them while earlier pages' listings are shared", async () => {
+  await using w = await world();
+  const other = createApp({ kv: w.kv, config: CONFIG });
+  const now = Date.now();
+  const phones = new Map<number, boolean>();
+  const seed: Customer[] = [];
+  for (let b = 0; b < 1100; b++) {
+    for (const k of b % 3 === 0 ? [1, 2] : [1]) {
+      const id = b * BUCKET_SIZE + k;
+      phones.set(id, true);
+      seed.push({
+        ...blankCustomer(id, { now, userId: 1 }),
+        fname: `F${id}`,
+        phone: `7900${String(id).padStart(7, "0")}`,
+      });
+    }
+  }
+  await rawInsertCustomers(w.kv, "acme", seed);
+  const rand = prng(11);
+  const expected = () => [...phones].filter(([, p]) => p).map(([id]) => id).sort((a, b) => a - b);
+  const page = async (n: number, size: number) => {
+    const r = await w.call("GET", "/api/customer", { query: { with_phone: 1, page: n, page_size: size } });
+    assert.equal(r.status, 200, r.text);
+    return { ids: (r.body.customers as { id: number }[]).map((c) => c.id), total: r.body.total_count as number };
+  };
+  let serial = 0;
+  for (let round = 0; round < 25; round++) {
+    const size = [1, 7, 50, 333][round % 4]!;
+    const pages = Math.ceil(expected().length / size);
+    const inFlight = Array.from({ length: 6 }, () => page(1 + Math.floor(rand() * pages), size));
+    // A move in an early bucket, through the other app (its own caches), then more in flight, then the late page.
+    const ids = [...phones.keys()].filter((id) => id < 200 * BUCKET_SIZE);
+    const moved = ids[Math.floor(rand() * ids.length)]!;
+    serial++;
+    const r = await request(other, "POST", "/api/customer/update", {
+      key: w.key,
+      query: { id: moved },
+      form: { phone: phones.get(moved) ? "" : `+7955${String(serial).padStart(6, "0")}` },
+    });
+    assert.equal(r.status, 200, r.text);
+    phones.set(moved, !phones.get(moved));
+    const afterNs = Array.from({ length: 3 }, () => 1 + Math.floor(rand() * pages));
+    inFlight.push(...afterNs.map((m) => page(m, size)));
+    const n = 1 + Math.floor(rand() * pages);
+    const late = await page(n, size);
+    assert.equal(late.total, expected().length, `round ${round}`);
+    assert.deepEqual(late.ids, expected().slice((n - 1) * size, n * size), `round ${round}: page ${n} of ${size}`);
+    const started = await Promise.all(inFlight);
+    // Those begun after the write (the last three) count it too.
+    started.slice(6).forEach((g, i) => {
+      const m = afterNs[i]!;
+      assert.equal(g.total, expected().length, `round ${round}: a page begun after`);
+      assert.deepEqual(g.ids, expected().slice((m - 1) * size, m * size), `round ${round}: page ${m} begun after`);
+    });
   }
 });
