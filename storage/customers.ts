@@ -18,7 +18,7 @@ import {
   Write,
 } from "./commit.ts";
 import { BUCKET_SIZE, MAX_ATOMIC_BYTES, MAX_CHECKS, MAX_CREATE_RETRIES, MAX_RETRIES } from "./limits.ts";
-import type { Store } from "./store.ts";
+import { keepRecent, type Store } from "./store.ts";
 import { type Left, type Queued, togetherQueue } from "./together.ts";
 
 /** The unique customer fields and the index each one lives in. */
@@ -451,6 +451,18 @@ interface BucketSums {
 /** Summed bucket counts by store and list, reused while the list's totals stay the same. */
 const BUCKET_SUMS = new WeakMap<Deno.Kv, Map<string, BucketSums>>();
 
+/** The map a process keeps for one store in `maps` (caches of paging state), made on first use. */
+function ofStore<V>(maps: WeakMap<Deno.Kv, Map<string, V>>, kv: Deno.Kv): Map<string, V> {
+  let map = maps.get(kv);
+  if (!map) maps.set(kv, map = new Map());
+  return map;
+}
+
+/** The name of one bucket of a company's list in the bucket caches. */
+function bucketName(cid: string, list: string, bucket: number): string {
+  return `${cid}\u0000${list}\u0000${bucket}`;
+}
+
 const u64 = (e: Deno.KvEntryMaybe<Deno.KvU64>): bigint => e.value?.value ?? 0n;
 
 /**
@@ -510,8 +522,7 @@ async function tailUpdate(kv: Deno.Kv, cid: string, list: string, known: BucketS
  * from the last two buckets' counters (tailUpdate), in the same one read.
  */
 async function bucketSums(kv: Deno.Kv, cid: string, list: string): Promise<BucketSums> {
-  let cache = BUCKET_SUMS.get(kv);
-  if (!cache) BUCKET_SUMS.set(kv, cache = new Map());
+  const cache = ofStore(BUCKET_SUMS, kv);
   const name = `${cid}\u0000${list}`;
   const known = cache.get(name);
   if (known) {
@@ -524,8 +535,7 @@ async function bucketSums(kv: Deno.Kv, cid: string, list: string): Promise<Bucke
   // Pages that find the sums stale at once (a cold start, a change to an early bucket) share one listing instead of
   // each listing every counter: one that joins a listing begun before it came brings the result up to date with
   // tailUpdate, as from the cache, so it sees every write made before it came; else it lists on its own.
-  let listings = LISTINGS.get(kv);
-  if (!listings) LISTINGS.set(kv, listings = new Map());
+  const listings = ofStore(LISTINGS, kv);
   const running = listings.get(name);
   if (running) {
     const shared = await running.catch(() => null);
@@ -694,15 +704,13 @@ async function idInBucket(
   list: string,
   at: { bucket: number; skip: number; size: number; last: boolean; in: bigint; out: bigint },
 ): Promise<number | null> {
-  let cache = BUCKET_ENDS.get(kv);
-  if (!cache) BUCKET_ENDS.set(kv, cache = new Map());
-  const name = `${cid}\u0000${list}\u0000${at.bucket}`;
+  const cache = ofStore(BUCKET_ENDS, kv);
+  const name = bucketName(cid, list, at.bucket);
   const known = cache.get(name);
   if (known && known.in === at.in && known.out === at.out) {
     const k = known.reverse ? at.size - 1 - at.skip : at.skip;
     if (k < known.ids.length) {
-      cache.delete(name);
-      cache.set(name, known);
+      keepRecent(cache, name, known, MAX_CACHED_BUCKETS);
       return known.ids[k]!;
     }
   }
@@ -714,9 +722,7 @@ async function idInBucket(
   for await (const e of kv.list({ start, end }, { limit, reverse, batchSize: limit })) ids.push(e.key.at(-1) as number);
   const id = ids.at(-1) ?? null;
   if (ids.length === limit) {
-    cache.delete(name);
-    if (cache.size >= MAX_CACHED_BUCKETS) cache.delete(cache.keys().next().value!);
-    cache.set(name, { in: at.in, out: at.out, reverse, ids });
+    keepRecent(cache, name, { in: at.in, out: at.out, reverse, ids }, MAX_CACHED_BUCKETS);
     return id;
   }
   if (id === null) return (at.bucket + 1) * BUCKET_SIZE;
@@ -746,14 +752,12 @@ async function bucketIds(
   list: string,
   at: { bucket: number; in: bigint; out: bigint },
 ): Promise<number[]> {
-  let cache = BUCKET_IDS.get(kv);
-  if (!cache) BUCKET_IDS.set(kv, cache = new Map());
-  const name = `${cid}\u0000${list}\u0000${at.bucket}`;
+  const cache = ofStore(BUCKET_IDS, kv);
+  const name = bucketName(cid, list, at.bucket);
   const known = cache.get(name);
   if (known && known.in === at.in && known.out === at.out) {
     // Most recently used last, so the least recently used goes first when the cache is full.
-    cache.delete(name);
-    cache.set(name, known);
+    keepRecent(cache, name, known, MAX_CACHED_BUCKETS);
     return known.ids;
   }
   const counterKeys: [Deno.KvKey, Deno.KvKey] = [
@@ -767,9 +771,7 @@ async function bucketIds(
   for await (const e of kv.list({ start, end }, { batchSize: 1000 })) ids.push(e.key.at(-1) as number);
   const [in2, out2] = await kv.getMany<[Deno.KvU64, Deno.KvU64]>(counterKeys);
   if (in1.versionstamp === in2.versionstamp && out1.versionstamp === out2.versionstamp) {
-    cache.delete(name);
-    if (cache.size >= MAX_CACHED_BUCKETS) cache.delete(cache.keys().next().value!);
-    cache.set(name, { in: u64(in1), out: u64(out1), ids });
+    keepRecent(cache, name, { in: u64(in1), out: u64(out1), ids }, MAX_CACHED_BUCKETS);
   }
   return ids;
 }

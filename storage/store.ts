@@ -7,6 +7,16 @@ import type { ApiKeyRecord } from "../domain/api_key.ts";
 import type { DirectoryEntry } from "../domain/directory.ts";
 import { KeyedMutex } from "./mutex.ts";
 
+/**
+ * Puts `value` last in a map kept in order of use, first dropping the least recently used when the map holds `max`
+ * others; putting a value found again is how a hit is marked used.
+ */
+export function keepRecent<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  if (map.size >= max) map.delete(map.keys().next().value!);
+  map.set(key, value);
+}
+
 /** A bounded map of values that expire: entries older than their age are read again. */
 export class TtlCache<V> {
   #entries = new Map<string, { value: V; expires: number }>();
@@ -19,9 +29,7 @@ export class TtlCache<V> {
   }
   /** Stores `value` for `maxAgeMs`; the oldest entry goes when the cache is full. */
   set(key: string, value: V, maxAgeMs: number): void {
-    this.#entries.delete(key);
-    if (this.#entries.size >= this.options.maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
-    this.#entries.set(key, { value, expires: this.options.clock() + maxAgeMs });
+    keepRecent(this.#entries, key, { value, expires: this.options.clock() + maxAgeMs }, this.options.maxEntries);
   }
   delete(key: string): void {
     this.#entries.delete(key);
